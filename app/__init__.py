@@ -1,0 +1,87 @@
+"""Rookery: the application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app import config as settings
+from app import database
+from app.extensions import csrf, db, login_manager, migrate
+
+__all__ = ["create_app", "migrations_dir"]
+
+logger = logging.getLogger(__name__)
+
+
+def migrations_dir() -> Path:
+    """The Alembic folder (``migrations/`` beside the package, or installed next to it)."""
+    import migrations
+
+    return Path(migrations.__file__).resolve().parent
+
+
+def configure_logging(level: str) -> None:
+    """Console logging for Rookery's own loggers, once per process."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_rookery", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+        )
+        handler._rookery = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    logging.getLogger("app").setLevel(level)
+    logging.getLogger("worker").setLevel(level)
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    root.setLevel(logging.WARNING)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app from the environment; ``config`` overrides (tests)."""
+    overrides = dict(config or {})
+    values = settings.read_settings(os.environ, overrides)
+    configure_logging(values["ROOKERY_LOG_LEVEL"])
+    instance = settings.prepare_instance(values["ROOKERY_INSTANCE"])
+
+    app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
+    app.config.update(values)
+    app.config["ROOKERY_INSTANCE"] = str(instance)
+    app.config["SECRET_KEY"] = values["ROOKERY_SECRET_KEY"] or settings.read_or_create_key(
+        instance / "secret_key", settings.make_secret_key
+    )
+    app.config["ROOKERY_ENCRYPTION_KEY"] = values[
+        "ROOKERY_ENCRYPTION_KEY"
+    ] or settings.read_or_create_key(instance / "encryption.key", settings.make_fernet_key)
+
+    if "SQLALCHEMY_DATABASE_URI" not in overrides:
+        sa_url, libpq_url = database.resolve(values["DATABASE_URL"], instance)
+        app.config["SQLALCHEMY_DATABASE_URI"] = sa_url
+        app.config["ROOKERY_PG_DSN"] = libpq_url
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database.engine_options())
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # Keyword overrides that are plain Flask settings (TESTING, WTF_CSRF_ENABLED, ...)
+    app.config.update({k: v for k, v in overrides.items() if k not in settings.SETTINGS_BY_ENV})
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(migrations_dir()), compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from app import auth, errors_web, queue
+    from app.views import health, main
+
+    auth.init_app(app)
+    errors_web.init_app(app)
+    app.register_blueprint(main.bp)
+    app.register_blueprint(health.bp)
+    queue.bind(app)
+    return app

@@ -1,0 +1,371 @@
+"""The ``rookery`` command: run web and worker, manage the schema, users and the queue.
+
+Every error a person can cause ends in one ``Error: ...`` line and a non-zero exit,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+from flask_migrate.cli import db as db_group
+from sqlalchemy.exc import OperationalError
+
+from app.errors import RookeryError
+
+logger = logging.getLogger(__name__)
+
+EXIT_USAGE = 2
+
+
+def _make_app():
+    from app import create_app
+
+    return create_app()
+
+
+@click.group(
+    cls=FlaskGroup,
+    create_app=_make_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+)
+def cli() -> None:
+    """Rookery: network-automation jobs (config backups into git, reachability, commands)."""
+
+
+cli.add_command(db_group)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else human)
+
+
+# ---------------------------------------------------------------------------- serve
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise a clear error when ``host:port`` cannot be listened on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RookeryError(
+                f"Cannot listen on {host}:{port}: {exc.strerror}. "
+                "Stop the program using it or choose another --port."
+            ) from None
+
+
+def prepare_database(*, announce_admin: bool) -> None:
+    """Check the connection, apply migrations, create the first admin (inside app context)."""
+    from flask_migrate import upgrade
+
+    from app import database
+    from app.services import users
+
+    database.check_connection(current_app.config["ROOKERY_PG_DSN"])
+    upgrade(directory=current_app.extensions["migrate"].directory)
+    first = users.ensure_first_admin(current_app.config["ROOKERY_ADMIN_PASSWORD"])
+    if first and announce_admin:
+        if first.generated:
+            click.echo(
+                "\n  Created the first user 'admin' with password: "
+                f"{first.password}\n  It is shown only this once: log in and keep it safe.\n"
+            )
+        else:
+            click.echo("\n  Created the first user 'admin' with ROOKERY_ADMIN_PASSWORD.\n")
+
+
+@cli.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@with_appcontext
+def run_command(host: str, port: int) -> None:
+    """Start the web server and a worker together; Ctrl-C stops both."""
+    ensure_port_free(host, port)
+    prepare_database(announce_admin=True)
+    env = dict(os.environ)
+    # Children find the same instance folder (and so the same embedded PostgreSQL).
+    env["ROOKERY_INSTANCE"] = current_app.config["ROOKERY_INSTANCE"]
+    grace = current_app.config["ROOKERY_WORKER_GRACE_SECONDS"]
+    children = {
+        "web": subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "web", "--host", host, "--port", str(port)], env=env
+        ),
+        "worker": subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env),
+    }
+    click.echo(f"Rookery is running at http://{host}:{port}/ (Ctrl-C stops it)")
+    sys.exit(_supervise(children, grace))
+
+
+def _supervise(children: dict[str, subprocess.Popen[bytes]], grace: int) -> int:
+    """Wait for the children; on a signal or a child's death, stop the others cleanly."""
+    stopping = {"signal": None}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    exit_code = 0
+    try:
+        while stopping["signal"] is None:
+            dead = {name: p.returncode for name, p in children.items() if p.poll() is not None}
+            if dead:
+                for name, code in dead.items():
+                    click.echo(f"Error: the {name} process exited with code {code}.", err=True)
+                exit_code = 1
+                break
+            time.sleep(0.2)
+        for child in children.values():
+            if child.poll() is None:
+                # Ctrl-C already reached the children through the terminal's process
+                # group; SIGTERM covers `kill` of this process alone.
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace + 15
+        for name, child in children.items():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                click.echo(f"The {name} process did not stop in time; killing it.", err=True)
+                child.kill()
+                child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return exit_code
+
+
+@cli.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@with_appcontext
+def web_command(host: str, port: int) -> None:
+    """Serve the web pages and API (threaded; use gunicorn in production)."""
+    from werkzeug.serving import make_server
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except (OSError, SystemExit):
+        ensure_port_free(host, port)
+        raise
+    logger.info("Web server listening on http://%s:%d/", host, port)
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        logger.info("Web server stopped")
+
+
+@cli.command("worker")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="Runs at once (default: ROOKERY_WORKER_CONCURRENCY).",
+)
+@click.option("--name", default=None, help="Worker name shown in logs.")
+@with_appcontext
+def worker_command(concurrency: int | None, name: str | None) -> None:
+    """Run a worker: takes runs from the queue until Ctrl-C / SIGTERM."""
+    from app import worker_runner
+
+    # procrastinate's start/stop and job lines are the worker's own log.
+    logging.getLogger("procrastinate").setLevel(current_app.config["ROOKERY_LOG_LEVEL"])
+    options: dict[str, Any] = {}
+    if concurrency:
+        options["concurrency"] = concurrency
+    if name:
+        options["name"] = name
+    sys.exit(asyncio.run(worker_runner.serve(**options)))
+
+
+# ----------------------------------------------------------------------------- users
+
+
+@cli.group("user")
+def user_group() -> None:
+    """Manage people: create, change role, disable."""
+
+
+@user_group.command("create")
+@click.argument("username")
+@click.option(
+    "--role",
+    default="viewer",
+    show_default=True,
+    type=click.Choice(["admin", "operator", "viewer"], case_sensitive=False),
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def user_create(username: str, role: str, password_stdin: bool, as_json: bool) -> None:
+    """Create a user (password from stdin, or prompted twice)."""
+    from app.services import users
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = users.create_user(username, password, role, actor="cli")
+    _emit(
+        {"id": user.id, "username": user.username, "role": user.role},
+        as_json,
+        f"Created user {user.username} ({user.role}).",
+    )
+
+
+@user_group.command("role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "operator", "viewer"], case_sensitive=False))
+@with_appcontext
+def user_role(username: str, role: str) -> None:
+    """Change a user's role."""
+    from app.services import users
+
+    user = users.set_role(username, role, actor="cli")
+    click.echo(f"{user.username} is now {user.role}.")
+
+
+@user_group.command("disable")
+@click.argument("username")
+@with_appcontext
+def user_disable(username: str) -> None:
+    """Disable a user: they can no longer log in."""
+    from app.services import users
+
+    user = users.set_active(username, False, actor="cli")
+    click.echo(f"{user.username} is disabled.")
+
+
+@user_group.command("enable")
+@click.argument("username")
+@with_appcontext
+def user_enable(username: str) -> None:
+    """Enable a disabled user again."""
+    from app.services import users
+
+    user = users.set_active(username, True, actor="cli")
+    click.echo(f"{user.username} is enabled.")
+
+
+@user_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def user_list(as_json: bool) -> None:
+    """List users with their role and state."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import User
+
+    rows = db.session.scalars(select(User).order_by(User.username)).all()
+    data = [{"username": u.username, "role": u.role, "active": u.active} for u in rows]
+    human = "\n".join(
+        f"{u['username']:<24} {u['role']:<9} {'active' if u['active'] else 'disabled'}"
+        for u in data
+    )
+    _emit(data, as_json, human or "No users.")
+
+
+# ----------------------------------------------------------------------------- queue
+
+
+@cli.group("queue")
+def queue_group() -> None:
+    """Look at the queue and its workers."""
+
+
+@queue_group.command("ping")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def queue_ping(timeout: float, as_json: bool) -> None:
+    """Send a ping through the queue and wait for a worker to answer it."""
+    from app import queue
+
+    started = time.monotonic()
+    with queue.queue_app.open():
+        job_id = queue.ping.defer()
+        while time.monotonic() - started < timeout:
+            status = queue.queue_app.job_manager.get_job_status(job_id)
+            if status.value == "succeeded":
+                elapsed = time.monotonic() - started
+                _emit(
+                    {"job_id": job_id, "seconds": round(elapsed, 3)},
+                    as_json,
+                    f"A worker answered in {elapsed:.2f}s.",
+                )
+                return
+            if status.value in {"failed", "cancelled", "aborted"}:
+                _fail(f"The ping ended {status.value}; see the worker's log.", 1)
+            time.sleep(0.1)
+        queue.queue_app.job_manager.cancel_job_by_id(job_id, delete_job=True)
+    _fail(f"No worker answered within {timeout:g}s. Is `rookery worker` running?", 1)
+
+
+# -------------------------------------------------------------------------- settings
+
+
+@cli.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the README's settings table.")
+def settings_command(markdown: bool) -> None:
+    """List every setting Rookery reads from the environment."""
+    from app.config import SETTINGS
+
+    if markdown:
+        click.echo("| Variable | Default | Meaning |\n|---|---|---|")
+        for s in SETTINGS:
+            default = "(unset)" if s.default in (None, "") else f"`{s.default}`"
+            click.echo(f"| `{s.env}` | {default} | {s.help} |")
+        return
+    for s in SETTINGS:
+        value = os.environ.get(s.env)
+        shown = ("(set)" if s.secret else value) if value else f"default: {s.default}"
+        click.echo(f"{s.env:<36} {shown}")
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``rookery`` console script."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="rookery")
+    except RookeryError as exc:
+        _fail(exc.message)
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()
+        _fail(f"PostgreSQL is unavailable: {reason[0] if reason else exc}", 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Settings: one table of every setting Rookery reads from the environment.
+
+The same table builds the Flask config, validates it with one clear message per bad
+value, and is what the README's settings table lists (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _to_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _to_positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _to_non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
+def _to_str(raw: str) -> str:
+    return raw
+
+
+def _to_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setting:
+    """One environment setting: its variable, default, parser and meaning."""
+
+    env: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        env="DATABASE_URL",
+        default=None,
+        parse=_to_str,
+        help="PostgreSQL URL (`postgresql://user@host:5432/db`). Unset: an embedded "
+        "PostgreSQL is started with its data in `<instance>/pgdata`.",
+        secret=True,
+    ),
+    Setting(
+        env="ROOKERY_INSTANCE",
+        default="./instance",
+        parse=_to_str,
+        help="Instance folder: secret key, encryption key, embedded database, config store.",
+    ),
+    Setting(
+        env="ROOKERY_SECRET_KEY",
+        default=None,
+        parse=_to_str,
+        help="Flask session signing key. Unset: generated once into `<instance>/secret_key` "
+        "(mode 0600).",
+        secret=True,
+    ),
+    Setting(
+        env="ROOKERY_ENCRYPTION_KEY",
+        default=None,
+        parse=_to_str,
+        help="Fernet key that encrypts device passwords at rest. Unset: generated once into "
+        "`<instance>/encryption.key` (mode 0600).",
+        secret=True,
+    ),
+    Setting(
+        env="ROOKERY_JOBS_PATH",
+        default="",
+        parse=_to_str,
+        help="Extra folders of job modules, separated by `os.pathsep` (`:` on Linux).",
+    ),
+    Setting(
+        env="ROOKERY_WORKER_CONCURRENCY",
+        default=8,
+        parse=_to_positive_int,
+        help="Runs one worker process executes at once (its thread pool is sized to match).",
+    ),
+    Setting(
+        env="ROOKERY_WORKER_GRACE_SECONDS",
+        default=30,
+        parse=_to_non_negative_int,
+        help="On SIGTERM/Ctrl-C, how long a worker lets runs in flight finish before it "
+        "aborts them so another worker retries them.",
+    ),
+    Setting(
+        env="ROOKERY_DEFAULT_RETRIES",
+        default=2,
+        parse=_to_non_negative_int,
+        help="Retries of a failed run when its job sets none.",
+    ),
+    Setting(
+        env="ROOKERY_RETRY_DELAY_SECONDS",
+        default=30,
+        parse=_to_positive_int,
+        help="First retry delay; each further retry doubles it (exponential backoff).",
+    ),
+    Setting(
+        env="ROOKERY_JOB_TIMEOUT_SECONDS",
+        default=900,
+        parse=_to_positive_int,
+        help="Timeout of a run when its job sets none.",
+    ),
+    Setting(
+        env="ROOKERY_JOB_TIMEOUT_MAX_SECONDS",
+        default=7200,
+        parse=_to_positive_int,
+        help="Largest timeout any job may set.",
+    ),
+    Setting(
+        env="ROOKERY_RETENTION_RUNS_DAYS",
+        default=90,
+        parse=_to_positive_int,
+        help="Days finished runs and their device results are kept.",
+    ),
+    Setting(
+        env="ROOKERY_RETENTION_LOGS_DAYS",
+        default=30,
+        parse=_to_positive_int,
+        help="Days job and system log lines are kept.",
+    ),
+    Setting(
+        env="ROOKERY_RETENTION_QUEUE_DAYS",
+        default=7,
+        parse=_to_positive_int,
+        help="Days finished queue entries (procrastinate jobs) are kept.",
+    ),
+    Setting(
+        env="ROOKERY_RETENTION_EVENTS_DAYS",
+        default=365,
+        parse=_to_positive_int,
+        help="Days run events are kept (the compliance record).",
+    ),
+    Setting(
+        env="ROOKERY_RETENTION_AUDIT_DAYS",
+        default=730,
+        parse=_to_positive_int,
+        help="Days the audit trail of people's changes is kept.",
+    ),
+    Setting(
+        env="ROOKERY_CLEANUP_INTERVAL_MINUTES",
+        default=60,
+        parse=_to_positive_int,
+        help="Minutes between retention cleanups.",
+    ),
+    Setting(
+        env="ROOKERY_EVENT_LOGGING",
+        default=True,
+        parse=_to_bool,
+        help="Write run events (`job.started`, `job.completed`, ...). `false` turns them off.",
+    ),
+    Setting(
+        env="ROOKERY_LOGIN_MAX_FAILURES",
+        default=5,
+        parse=_to_positive_int,
+        help="Failed logins allowed per user name and per address within the window.",
+    ),
+    Setting(
+        env="ROOKERY_LOGIN_WINDOW_SECONDS",
+        default=900,
+        parse=_to_positive_int,
+        help="Window of the failed-login limit; a locked name or address waits it out.",
+    ),
+    Setting(
+        env="ROOKERY_ADMIN_PASSWORD",
+        default=None,
+        parse=_to_str,
+        help="Password of the `admin` account the first `rookery run` creates. Unset: "
+        "generated and printed once.",
+        secret=True,
+    ),
+    Setting(
+        env="ROOKERY_LOG_LEVEL",
+        default="INFO",
+        parse=_to_level,
+        help="Level of Rookery's own log on the console.",
+    ),
+)
+
+SETTINGS_BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
+
+
+def read_settings(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Parse every setting from ``environ``; ``overrides`` (tests, create_app(config)) win."""
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.env in overrides:
+            values[setting.env] = overrides[setting.env]
+            continue
+        raw = environ.get(setting.env)
+        if raw is None or raw == "":
+            values[setting.env] = setting.default
+            continue
+        try:
+            values[setting.env] = setting.parse(raw)
+        except ValueError as exc:
+            shown = "<hidden>" if setting.secret else repr(raw)
+            raise ConfigError(f"{setting.env}={shown} is invalid: {exc}.") from None
+    if values["ROOKERY_JOB_TIMEOUT_SECONDS"] > values["ROOKERY_JOB_TIMEOUT_MAX_SECONDS"]:
+        raise ConfigError(
+            "ROOKERY_JOB_TIMEOUT_SECONDS may not exceed ROOKERY_JOB_TIMEOUT_MAX_SECONDS "
+            f"({values['ROOKERY_JOB_TIMEOUT_SECONDS']} > "
+            f"{values['ROOKERY_JOB_TIMEOUT_MAX_SECONDS']})."
+        )
+    return values
+
+
+def prepare_instance(path: str | os.PathLike[str]) -> Path:
+    """Create the instance folder (mode 0700) or explain why it cannot be used."""
+    folder = Path(path).expanduser().resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot create the instance folder {folder}: {exc.strerror}. "
+            "Set ROOKERY_INSTANCE to a writable folder."
+        ) from None
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"The instance folder {folder} is not writable. "
+            "Set ROOKERY_INSTANCE to a writable folder."
+        )
+    return folder
+
+
+def read_or_create_key(path: Path, make: Callable[[], str]) -> str:
+    """Return the key kept in ``path``, creating it with mode 0600 on first use.
+
+    O_EXCL makes two processes starting together agree on one key: the loser reads
+    the winner's file.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text().strip()
+        if not value:
+            raise ConfigError(f"The key file {path} is empty; restore it from backup.") from None
+        return value
+    except OSError as exc:
+        raise ConfigError(f"Cannot write the key file {path}: {exc.strerror}.") from None
+    value = make()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    logger.info("Created %s (mode 0600): back it up with the instance folder", path.name)
+    return value
+
+
+def make_secret_key() -> str:
+    """A fresh Flask secret key."""
+    return secrets.token_urlsafe(48)
+
+
+def make_fernet_key() -> str:
+    """A fresh Fernet key for secrets at rest."""
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()

@@ -1,0 +1,83 @@
+"""Which PostgreSQL Rookery talks to, and the checks that say whether it can.
+
+DATABASE_URL set: that server, nothing started. Unset: the embedded PostgreSQL in
+the instance folder (``app.embedded_pg``). SQLAlchemy gets ``postgresql+psycopg://``;
+procrastinate and LISTEN connections get the plain libpq form of the same URL.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from app import embedded_pg
+from app.errors import ConfigError, DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def resolve(database_url: str | None, instance: Path) -> tuple[str, str]:
+    """Return (SQLAlchemy URL, libpq URL) for the configured or embedded server."""
+    if not database_url:
+        libpq = embedded_pg.server_uri(instance / "pgdata")
+        return libpq.replace("postgresql://", "postgresql+psycopg://", 1), libpq
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL; expected "
+            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE."
+        ) from None
+    if url.get_backend_name() not in {"postgresql", "postgres"}:
+        raise ConfigError(
+            f"DATABASE_URL names a {url.get_backend_name()!r} database; Rookery needs PostgreSQL "
+            "(postgresql://...)."
+        )
+    sa_url = url.set(drivername="postgresql+psycopg")
+    libpq = sa_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return sa_url.render_as_string(hide_password=False), libpq
+
+
+def safe_url(url: str) -> str:
+    """A URL fit to print: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
+
+
+def check_connection(libpq_url: str, *, timeout: int = 5) -> None:
+    """Connect once; raise DatabaseUnavailable with the server's reason if that fails."""
+    try:
+        with psycopg.connect(libpq_url, connect_timeout=timeout) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"Cannot connect to PostgreSQL at {safe_url(libpq_url)}: {reason}"
+        ) from None
+
+
+def engine_options() -> dict[str, Any]:
+    """Pool settings that ride out a PostgreSQL restart (pre-ping drops dead connections)."""
+    return {"pool_pre_ping": True, "pool_recycle": 1800, "pool_size": 10, "max_overflow": 20}
+
+
+def migration_state(engine: sa.Engine) -> dict[str, Any]:
+    """Current and expected Alembic revision heads, for /health and `rookery run`."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from app import migrations_dir
+
+    script = ScriptDirectory(str(migrations_dir()))
+    heads = sorted(script.get_heads())
+    with engine.connect() as conn:
+        current = sorted(MigrationContext.configure(conn).get_current_heads())
+    return {"current": current, "heads": heads, "up_to_date": current == heads}

@@ -1,0 +1,80 @@
+"""Error pages and JSON errors: a clear message, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.errors import Conflict, DatabaseUnavailable, NotFound, RookeryError, ValidationError
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: tuple[tuple[type[RookeryError], int], ...] = (
+    (ValidationError, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (DatabaseUnavailable, 503),
+)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or (request.accept_mimetypes.best == "application/json")
+
+
+def _respond(status: int, title: str, message: str, fields: dict[str, str] | None = None):
+    if wants_json():
+        body: dict[str, object] = {"error": title, "message": message}
+        if fields:
+            body["fields"] = fields
+        return jsonify(body), status
+    return render_template("error.html", status=status, title=title, message=message), status
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _respond(
+            400,
+            "Security token missing",
+            "The form's security token is missing or expired. Reload the page and try again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return _respond(exc.code or 500, exc.name, exc.description or exc.name)
+
+    @app.errorhandler(RookeryError)
+    def rookery_error(exc: RookeryError):
+        status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
+        fields = exc.fields if isinstance(exc, ValidationError) else None
+        return _respond(status, type(exc).__name__, exc.message, fields)
+
+    @app.errorhandler(OperationalError)
+    def database_down(exc: OperationalError):
+        logger.warning(
+            "Database unavailable during %s %s: %s",
+            request.method,
+            request.path,
+            str(exc.orig).strip().splitlines()[0] if exc.orig else exc,
+        )
+        return _respond(
+            503,
+            "Database unavailable",
+            "PostgreSQL cannot be reached right now. Try again in a moment.",
+        )
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(exc: InternalServerError):
+        logger.error(
+            "Unhandled error on %s %s",
+            request.method,
+            request.path,
+            exc_info=exc.original_exception,
+        )
+        return _respond(
+            500, "Internal error", "Something went wrong on the server; it has been logged."
+        )

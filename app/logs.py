@@ -1,0 +1,74 @@
+"""Log lines in the database: the one table job modules and Rookery's parts write to.
+
+Every row is announced with ``pg_notify`` (ids only: payloads are capped at 8000
+bytes and a line can be longer) in the transaction that writes it, so a listener
+never hears of a line it cannot read yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.models import JobLog
+
+logger = logging.getLogger(__name__)
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_CHANNEL = "rookery_log"
+
+
+def normalize_level(level: str) -> str:
+    value = str(level).strip().lower()
+    if value == "warn":
+        value = "warning"
+    if value not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LEVELS)}")
+    return value
+
+
+def write(
+    *,
+    level: str,
+    log_type: str,
+    source: str,
+    message: str,
+    meta: dict[str, Any] | None = None,
+    run_id: int | None = None,
+    job_id: int | None = None,
+    job_type: str | None = None,
+    device_id: int | None = None,
+    session: Session | None = None,
+) -> JobLog:
+    """Add a log row and its notification to ``session`` (default: db.session); no commit."""
+    session = session or db.session
+    row = JobLog(
+        level=normalize_level(level),
+        log_type=log_type,
+        source=source,
+        message=message,
+        meta=meta,
+        run_id=run_id,
+        job_id=job_id,
+        job_type=job_type,
+        device_id=device_id,
+    )
+    session.add(row)
+    session.flush()
+    payload = json.dumps({"id": row.id, "run_id": run_id})
+    session.execute(select(func.pg_notify(LOG_CHANNEL, payload)))
+    return row
+
+
+def system(level: str, part: str, message: str, meta: dict[str, Any] | None = None) -> JobLog:
+    """Log a line from one of Rookery's own parts and commit it."""
+    row = write(
+        level=level, log_type="system", source=f"rookery.{part}", message=message, meta=meta
+    )
+    db.session.commit()
+    return row

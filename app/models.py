@@ -1,0 +1,611 @@
+"""Rookery's tables, as typed SQLAlchemy 2 models, and the queries that belong to them.
+
+People (users, API tokens, login failures, audit trail), inventory (tags, devices,
+credentials, circuit breakers), work (jobs, schedules and their fires, runs, device
+results, logs, events, webhooks). Procrastinate's own tables live beside these,
+created by a migration, and are not modelled here.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Select,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only kind of datetime Rookery stores."""
+    return datetime.now(UTC)
+
+
+TZDateTime = DateTime(timezone=True)
+
+
+class Role(enum.StrEnum):
+    """What a person may do."""
+
+    #: reads everything except credentials' secrets (which nobody reads)
+    VIEWER = "viewer"
+    #: creates, edits, runs and cancels jobs; manages devices
+    OPERATOR = "operator"
+    #: everything, plus credentials, users and settings
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}[self]
+
+
+class RunStatus(enum.StrEnum):
+    """Lifecycle of one run (see the design's Statuses)."""
+
+    #: row written, transaction not yet committed: never seen outside
+    PENDING = "PENDING"
+    #: in the queue, waiting for a worker
+    QUEUED = "QUEUED"
+    #: starts later: a schedule_at, or the next attempt of a retry
+    SCHEDULED = "SCHEDULED"
+    #: waits for the runs it depends on
+    WAITING = "WAITING"
+    #: a worker executes it
+    RUNNING = "RUNNING"
+    COMPLETED_SUCCESS = "COMPLETED_SUCCESS"
+    COMPLETED_PARTIAL_FAILURE = "COMPLETED_PARTIAL_FAILURE"
+    #: every device failed, or a global job returned success False
+    COMPLETED_FAILURE = "COMPLETED_FAILURE"
+    COMPLETED_NO_DEVICES = "COMPLETED_NO_DEVICES"
+    #: no targeted device had credentials
+    COMPLETED_NO_CREDENTIALS = "COMPLETED_NO_CREDENTIALS"
+    #: the credential resolver itself failed
+    FAILED_CREDENTIAL_RESOLUTION = "FAILED_CREDENTIAL_RESOLUTION"
+    #: the dispatcher, driver loading or the git store failed
+    FAILED_DISPATCHER_ERROR = "FAILED_DISPATCHER_ERROR"
+    #: a global job raised, the runner crashed, the job type is unknown, a worker died
+    FAILED_UNEXPECTED = "FAILED_UNEXPECTED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in _ACTIVE_STATUSES
+
+    @property
+    def is_failure(self) -> bool:
+        return self.value.startswith("FAILED_") or self in {
+            RunStatus.COMPLETED_FAILURE,
+            RunStatus.TIMEOUT,
+        }
+
+
+_ACTIVE_STATUSES = frozenset(
+    {
+        RunStatus.PENDING,
+        RunStatus.QUEUED,
+        RunStatus.SCHEDULED,
+        RunStatus.WAITING,
+        RunStatus.RUNNING,
+    }
+)
+ACTIVE_STATUSES: frozenset[RunStatus] = _ACTIVE_STATUSES
+
+
+class Priority(enum.IntEnum):
+    """Queue priorities: higher runs first."""
+
+    LOW = 1
+    NORMAL = 5
+    HIGH = 10
+    CRITICAL = 15
+
+
+# --------------------------------------------------------------------------- people
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER.value)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'operator', 'admin')", name="role"),)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def has_role(self, role: Role) -> bool:
+        return Role(self.role).rank >= role.rank
+
+    def __repr__(self) -> str:
+        return f"<User {self.username} {self.role}>"
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(db.Model):
+    """One failed login, counted per user name and per address by every web process."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_address_at", "address", "at"),
+    )
+
+
+class AuditEntry(db.Model):
+    """Who changed what and when, with before/after (secrets redacted)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    #: a copy of the name, so the trail stays readable after the user is gone
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+
+
+# ------------------------------------------------------------------------ inventory
+
+device_tags = Table(
+    "device_tags",
+    db.metadata,
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+credential_tags = Table(
+    "credential_tags",
+    db.metadata,
+    Column("credential_id", ForeignKey("credentials.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Tag(db.Model):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Device(db.Model):
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    #: a hostname or an address
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=22)
+    #: netmiko device_type, e.g. cisco_ios
+    platform: Mapped[str] = mapped_column(String(64))
+    #: which driver backend talks to it
+    driver: Mapped[str] = mapped_column(String(32), default="netmiko")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+    tags: Mapped[list[Tag]] = relationship(secondary=device_tags, order_by=Tag.name)
+
+    __table_args__ = (CheckConstraint("port BETWEEN 1 AND 65535", name="port"),)
+
+
+class Credential(db.Model):
+    """Login for devices sharing one of its tags; secrets are Fernet-encrypted."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    username: Mapped[str] = mapped_column(String(128))
+    password_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    enable_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: lower tries first
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    success_count: Mapped[int] = mapped_column(Integer, default=0)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_used_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+    tags: Mapped[list[Tag]] = relationship(secondary=credential_tags, order_by=Tag.name)
+
+
+class DeviceCircuit(db.Model):
+    """Circuit breaker of one device, shared by every worker."""
+
+    __tablename__ = "device_circuits"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    open_until: Mapped[datetime | None] = mapped_column(TZDateTime)
+    last_failure_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# ----------------------------------------------------------------------------- work
+
+job_target_tags = Table(
+    "job_target_tags",
+    db.metadata,
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+job_target_devices = Table(
+    "job_target_devices",
+    db.metadata,
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+job_credentials = Table(
+    "job_credentials",
+    db.metadata,
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "credential_id",
+        ForeignKey("credentials.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+job_dependencies = Table(
+    "job_dependencies",
+    db.metadata,
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "depends_on_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
+    CheckConstraint("job_id <> depends_on_id", name="not_self"),
+)
+
+
+class Job(db.Model):
+    """A saved job definition: what to run, on what, how."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    job_type: Mapped[str] = mapped_column(String(64), index=True)
+    #: validated parameters; secret ones hold Fernet tokens, never clear text
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    priority: Mapped[int] = mapped_column(Integer, default=Priority.NORMAL.value)
+    #: None: the configured default
+    max_retries: Mapped[int | None] = mapped_column(Integer)
+    retry_delay_seconds: Mapped[int | None] = mapped_column(Integer)
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    #: devices worked on at once within one run; None: the worker's limit
+    max_parallel: Mapped[int | None] = mapped_column(Integer)
+    #: refuse a second run while one is queued or running
+    no_overlap: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+    target_tags: Mapped[list[Tag]] = relationship(secondary=job_target_tags, order_by=Tag.name)
+    target_devices: Mapped[list[Device]] = relationship(
+        secondary=job_target_devices, order_by=Device.name
+    )
+    credentials: Mapped[list[Credential]] = relationship(
+        secondary=job_credentials, order_by=Credential.priority
+    )
+    depends_on: Mapped[list[Job]] = relationship(
+        secondary=job_dependencies,
+        primaryjoin=lambda: Job.id == job_dependencies.c.job_id,
+        secondaryjoin=lambda: Job.id == job_dependencies.c.depends_on_id,
+    )
+    owner: Mapped[User | None] = relationship()
+
+    __table_args__ = (CheckConstraint("priority BETWEEN 0 AND 100", name="priority"),)
+
+
+class Schedule(db.Model):
+    """When a job runs by itself: every N minutes, a cron expression, or once."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    interval_minutes: Mapped[int | None] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(String(128))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    run_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_fire_at: Mapped[datetime | None] = mapped_column(TZDateTime, index=True)
+    last_fire_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(backref="schedules")
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('interval', 'cron', 'once')", name="kind"),
+        CheckConstraint(
+            "(kind = 'interval' AND interval_minutes >= 1)"
+            " OR (kind = 'cron' AND cron IS NOT NULL)"
+            " OR (kind = 'once' AND run_at IS NOT NULL)",
+            name="shape",
+        ),
+    )
+
+
+class ScheduleFire(db.Model):
+    """One fire time of a schedule: unique, so any number of workers fire it once."""
+
+    __tablename__ = "schedule_fires"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    fire_at: Mapped[datetime] = mapped_column(TZDateTime)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("schedule_id", "fire_at", name="uq_schedule_fires_slot"),)
+
+
+run_dependencies = Table(
+    "run_dependencies",
+    db.metadata,
+    Column("run_id", ForeignKey("job_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "depends_on_run_id",
+        ForeignKey("job_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+
+class JobRun(db.Model):
+    """One execution of a job (all its attempts)."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    #: copies, so the run stays readable after its job is deleted
+    job_name: Mapped[str] = mapped_column(String(128))
+    job_type: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    #: restricts the run to these devices (relaunch of failed devices, API)
+    device_ids: Mapped[list[int] | None] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(32), default=RunStatus.PENDING.value)
+    priority: Mapped[int] = mapped_column(Integer, default=Priority.NORMAL.value)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    scheduled_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_traceback: Mapped[str | None] = mapped_column(Text)
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    #: credential resolution figures: resolved, total, percentage
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: "user:alice", "schedule:4", "api:bob", "dependency:17", "relaunch:12"
+    triggered_by: Mapped[str] = mapped_column(String(128), default="")
+    triggered_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    #: correlation id from the request or tick that started it, through every retry
+    signal_id: Mapped[str] = mapped_column(String(64), index=True)
+    procrastinate_job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    relaunch_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("job_runs.id", ondelete="SET NULL")
+    )
+    worker_name: Mapped[str | None] = mapped_column(String(128))
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    cancelled_by: Mapped[str | None] = mapped_column(String(100))
+
+    job: Mapped[Job | None] = relationship()
+    depends_on: Mapped[list[JobRun]] = relationship(
+        secondary=run_dependencies,
+        primaryjoin=lambda: JobRun.id == run_dependencies.c.run_id,
+        secondaryjoin=lambda: JobRun.id == run_dependencies.c.depends_on_run_id,
+    )
+
+    __table_args__ = (
+        Index("ix_job_runs_status", "status"),
+        Index("ix_job_runs_job_id_created_at", "job_id", "created_at"),
+        Index("ix_job_runs_created_at", "created_at"),
+    )
+
+    @property
+    def run_status(self) -> RunStatus:
+        return RunStatus(self.status)
+
+
+class DeviceResult(db.Model):
+    """What one run did on one device."""
+
+    __tablename__ = "device_results"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("job_runs.id", ondelete="CASCADE"))
+    device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True
+    )
+    device_name: Mapped[str] = mapped_column(String(128))
+    #: success, failed, skipped, no_credentials, unreachable, auth_failed, cancelled, timeout
+    status: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    credential_name: Mapped[str | None] = mapped_column(String(128))
+    output: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    changed: Mapped[bool | None] = mapped_column(Boolean)
+    connect_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "device_id", name="uq_device_results_run_device"),
+        Index("ix_device_results_run_id", "run_id"),
+    )
+
+
+class JobLog(db.Model):
+    """One log line: from a job module (log_type 'job') or a part of Rookery."""
+
+    __tablename__ = "job_logs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    level: Mapped[str] = mapped_column(String(10))
+    #: job, runner, dispatcher, scheduler, system, ...
+    log_type: Mapped[str] = mapped_column(String(32))
+    #: worker.job.<job_type>, worker.runner, web, ...
+    source: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="CASCADE"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    job_type: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+
+    __table_args__ = (
+        CheckConstraint("level IN ('debug', 'info', 'warning', 'error', 'critical')", name="level"),
+        Index("ix_job_logs_run_id_id", "run_id", "id"),
+        Index("ix_job_logs_at", "at"),
+        Index("ix_job_logs_log_type_source", "log_type", "source"),
+        Index("ix_job_logs_device_id", "device_id"),
+    )
+
+
+class Event(db.Model):
+    """A run's structured event trail, kept longer than the runs (compliance record)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    #: job.created, job.queued, job.started, job.progress, job.completed, job.failed, ...
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="SET NULL"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    exception: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    pre_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    post_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    signal_id: Mapped[str | None] = mapped_column(String(64), index=True)
+
+    __table_args__ = (
+        Index("ix_events_run_id_id", "run_id", "id"),
+        Index("ix_events_at", "at"),
+        Index("ix_events_type", "type"),
+    )
+
+
+class Webhook(db.Model):
+    """A URL told (HMAC-signed) about a job's failures, timeouts or config changes."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    #: failure, timeout, config_changed
+    events: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+# -------------------------------------------------------------------------- queries
+
+
+def user_by_name(username: str) -> Select[tuple[User]]:
+    """The user with this name, compared case-insensitively."""
+    return select(User).where(func.lower(User.username) == username.strip().lower())
+
+
+def count_users() -> Select[tuple[int]]:
+    return select(func.count()).select_from(User)

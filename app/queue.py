@@ -1,0 +1,126 @@
+"""The queue: procrastinate on Rookery's own PostgreSQL.
+
+``queue_app`` is the one procrastinate App. Everything a worker needs is set on the
+App itself, so ``worker.py``, ``rookery worker`` and ``procrastinate
+--app=app.queue.queue_app worker`` behave the same:
+
+- the connection string is resolved lazily from the Flask app (DATABASE_URL or the
+  embedded PostgreSQL), when the pool first connects;
+- ``run_worker_async`` sizes the event loop's default thread pool to the worker's
+  concurrency before any job starts (procrastinate runs sync tasks there, and
+  Python's default pool is capped at min(32, cpu + 4) threads whatever
+  ``--concurrency`` says) and applies the configured shutdown grace period;
+- a task middleware runs every sync task inside the Flask app context and hands
+  the thread's database session back afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import procrastinate
+from flask import Flask
+from procrastinate import JobContext
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUEUE = "default"
+
+_flask_app: Flask | None = None
+_flask_app_lock = threading.Lock()
+
+
+def bind(app: Flask) -> None:
+    """Make ``app`` the Flask app tasks run in and whose database the queue uses."""
+    global _flask_app
+    _flask_app = app
+
+
+def flask_app() -> Flask:
+    """The bound Flask app; created from the environment on first use in a bare worker."""
+    global _flask_app
+    with _flask_app_lock:
+        if _flask_app is None:
+            from app import create_app
+
+            _flask_app = create_app()  # create_app binds itself
+        return _flask_app
+
+
+def conninfo() -> str:
+    """libpq connection string of the bound app's database."""
+    return flask_app().config["ROOKERY_PG_DSN"]
+
+
+def run_in_app_context(call_next: Callable[[], Any], context: JobContext, worker: Any) -> Any:
+    """Sync task middleware: run the task inside the Flask app context."""
+    from app.extensions import db
+
+    with flask_app().app_context():
+        try:
+            return call_next()
+        finally:
+            db.session.remove()
+
+
+class RookeryQueue(procrastinate.App):
+    """procrastinate's App with Rookery's worker set-up applied wherever it starts."""
+
+    async def run_worker_async(self, **kwargs: Any) -> None:
+        settings = flask_app().config
+        kwargs.setdefault("concurrency", settings["ROOKERY_WORKER_CONCURRENCY"])
+        kwargs.setdefault("shutdown_graceful_timeout", settings["ROOKERY_WORKER_GRACE_SECONDS"])
+        concurrency = int(kwargs["concurrency"])
+        loop = asyncio.get_running_loop()
+        # One thread per job slot, plus a few for procrastinate's own sync work.
+        loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="rookery-job")
+        )
+        logger.info(
+            "Worker starting: concurrency %d, grace period %ss",
+            concurrency,
+            kwargs["shutdown_graceful_timeout"],
+        )
+        await super().run_worker_async(**kwargs)
+
+
+queue_app = RookeryQueue(
+    connector=procrastinate.PsycopgConnector(conninfo=conninfo, max_size=20),
+    import_paths=["app.queue"],
+    worker_defaults={
+        "task_middleware": [run_in_app_context],
+        "update_heartbeat_interval": 5,
+        "stalled_worker_timeout": 30,
+        "fetch_job_polling_interval": 2,
+        "abort_job_polling_interval": 1,
+    },
+)
+
+
+@queue_app.task(name="rookery.ping", queue=DEFAULT_QUEUE, pass_context=True)
+def ping(context: JobContext, delay: float = 0.0) -> dict[str, Any]:
+    """Queue round trip: a worker takes it, waits ``delay`` s (abortable) and answers.
+
+    ``rookery queue ping`` uses it to prove that some worker takes jobs; it writes a
+    system log line, so it also proves the worker has the Flask app and database.
+    """
+    from app import logs
+
+    deadline = time.monotonic() + max(0.0, float(delay))
+    while time.monotonic() < deadline:
+        if context.should_abort():
+            raise procrastinate.exceptions.JobAborted("ping aborted")
+        time.sleep(0.05)
+    answer = {
+        "worker": context.worker_name,
+        "thread": threading.current_thread().name,
+        "job_id": context.job.id,
+    }
+    logs.system("info", "queue", f"ping answered by {context.worker_name}", meta=answer)
+    return answer

@@ -1,0 +1,1 @@
+"""Services: the operations views, the API and the CLI call. They own ``commit()``."""

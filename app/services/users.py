@@ -1,0 +1,202 @@
+"""People: create, authenticate (with shared login throttling), change role, disable."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, func, select
+
+from app import audit
+from app.errors import Conflict, NotFound, ValidationError
+from app.extensions import db
+from app.models import LoginFailure, Role, User, count_users, user_by_name, utcnow
+
+logger = logging.getLogger(__name__)
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
+MIN_PASSWORD_LENGTH = 8
+
+
+def validate_username(username: str) -> str:
+    name = username.strip().lower()
+    if not USERNAME_RE.match(name):
+        raise ValidationError(
+            "A user name is 1-64 characters: letters, digits, '.', '_', '@' or '-'.",
+            fields={"username": "Use letters, digits, '.', '_', '@' or '-' (at most 64)."},
+        )
+    return name
+
+
+def validate_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(
+            f"A password needs at least {MIN_PASSWORD_LENGTH} characters.",
+            fields={"password": f"At least {MIN_PASSWORD_LENGTH} characters."},
+        )
+    return password
+
+
+def parse_role(role: str) -> Role:
+    try:
+        return Role(role.strip().lower())
+    except ValueError:
+        raise ValidationError(
+            f"Unknown role {role!r}: choose admin, operator or viewer.",
+            fields={"role": "Choose admin, operator or viewer."},
+        ) from None
+
+
+def create_user(
+    username: str, password: str, role: str | Role, *, actor: User | str | None = None
+) -> User:
+    """Create a user and commit, with an audit entry; refuses a taken name."""
+    name = validate_username(username)
+    validate_password(password)
+    role = parse_role(role) if isinstance(role, str) else role
+    if db.session.scalar(user_by_name(name)) is not None:
+        raise Conflict(f"A user named {name!r} already exists.")
+    user = User(username=name, role=role.value, active=True)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    audit.record(
+        actor=actor,
+        action="create",
+        object_type="user",
+        object_id=user.id,
+        summary=f"created user {name} ({role.value})",
+        after={"username": name, "role": role.value, "active": True},
+    )
+    db.session.commit()
+    logger.info("Created user %s with role %s", name, role.value)
+    return user
+
+
+def get_user(username: str) -> User:
+    user = db.session.scalar(user_by_name(username))
+    if user is None:
+        raise NotFound(f"No user named {username.strip().lower()!r}.")
+    return user
+
+
+def set_role(username: str, role: str, *, actor: User | str | None = None) -> User:
+    user = get_user(username)
+    new_role = parse_role(role)
+    before = {"role": user.role}
+    user.role = new_role.value
+    audit.record(
+        actor=actor,
+        action="update",
+        object_type="user",
+        object_id=user.id,
+        summary=f"role of {user.username}: {before['role']} -> {new_role.value}",
+        before=before,
+        after={"role": new_role.value},
+    )
+    db.session.commit()
+    return user
+
+
+def set_active(username: str, active: bool, *, actor: User | str | None = None) -> User:
+    user = get_user(username)
+    before = {"active": user.active}
+    user.active = active
+    audit.record(
+        actor=actor,
+        action="enable" if active else "disable",
+        object_type="user",
+        object_id=user.id,
+        summary=f"{'enabled' if active else 'disabled'} user {user.username}",
+        before=before,
+        after={"active": active},
+    )
+    db.session.commit()
+    return user
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    username: str
+    password: str
+    generated: bool
+
+
+def ensure_first_admin(password: str | None) -> FirstAdmin | None:
+    """With no user at all, create ``admin`` (password given, or generated)."""
+    # An advisory lock keeps two processes starting at once from both creating it.
+    db.session.execute(select(func.pg_advisory_xact_lock(0x524F4F4B)))
+    if db.session.scalar(count_users()):
+        db.session.rollback()
+        return None
+    generated = not password
+    password = password or secrets.token_urlsafe(12)
+    create_user("admin", password, Role.ADMIN, actor="system")
+    return FirstAdmin("admin", password, generated)
+
+
+# ------------------------------------------------------------------------ login
+
+
+class LoginThrottled(ValidationError):
+    """Too many failed logins: try again later."""
+
+
+class LoginFailed(ValidationError):
+    """Invalid user name or password."""
+
+
+def authenticate(username: str, password: str, address: str) -> User:
+    """Return the user, or raise LoginFailed / LoginThrottled.
+
+    Failures are counted per user name and per address in PostgreSQL, so every web
+    process enforces the same limit; a throttled attempt is refused before the
+    password is even checked.
+    """
+    name = username.strip().lower()[:64]
+    address = (address or "unknown")[:64]
+    window = timedelta(seconds=current_app.config["ROOKERY_LOGIN_WINDOW_SECONDS"])
+    limit = current_app.config["ROOKERY_LOGIN_MAX_FAILURES"]
+    since = utcnow() - window
+    by_user = db.session.scalar(
+        select(func.count()).where(LoginFailure.username == name, LoginFailure.at > since)
+    )
+    by_address = db.session.scalar(
+        select(func.count()).where(LoginFailure.address == address, LoginFailure.at > since)
+    )
+    if by_user >= limit or by_address >= limit:
+        minutes = max(1, round(window.total_seconds() / 60))
+        raise LoginThrottled(
+            f"Too many failed logins for this user or address. Try again in {minutes} minutes."
+        )
+    user = db.session.scalar(user_by_name(name)) if name else None
+    if user is None or not user.check_password(password) or not user.active:
+        db.session.add(LoginFailure(username=name, address=address))
+        audit.record(
+            actor=name or "anonymous",
+            action="login_failed",
+            object_type="user",
+            object_id=user.id if user else None,
+            address=address,
+            summary=f"failed login for {name!r}",
+        )
+        db.session.commit()
+        if user is not None and not user.active and user.check_password(password):
+            raise LoginFailed("This account is disabled; ask an administrator.")
+        raise LoginFailed()
+    db.session.execute(delete(LoginFailure).where(LoginFailure.username == name))
+    user.last_login_at = utcnow()
+    audit.record(
+        actor=user,
+        action="login",
+        object_type="user",
+        object_id=user.id,
+        address=address,
+        summary=f"{user.username} logged in",
+    )
+    db.session.commit()
+    return user

@@ -1,0 +1,1 @@
+"""Views, one blueprint per feature; routes parse, call one service, render."""

@@ -1,0 +1,85 @@
+"""A worker process: procrastinate's worker, kept alive across PostgreSQL restarts.
+
+procrastinate's worker stops when its database goes away (a failed heartbeat or
+listener ends it). ``serve`` runs it again once PostgreSQL answers, with backoff,
+until a signal asks it to stop. On the first SIGINT/SIGTERM the worker stops taking
+runs, lets those in flight finish within the grace period, then aborts them (an
+abort at shutdown is retried by another worker); a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import Any
+
+import psycopg
+
+from app import queue
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 30
+
+
+async def _database_answers() -> bool:
+    try:
+        conn = await psycopg.AsyncConnection.connect(queue.conninfo(), connect_timeout=5)
+    except (psycopg.Error, OSError):
+        return False
+    await conn.close()
+    return True
+
+
+async def _one_life(options: dict[str, Any]) -> None:
+    async with queue.queue_app.open_async():
+        await queue.queue_app.run_worker_async(install_signal_handlers=False, **options)
+
+
+async def serve(**options: Any) -> int:
+    """Run the worker until a signal; return the process exit code."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    current: dict[str, asyncio.Task[None] | None] = {"task": None}
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            logger.warning("Second stop signal: exiting now without waiting for runs")
+            os._exit(128 + signum)
+        logger.info("Stop requested (%s): finishing runs in flight", signal.Signals(signum).name)
+        stopping.set()
+        task = current["task"]
+        if task is not None:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    backoff = 1.0
+    while not stopping.is_set():
+        task = asyncio.create_task(_one_life(options))
+        current["task"] = task
+        try:
+            await task
+            failure = "the worker stopped"
+        except asyncio.CancelledError:
+            if stopping.is_set():
+                break
+            raise
+        except Exception as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            current["task"] = None
+        if stopping.is_set():
+            break
+        logger.warning("Worker lost PostgreSQL (%s); reconnecting", failure)
+        while not stopping.is_set() and not await _database_answers():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        backoff = 1.0
+    logger.info("Worker stopped")
+    return 0

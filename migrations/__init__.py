@@ -1,0 +1,1 @@
+"""Alembic migrations (Flask-Migrate). Procrastinate's schema is revision 0001."""
