@@ -28,8 +28,6 @@ from app.errors import RookeryError
 
 logger = logging.getLogger(__name__)
 
-EXIT_USAGE = 2
-
 
 def _make_app():
     from app import create_app
@@ -37,8 +35,23 @@ def _make_app():
     return create_app()
 
 
+class RookeryGroup(FlaskGroup):
+    """FlaskGroup whose commands turn Rookery's errors into one ``Error: ...`` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RookeryError as exc:
+            raise click.ClickException(exc.message) from None
+        except OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()
+            raise click.ClickException(
+                f"PostgreSQL is unavailable: {reason[0] if reason else type(exc).__name__}"
+            ) from None
+
+
 @click.group(
-    cls=FlaskGroup,
+    cls=RookeryGroup,
     create_app=_make_app,
     add_default_commands=False,
     add_version_option=False,
@@ -50,11 +63,6 @@ def cli() -> None:
 
 
 cli.add_command(db_group)
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
 
 
 def _emit(data: Any, as_json: bool, human: str) -> None:
@@ -326,10 +334,12 @@ def queue_ping(timeout: float, as_json: bool) -> None:
                 )
                 return
             if status.value in {"failed", "cancelled", "aborted"}:
-                _fail(f"The ping ended {status.value}; see the worker's log.", 1)
+                raise click.ClickException(f"The ping ended {status.value}; see the worker's log.")
             time.sleep(0.1)
         queue.queue_app.job_manager.cancel_job_by_id(job_id, delete_job=True)
-    _fail(f"No worker answered within {timeout:g}s. Is `rookery worker` running?", 1)
+    raise click.ClickException(
+        f"No worker answered within {timeout:g}s. Is `rookery worker` running?"
+    )
 
 
 # -------------------------------------------------------------------------- settings
@@ -358,13 +368,7 @@ def settings_command(markdown: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``rookery`` console script."""
-    try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="rookery")
-    except RookeryError as exc:
-        _fail(exc.message)
-    except OperationalError as exc:
-        reason = str(exc.orig or exc).strip().splitlines()
-        _fail(f"PostgreSQL is unavailable: {reason[0] if reason else exc}", 1)
+    cli.main(args=list(argv) if argv is not None else None, prog_name="rookery")
 
 
 if __name__ == "__main__":

@@ -28,15 +28,22 @@ def _to_bool(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _to_int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
 def _to_positive_int(raw: str) -> int:
-    value = int(raw)
+    value = _to_int(raw)
     if value < 1:
         raise ValueError("expected a whole number of at least 1")
     return value
 
 
 def _to_non_negative_int(raw: str) -> int:
-    value = int(raw)
+    value = _to_int(raw)
     if value < 0:
         raise ValueError("expected a whole number of at least 0")
     return value

