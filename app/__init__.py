@@ -76,9 +76,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from app import auth, errors_web, queue
+    from app import auth, errors_web, queue, registry
     from app.views import health, main
 
+    registry.init_app(app)
     auth.init_app(app)
     errors_web.init_app(app)
     app.register_blueprint(main.bp)

@@ -342,6 +342,78 @@ def queue_ping(timeout: float, as_json: bool) -> None:
     )
 
 
+# ------------------------------------------------------------------------------ jobs
+
+
+@cli.command("new-job")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder to write into (default: the first ROOKERY_JOBS_PATH folder, else app/jobs).",
+)
+def new_job(name: str, folder: str | None) -> None:
+    """Write a commented template job module NAME.py to start a new job type from."""
+    from pathlib import Path
+
+    from app import job_template, registry
+
+    try:
+        text = job_template.render_template(name)
+    except RookeryError as exc:
+        raise click.ClickException(exc.message) from None
+    if folder is None:
+        extra = [p for p in os.environ.get("ROOKERY_JOBS_PATH", "").split(os.pathsep) if p]
+        folder = extra[0] if extra else str(registry.builtin_jobs_dir())
+    target = Path(folder) / f"{name}.py"
+    if target.exists():
+        raise click.ClickException(f"{target} already exists; choose another name.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    click.echo(f"Wrote {target}: edit JOB_META and run(), then restart the worker.")
+
+
+@cli.group("job")
+def job_group() -> None:
+    """Run saved jobs."""
+
+
+@job_group.command("run")
+@click.argument("name")
+@click.option("--now", is_flag=True, help="Execute here, synchronously (run_now), not queued.")
+@click.option("--wait", type=float, default=None, help="Wait up to SECONDS for the end.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def job_run(name: str, now: bool, wait: float | None, as_json: bool) -> None:
+    """Start a run of the job NAME (queued for a worker, or --now in this process)."""
+    from app.extensions import db
+    from app.models import JobRun, RunStatus
+    from app.services import jobs, runs
+
+    if now:
+        message = runs.run_now(name)
+        _emit({"message": message}, as_json, message)
+        return
+    run = runs.start_run(jobs.get_job_by_name(name), triggered_by="cli", actor="cli")
+    if wait:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            db.session.expire_all()
+            current = db.session.get(JobRun, run.id)
+            if current is not None and RunStatus(current.status).is_final:
+                run = current
+                break
+            time.sleep(0.2)
+    data = {"run_id": run.id, "status": run.status, "message": run.message}
+    _emit(
+        data, as_json, f"Run #{run.id}: {run.status}" + (f" - {run.message}" if run.message else "")
+    )
+    if wait and RunStatus(run.status).is_failure:
+        sys.exit(1)
+
+
 # -------------------------------------------------------------------------- settings
 
 

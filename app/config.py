@@ -134,6 +134,18 @@ SETTINGS: tuple[Setting, ...] = (
         help="First retry delay; each further retry doubles it (exponential backoff).",
     ),
     Setting(
+        env="ROOKERY_RETRY_MAX_DELAY_SECONDS",
+        default=3600,
+        parse=_to_positive_int,
+        help="Longest wait between two attempts, however many retries came before.",
+    ),
+    Setting(
+        env="ROOKERY_REQUIRE_JOB_TYPES",
+        default=False,
+        parse=_to_bool,
+        help="Refuse to start when no valid job type module is found.",
+    ),
+    Setting(
         env="ROOKERY_JOB_TIMEOUT_SECONDS",
         default=900,
         parse=_to_positive_int,

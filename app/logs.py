@@ -7,20 +7,18 @@ never hears of a line it cannot read yet.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import live
 from app.extensions import db
 from app.models import JobLog
 
 logger = logging.getLogger(__name__)
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
-LOG_CHANNEL = "rookery_log"
 
 
 def normalize_level(level: str) -> str:
@@ -60,8 +58,7 @@ def write(
     )
     session.add(row)
     session.flush()
-    payload = json.dumps({"id": row.id, "run_id": run_id})
-    session.execute(select(func.pg_notify(LOG_CHANNEL, payload)))
+    live.notify(session, live.LOG_CHANNEL, id=row.id, run_id=run_id)
     return row
 
 

@@ -349,6 +349,7 @@ class Job(db.Model):
     #: None: the configured default
     max_retries: Mapped[int | None] = mapped_column(Integer)
     retry_delay_seconds: Mapped[int | None] = mapped_column(Integer)
+    retry_max_delay_seconds: Mapped[int | None] = mapped_column(Integer)
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
     #: devices worked on at once within one run; None: the worker's limit
     max_parallel: Mapped[int | None] = mapped_column(Integer)
@@ -450,6 +451,10 @@ class JobRun(db.Model):
     priority: Mapped[int] = mapped_column(Integer, default=Priority.NORMAL.value)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    #: backoff: the first retry waits retry_delay_seconds, each next one twice as long,
+    #: never more than retry_max_delay_seconds
+    retry_delay_seconds: Mapped[int] = mapped_column(Integer, default=30)
+    retry_max_delay_seconds: Mapped[int] = mapped_column(Integer, default=3600)
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(TZDateTime)

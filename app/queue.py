@@ -92,7 +92,7 @@ class RookeryQueue(procrastinate.App):
 
 queue_app = RookeryQueue(
     connector=procrastinate.PsycopgConnector(conninfo=conninfo, max_size=20),
-    import_paths=["app.queue"],
+    import_paths=["app.queue", "app.tasks"],
     worker_defaults={
         "task_middleware": [run_in_app_context],
         "update_heartbeat_interval": 5,
@@ -101,6 +101,22 @@ queue_app = RookeryQueue(
         "abort_job_polling_interval": 1,
     },
 )
+
+
+#: Defers on a connection the caller hands over (the web request's or the runner's
+#: SQLAlchemy transaction), so the queue entry commits with the caller's rows. It is
+#: never opened: procrastinate's async connector, open inside a worker, cannot take
+#: an external sync connection.
+deferrer_app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector(conninfo=conninfo))
+
+
+def defer_in_transaction(
+    connection: Any, task_name: str, task_kwargs: dict[str, Any], **options: Any
+) -> int:
+    """Defer ``task_name`` on ``connection`` (a psycopg connection inside a transaction)."""
+    return deferrer_app.configure_task(name=task_name, connection=connection, **options).defer(
+        **task_kwargs
+    )
 
 
 @queue_app.task(name="rookery.ping", queue=DEFAULT_QUEUE, pass_context=True)

@@ -1,0 +1,136 @@
+"""What job modules are handed: the logger and the device object (re-exported by app.jobs)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app import audit, events, logs
+from app.errors import RookeryError
+from app.extensions import db
+from app.models import JobRun
+
+logger = logging.getLogger(__name__)
+
+
+class NotRetryable(RookeryError):
+    """This failure would fail again (bad input, unsupported device): no retry."""
+
+
+class JobLogger:
+    """Log lines of one run (and optionally one device), written as they happen.
+
+    Each line commits in a short transaction of its own, so it shows live and
+    survives the rollback of the unit that logged it.
+    """
+
+    def __init__(self, job_id: int, job_type: str, device_id: int | None = None) -> None:
+        if not job_id or not job_type:
+            raise ValueError("JobLogger needs the run's job_id and the job_type")
+        self.run_id = int(job_id)
+        self.job_type = job_type
+        self.device_id = device_id
+        self.source = f"worker.job.{job_type}"
+        self._job_definition_id: int | None = None
+        self._looked_up = False
+        self._py_logger = logging.getLogger(f"rookery.job.{job_type}")
+
+    def _definition_id(self, session: Session) -> int | None:
+        if not self._looked_up:
+            self._job_definition_id = session.scalar(
+                select(JobRun.job_id).where(JobRun.id == self.run_id)
+            )
+            self._looked_up = True
+        return self._job_definition_id
+
+    def log(self, level: str, message: str, meta: dict[str, Any] | None = None) -> None:
+        """Write one line at ``level`` (debug, info, warning, error, critical)."""
+        level = logs.normalize_level(level)
+        safe_meta = audit.redact(meta) if meta else None
+        with Session(db.engine) as session:
+            logs.write(
+                level=level,
+                log_type="job",
+                source=self.source,
+                message=str(message),
+                meta=safe_meta,
+                run_id=self.run_id,
+                job_id=self._definition_id(session),
+                job_type=self.job_type,
+                device_id=self.device_id,
+                session=session,
+            )
+            session.commit()
+        self._py_logger.log(logging.getLevelName(level.upper()), "run %s: %s", self.run_id, message)
+
+    def debug(self, message: str, meta: dict[str, Any] | None = None) -> None:
+        self.log("debug", message, meta)
+
+    def info(self, message: str, meta: dict[str, Any] | None = None) -> None:
+        self.log("info", message, meta)
+
+    def warning(self, message: str, meta: dict[str, Any] | None = None) -> None:
+        self.log("warning", message, meta)
+
+    def error(self, message: str, meta: dict[str, Any] | None = None) -> None:
+        self.log("error", message, meta)
+
+    def progress(self, done: int, total: int) -> None:
+        """Report how far a global job is (pages show it as a progress bar)."""
+        done, total = max(0, int(done)), max(0, int(total))
+        with Session(db.engine) as session:
+            session.execute(
+                update(JobRun)
+                .where(JobRun.id == self.run_id)
+                .values(progress_done=done, progress_total=total)
+            )
+            run = session.get(JobRun, self.run_id)
+            if run is not None:
+                events.record(
+                    session,
+                    run,
+                    events.PROGRESS,
+                    f"{done}/{total}",
+                    data={"done": done, "total": total},
+                )
+            session.commit()
+
+
+@dataclass(frozen=True)
+class ResolvedCredential:
+    """One credential a device may use, decrypted for this run only."""
+
+    id: int
+    name: str
+    username: str
+    password: str = field(repr=False)
+    enable_secret: str | None = field(default=None, repr=False)
+    priority: int = 100
+
+
+@dataclass
+class DeviceTarget:
+    """The device a device job's ``run()`` gets: inventory facts and its credentials."""
+
+    id: int
+    name: str
+    host: str
+    port: int
+    platform: str
+    driver: str = "netmiko"
+    tags: tuple[str, ...] = ()
+    credentials: tuple[ResolvedCredential, ...] = ()
+    #: set by the runner: opens a driver session trying the credentials in order
+    connector: Callable[[DeviceTarget], Any] | None = field(default=None, repr=False)
+
+    def connect(self) -> Any:
+        """A driver session (netmiko by default), logged in with the first credential
+        that works and in enable mode; close it (or use it as a context manager)."""
+        if self.connector is None:
+            raise RuntimeError(f"no driver is available for device {self.name}")
+        return self.connector(self)

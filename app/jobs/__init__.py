@@ -1,0 +1,40 @@
+"""The public API for job modules: everything a module in ``app/jobs/`` may import.
+
+A job module defines ``JOB_META`` and ``run(device, job_id, config, db)`` (see
+docs/writing-jobs.md). It logs through ``JobLogger`` and, for device jobs, gets a
+``DeviceTarget`` whose ``connect()`` opens a driver session with credential
+fallback. Modules never import Flask or other parts of Rookery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from app.job_api import DeviceTarget, JobLogger, NotRetryable, ResolvedCredential
+
+__all__ = ["LEVELS", "DeviceTarget", "JobLogger", "NotRetryable", "ResolvedCredential", "result"]
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+logger = logging.getLogger(__name__)
+
+
+def result(
+    message: str = "",
+    *,
+    success: bool = True,
+    data: Mapping[str, Any] | None = None,
+    pre_data: Mapping[str, Any] | None = None,
+    post_data: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the dict a ``run()`` returns (a plain dict or string works too)."""
+    value: dict[str, Any] = {"success": success, "message": message}
+    if data is not None:
+        value["data"] = dict(data)
+    if pre_data is not None:
+        value["pre_data"] = dict(pre_data)
+    if post_data is not None:
+        value["post_data"] = dict(post_data)
+    return value
