@@ -143,7 +143,7 @@ def execute(
 
 
 def _begin(run_id: int, attempt: int, worker_name: str | None, eventlog: bool) -> JobRun | None:
-    run = db.session.get(JobRun, run_id, with_for_update=True)
+    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
     if run is None:
         logger.warning("Run %s no longer exists; nothing to do", run_id)
         db.session.rollback()
@@ -204,7 +204,7 @@ def _run_global(
         )
         raise
     # The unit's own writes and the final status commit together.
-    run = db.session.get(JobRun, run_id, with_for_update=True)
+    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
     assert run is not None
     status = RunStatus.COMPLETED_SUCCESS if result.success else RunStatus.COMPLETED_FAILURE
     if run.progress_total == 0:
@@ -300,7 +300,7 @@ def _run_devices(
         _fail(run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True)
         raise
     if not targets:
-        run = db.session.get(JobRun, run_id, with_for_update=True)
+        run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
         assert run is not None
         _finish(run, RunStatus.COMPLETED_NO_DEVICES, "No enabled device matches the targets.")
         events.record(db.session, run, events.COMPLETED, run.message or "", eventlog=eventlog)
@@ -334,7 +334,7 @@ def _run_devices(
     else:
         final = RunStatus.COMPLETED_PARTIAL_FAILURE
     message = f"{ok} of {len(statuses)} device(s) succeeded"
-    run = db.session.get(JobRun, run_id, with_for_update=True)
+    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
     assert run is not None
     summary = {"devices": len(statuses), "by_status": counts}
     _finish(run, final, message, summary)
@@ -501,7 +501,7 @@ def _fail(
     """Commit a failed attempt in a fresh transaction; raise RetryScheduled to retry."""
     error = reason or f"{type(exc).__name__}: {exc}"
     trace = "".join(traceback.format_exception(exc))
-    run = db.session.get(JobRun, run_id, with_for_update=True)
+    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
     if run is None:
         db.session.rollback()
         return

@@ -1,0 +1,82 @@
+"""`rookery new-job` and `rookery job run` on a real database."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app import registry
+from app.cli import cli
+from app.extensions import db
+from app.models import Event, JobRun
+from app.services import jobs
+
+
+def test_new_job_writes_a_module_the_registry_loads(runner, tmp_path):
+    folder = tmp_path / "myjobs"
+    result = runner.invoke(cli, ["new-job", "port_audit", "--dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "port_audit.py").exists()
+    found = registry.discover([folder])
+    assert "port_audit" in found.types, found.skipped
+    again = runner.invoke(cli, ["new-job", "port_audit", "--dir", str(folder)])
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+
+
+def test_new_job_refuses_a_bad_name(runner, tmp_path):
+    folder = tmp_path / "myjobs"
+    result = runner.invoke(cli, ["new-job", "Bad Name", "--dir", str(folder)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error:")
+    assert not folder.exists()
+
+
+def test_job_run_now_prints_the_message(runner, app):
+    with app.app_context():
+        jobs.create_job(name="quick", job_type="noop", params={"message": "all good"},
+                        actor="test")
+    result = runner.invoke(cli, ["job", "run", "quick", "--now"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "all good"
+    with app.app_context():
+        run = db.session.scalar(select(JobRun))
+        assert (run.status, run.triggered_by) == ("COMPLETED_SUCCESS", "run_now")
+
+
+def test_job_run_queues_a_run(runner, app):
+    with app.app_context():
+        jobs.create_job(name="later", job_type="noop", actor="test")
+    result = runner.invoke(cli, ["job", "run", "later", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"status": "QUEUED"' in result.output
+    with app.app_context():
+        assert db.session.scalar(select(JobRun.triggered_by)) == "cli"
+
+
+def test_job_run_unknown_job_is_one_error_line(runner):
+    result = runner.invoke(cli, ["job", "run", "nope"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: No job named 'nope'."
+
+
+def test_invalid_params_are_refused_with_field_messages(app):
+    import pytest
+
+    from app.errors import ValidationError
+
+    with app.app_context(), pytest.raises(ValidationError) as info:
+        jobs.create_job(name="bad", job_type="noop", params={"seconds": "soon"}, actor="t")
+    assert "seconds" in info.value.fields
+    with app.app_context():
+        assert db.session.scalar(select(JobRun)) is None
+
+
+def test_noop_reports_progress(app):
+    from app.services import runs
+
+    with app.app_context():
+        assert runs.run_now("noop", seconds=1) == "waited 1s"
+        run = db.session.scalar(select(JobRun))
+        assert run.progress_total > 1 and run.progress_done == run.progress_total
+        progress = db.session.scalars(select(Event).where(Event.type == "job.progress")).all()
+        assert progress and progress[-1].data["done"] == progress[-1].data["total"]
