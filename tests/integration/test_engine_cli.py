@@ -33,8 +33,7 @@ def test_new_job_refuses_a_bad_name(runner, tmp_path):
 
 def test_job_run_now_prints_the_message(runner, app):
     with app.app_context():
-        jobs.create_job(name="quick", job_type="noop", params={"message": "all good"},
-                        actor="test")
+        jobs.create_job(name="quick", job_type="noop", params={"message": "all good"}, actor="test")
     result = runner.invoke(cli, ["job", "run", "quick", "--now"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "all good"
