@@ -158,6 +158,12 @@ SETTINGS: tuple[Setting, ...] = (
         help="Largest timeout any job may set.",
     ),
     Setting(
+        env="ROOKERY_DEPENDENCY_MAX_WAIT_MINUTES",
+        default=1440,
+        parse=_to_positive_int,
+        help="A run waiting for other runs longer than this is cancelled.",
+    ),
+    Setting(
         env="ROOKERY_RETENTION_RUNS_DAYS",
         default=90,
         parse=_to_positive_int,

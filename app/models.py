@@ -604,6 +604,16 @@ class Webhook(db.Model):
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
 
 
+class MaintenanceState(db.Model):
+    """When a periodic chore (retention cleanup, stalled-run check) last ran, cluster-wide."""
+
+    __tablename__ = "maintenance_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
 # -------------------------------------------------------------------------- queries
 
 
