@@ -127,10 +127,17 @@ class DeviceTarget:
     credentials: tuple[ResolvedCredential, ...] = ()
     #: set by the runner: opens a driver session trying the credentials in order
     connector: Callable[[DeviceTarget], Any] | None = field(default=None, repr=False)
+    #: set by the runner: told of every session opened/closed, so a cancel or a
+    #: timeout can close sessions still in flight
+    on_session_open: Callable[[Any], None] | None = field(default=None, repr=False)
+    on_session_close: Callable[[Any], None] | None = field(default=None, repr=False)
 
     def connect(self) -> Any:
         """A driver session (netmiko by default), logged in with the first credential
         that works and in enable mode; close it (or use it as a context manager)."""
         if self.connector is None:
             raise RuntimeError(f"no driver is available for device {self.name}")
-        return self.connector(self)
+        session = self.connector(self)
+        if self.on_session_open is not None:
+            self.on_session_open(session)
+        return session

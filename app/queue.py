@@ -92,7 +92,7 @@ class RookeryQueue(procrastinate.App):
 
 queue_app = RookeryQueue(
     connector=procrastinate.PsycopgConnector(conninfo=conninfo, max_size=20),
-    import_paths=["app.queue", "app.tasks"],
+    import_paths=["app.queue", "app.tasks", "app.scheduler", "app.retention"],
     worker_defaults={
         "task_middleware": [run_in_app_context],
         "update_heartbeat_interval": 5,

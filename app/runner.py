@@ -1,29 +1,39 @@
 """The atomic runner: one attempt of one run, all-or-nothing per unit of work.
 
-A global job (``targets: "none"``) is one unit; a device job has one unit per device,
-each in its own thread, app context and session, committed as that device ends so
-results show live. A unit that raises is rolled back; its failure (status, error,
-traceback, event) is committed in a fresh short transaction and the exception is
-re-raised, so procrastinate's retry strategy sees it. Between attempts the run is
-SCHEDULED with a ``job.retried`` event; only the last attempt's failure is final.
+A global job (``targets: "none"``) is one unit; a device job has one unit per device.
+Every unit runs in a thread of its own with its own app context, session and
+transaction, committed as it ends so results show live. The runner's own thread
+supervises them: it stops the attempt when the run is cancelled, when its timeout
+passes, or when the worker shuts down — devices not started are skipped, driver
+sessions in flight are closed, and the worker's slot is free again at once.
+
+A unit that raises is rolled back; its failure (status, error, traceback, event) is
+committed in a fresh short transaction and the exception is re-raised, so
+procrastinate's retry strategy sees it. Between attempts the run is SCHEDULED with a
+``job.retried`` event; only the last attempt's failure is final. Every final status
+is written under the run's row lock, only while the run is still RUNNING this
+attempt, together with releasing (or cancelling) the runs that wait for it.
 """
 
 from __future__ import annotations
 
 import logging
+import queue as queue_module
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text
+from sqlalchemy.dialects.postgresql import insert
 
-from app import audit, crypto, events, logs, registry
+from app import audit, crypto, dependencies, events, logs, registry
 from app.extensions import db
 from app.job_api import DeviceTarget, NotRetryable
 from app.models import (
@@ -48,6 +58,14 @@ PUBLIC_SETTINGS = (
     "ROOKERY_JOB_TIMEOUT_MAX_SECONDS",
     "ROOKERY_WORKER_CONCURRENCY",
 )
+
+#: how often the supervisor looks at the clock, the abort flag and the cancel column
+POLL_SECONDS = 0.25
+CANCEL_CHECK_SECONDS = 1.0
+
+CANCELLED = "cancelled"
+TIMED_OUT = "timeout"
+SHUTDOWN = "shutdown"
 
 
 class RetryScheduled(Exception):
@@ -108,6 +126,113 @@ class Outcome:
     device_counts: dict[str, int] = field(default_factory=dict)
 
 
+class Control:
+    """What the supervisor and the units share: the stop flag and open driver sessions."""
+
+    def __init__(
+        self,
+        run_id: int,
+        attempt: int,
+        timeout_seconds: int | None,
+        abort_reason: Callable[[], str | None],
+    ) -> None:
+        self.run_id = run_id
+        self.attempt = attempt
+        self.deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
+        self.timeout_seconds = timeout_seconds
+        self._abort_reason = abort_reason
+        self.stop = threading.Event()
+        self.reason: str | None = None
+        self._sessions: set[Any] = set()
+        self._lock = threading.Lock()
+        self._next_cancel_check = 0.0
+
+    def check(self) -> str | None:
+        """Set and return the reason to stop, if there is one now."""
+        if self.reason is None:
+            reason = self._abort_reason()
+            if reason is None and self.deadline is not None and time.monotonic() > self.deadline:
+                reason = TIMED_OUT
+            if reason is None and time.monotonic() >= self._next_cancel_check:
+                self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                reason = CANCELLED if _cancel_requested(self.run_id) else None
+            if reason is not None:
+                self.reason = reason
+                self.stop.set()
+        return self.reason
+
+    def track(self, session: Any) -> None:
+        with self._lock:
+            self._sessions.add(session)
+
+    def untrack(self, session: Any) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def close_sessions(self) -> int:
+        """Close every driver session still open (their blocked reads then fail)."""
+        with self._lock:
+            sessions, self._sessions = list(self._sessions), set()
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:  # closing a half-dead session may fail; it is closed anyway
+                logger.debug("closing a device session failed", exc_info=True)
+        return len(sessions)
+
+
+class UnitPool:
+    """A bounded pool of daemon threads for one attempt's units.
+
+    Unlike ThreadPoolExecutor, whose threads the interpreter joins at exit, a unit
+    stuck on a hung device cannot keep a stopping worker process alive: the attempt
+    is already ended and handed back when the supervisor gives up on it.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._work: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
+        self._futures: list[Future[Any]] = []
+        self._size = max_workers
+        for index in range(max_workers):
+            threading.Thread(target=self._serve, name=f"{name}-{index}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._futures.append(future)
+        self._work.put((future, fn, args))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def shutdown(self, *, cancel_pending: bool = False) -> None:
+        """Let the threads end once the queue is drained (cancelling what has not started)."""
+        if cancel_pending:
+            for future in self._futures:
+                future.cancel()
+        for _ in range(self._size):
+            self._work.put(None)
+
+
+def _cancel_requested(run_id: int) -> bool:
+    value = db.session.execute(
+        text("SELECT cancel_requested_at IS NOT NULL FROM job_runs WHERE id = :id"),
+        {"id": run_id},
+    ).scalar()
+    db.session.rollback()  # end the read: the supervisor holds no transaction open
+    return bool(value)
+
+
 # ------------------------------------------------------------------------ entry
 
 
@@ -116,10 +241,14 @@ def execute(
     *,
     attempt: int,
     worker_name: str | None = None,
-    should_abort: Callable[[], bool] = lambda: False,
+    abort_reason: Callable[[], str | None] = lambda: None,
     eventlog: bool = True,
 ) -> Outcome | None:
-    """Run one attempt of ``run_id``; None when there was nothing to do (ended already)."""
+    """Run one attempt of ``run_id``; None when there was nothing to do (ended already).
+
+    ``abort_reason`` tells the supervisor when the queue wants the attempt stopped:
+    ``"cancelled"`` (an operator) or ``"shutdown"`` (the worker is stopping).
+    """
     run = _begin(run_id, attempt, worker_name, eventlog)
     if run is None:
         return None
@@ -136,14 +265,15 @@ def execute(
             reason=f"job type {run.job_type!r} is not registered in this worker",
         )
         raise
+    control = Control(run_id, attempt, run.timeout_seconds, abort_reason)
     config = _job_config(run)
     if job_type.targets == "none":
-        return _run_global(run_id, attempt, job_type, config, eventlog)
-    return _run_devices(run_id, attempt, job_type, config, eventlog, should_abort)
+        return _run_global(run_id, attempt, job_type, config, eventlog, control)
+    return _run_devices(run_id, attempt, job_type, config, eventlog, control)
 
 
 def _begin(run_id: int, attempt: int, worker_name: str | None, eventlog: bool) -> JobRun | None:
-    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
+    run = _lock_run(run_id)
     if run is None:
         logger.warning("Run %s no longer exists; nothing to do", run_id)
         db.session.rollback()
@@ -154,6 +284,7 @@ def _begin(run_id: int, attempt: int, worker_name: str | None, eventlog: bool) -
         return None
     run.status = RunStatus.RUNNING.value
     run.attempt = attempt
+    run.max_attempts = max(run.max_attempts, attempt)
     run.started_at = run.started_at or utcnow()
     run.scheduled_at = None
     run.worker_name = worker_name
@@ -170,6 +301,19 @@ def _begin(run_id: int, attempt: int, worker_name: str | None, eventlog: bool) -
     return run
 
 
+def _lock_run(run_id: int) -> JobRun | None:
+    return db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
+
+
+def _lock_if_current(run_id: int, attempt: int) -> JobRun | None:
+    """The run, locked, if it is still RUNNING this attempt (else None, rolled back)."""
+    run = _lock_run(run_id)
+    if run is None or run.status != RunStatus.RUNNING.value or run.attempt != attempt:
+        db.session.rollback()
+        return None
+    return run
+
+
 def _job_config(run: JobRun) -> Mapping[str, Any]:
     settings = current_app.config
     values: dict[str, Any] = {key: settings[key] for key in PUBLIC_SETTINGS if key in settings}
@@ -178,6 +322,15 @@ def _job_config(run: JobRun) -> Mapping[str, Any]:
     values["job_name"] = run.job_name
     values["attempt"] = run.attempt
     return MappingProxyType(values)
+
+
+def _supervise(control: Control, futures: list[Future[Any]]) -> None:
+    """Wait for the units, or until the control says stop."""
+    pending = set(futures)
+    while pending:
+        _done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        if pending and control.check():
+            return
 
 
 # ----------------------------------------------------------------------- global
@@ -189,11 +342,18 @@ def _run_global(
     job_type: registry.JobType,
     config: Mapping[str, Any],
     eventlog: bool,
-) -> Outcome:
+    control: Control,
+) -> Outcome | None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    pool = UnitPool(1, f"run{run_id}-global")
+    future = pool.submit(_global_unit, app, run_id, attempt, job_type, config, eventlog)
+    _supervise(control, [future])
+    pool.shutdown()
+    if not future.done():
+        return _interrupt(run_id, attempt, control, eventlog, targets=[])
     try:
-        result = UnitResult.from_value(job_type.run(None, run_id, config, db.session))
+        return future.result()
     except Exception as exc:
-        db.session.rollback()
         _fail(
             run_id,
             attempt,
@@ -203,26 +363,49 @@ def _run_global(
             retry=not isinstance(exc, NotRetryable),
         )
         raise
-    # The unit's own writes and the final status commit together.
-    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
-    assert run is not None
-    status = RunStatus.COMPLETED_SUCCESS if result.success else RunStatus.COMPLETED_FAILURE
-    if run.progress_total == 0:
-        run.progress_total = 1
-    run.progress_done = run.progress_total
-    _finish(run, status, result.message, result.to_dict())
-    events.record(
-        db.session,
-        run,
-        events.COMPLETED,
-        result.message or status.value,
-        eventlog=eventlog,
-        result=result.to_dict(),
-        pre_data=result.pre_data,
-        post_data=result.post_data if result.post_data is not None else result.data,
-    )
-    db.session.commit()
-    return Outcome(run_id, status, result.message, result.to_dict())
+
+
+def _global_unit(
+    app: Flask,
+    run_id: int,
+    attempt: int,
+    job_type: registry.JobType,
+    config: Mapping[str, Any],
+    eventlog: bool,
+) -> Outcome | None:
+    with app.app_context():
+        try:
+            try:
+                value = job_type.run(None, run_id, config, db.session)
+            except Exception:
+                db.session.rollback()
+                raise
+            result = UnitResult.from_value(value)
+            # The unit's own writes and the final status commit together — unless the
+            # run was cancelled or timed out meanwhile: then the unit is rolled back.
+            run = _lock_if_current(run_id, attempt)
+            if run is None:
+                return None
+            status = RunStatus.COMPLETED_SUCCESS if result.success else RunStatus.COMPLETED_FAILURE
+            if run.progress_total == 0:
+                run.progress_total = 1
+            run.progress_done = run.progress_total
+            _finish(run, status, result.message, result.to_dict())
+            events.record(
+                db.session,
+                run,
+                events.COMPLETED,
+                result.message or status.value,
+                eventlog=eventlog,
+                result=result.to_dict(),
+                pre_data=result.pre_data,
+                post_data=result.post_data if result.post_data is not None else result.data,
+            )
+            dependencies.release_dependants(db.session, run)
+            db.session.commit()
+            return Outcome(run_id, status, result.message, result.to_dict())
+        finally:
+            db.session.remove()
 
 
 # ---------------------------------------------------------------------- devices
@@ -273,13 +456,12 @@ def _run_devices(
     job_type: registry.JobType,
     config: Mapping[str, Any],
     eventlog: bool,
-    should_abort: Callable[[], bool],
-) -> Outcome:
+    control: Control,
+) -> Outcome | None:
     try:
         run = db.session.get(JobRun, run_id)
         assert run is not None
-        devices = load_devices(run)
-        targets = _targets(devices)
+        targets = _targets(load_devices(run))
         max_parallel = _parallelism(run)
         run.progress_total = len(targets)
         run.progress_done = 0
@@ -300,27 +482,29 @@ def _run_devices(
         _fail(run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True)
         raise
     if not targets:
-        run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
-        assert run is not None
+        run = _lock_if_current(run_id, attempt)
+        if run is None:
+            return None
         _finish(run, RunStatus.COMPLETED_NO_DEVICES, "No enabled device matches the targets.")
         events.record(db.session, run, events.COMPLETED, run.message or "", eventlog=eventlog)
+        dependencies.release_dependants(db.session, run)
         db.session.commit()
         return Outcome(run_id, RunStatus.COMPLETED_NO_DEVICES, run.message or "")
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    pool = UnitPool(max_parallel, f"run{run_id}-dev")
+    futures = [
+        pool.submit(_device_unit, app, run_id, attempt, job_type, config, target, eventlog, control)
+        for target in targets
+    ]
+    _supervise(control, futures)
+    if control.reason is not None:
+        pool.shutdown(cancel_pending=True)
+        return _interrupt(run_id, attempt, control, eventlog, targets=targets)
+    pool.shutdown()
     try:
-        with ThreadPoolExecutor(
-            max_workers=max_parallel, thread_name_prefix=f"run{run_id}-dev"
-        ) as pool:
-            futures = [
-                pool.submit(
-                    _device_unit, app, run_id, job_type, config, target, eventlog, should_abort
-                )
-                for target in targets
-            ]
-            statuses = [f.result() for f in futures]
+        statuses = [f.result() for f in futures]
     except Exception as exc:
-        db.session.rollback()
         _fail(run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True)
         raise
     counts: dict[str, int] = {}
@@ -334,8 +518,9 @@ def _run_devices(
     else:
         final = RunStatus.COMPLETED_PARTIAL_FAILURE
     message = f"{ok} of {len(statuses)} device(s) succeeded"
-    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
-    assert run is not None
+    run = _lock_if_current(run_id, attempt)
+    if run is None:
+        return None
     summary = {"devices": len(statuses), "by_status": counts}
     _finish(run, final, message, summary)
     events.record(
@@ -347,6 +532,7 @@ def _run_devices(
         result=summary,
         post_data=summary,
     )
+    dependencies.release_dependants(db.session, run)
     db.session.commit()
     return Outcome(run_id, final, message, summary, counts)
 
@@ -362,31 +548,28 @@ def _parallelism(run: JobRun) -> int:
 def _device_unit(
     app: Flask,
     run_id: int,
+    attempt: int,
     job_type: registry.JobType,
     config: Mapping[str, Any],
     target: DeviceTarget,
     eventlog: bool,
-    should_abort: Callable[[], bool],
+    control: Control,
 ) -> str:
     """One device in its own app context, session and transaction; returns its status."""
     with app.app_context():
         try:
+            if control.stop.is_set():
+                return "skipped"  # the supervisor writes the results of unstarted devices
             started = utcnow()
             clock = time.monotonic()
-            if should_abort():
-                return _device_result(
-                    run_id,
-                    target,
-                    "skipped",
-                    "Run stopped before this device started.",
-                    started,
-                    clock,
-                    eventlog,
-                )
+            target.on_session_open = control.track
+            target.on_session_close = control.untrack
             try:
                 result = UnitResult.from_value(job_type.run(target, run_id, config, db.session))
             except Exception as exc:
                 db.session.rollback()
+                if control.stop.is_set():
+                    return "interrupted"
                 logs.write(
                     level="error",
                     log_type="job",
@@ -397,8 +580,10 @@ def _device_unit(
                     message=f"{target.name}: {type(exc).__name__}: {exc}",
                     meta={"error_type": "DEVICE", "exception": type(exc).__name__},
                 )
+                db.session.commit()
                 return _device_result(
                     run_id,
+                    attempt,
                     target,
                     "failed",
                     f"{type(exc).__name__}: {exc}",
@@ -408,6 +593,7 @@ def _device_unit(
                 )
             return _device_result(
                 run_id,
+                attempt,
                 target,
                 "success" if result.success else "failed",
                 result.message,
@@ -422,6 +608,7 @@ def _device_unit(
 
 def _device_result(
     run_id: int,
+    attempt: int,
     target: DeviceTarget,
     status: str,
     message: str,
@@ -431,7 +618,10 @@ def _device_result(
     *,
     data: dict[str, Any] | None = None,
 ) -> str:
-    """Write the device's result and progress in the unit's transaction and commit."""
+    """Write the device's result and progress with the unit's writes, then commit."""
+    run = _lock_if_current(run_id, attempt)
+    if run is None:  # cancelled or timed out meanwhile: the unit's writes roll back
+        return "interrupted"
     db.session.add(
         DeviceResult(
             run_id=run_id,
@@ -445,12 +635,7 @@ def _device_result(
             duration_ms=int((time.monotonic() - clock) * 1000),
         )
     )
-    db.session.execute(
-        update(JobRun).where(JobRun.id == run_id).values(progress_done=JobRun.progress_done + 1)
-    )
-    run = db.session.get(JobRun, run_id)
-    assert run is not None
-    db.session.refresh(run, ["progress_done", "progress_total"])
+    run.progress_done += 1
     events.record(
         db.session,
         run,
@@ -467,6 +652,79 @@ def _device_result(
     )
     db.session.commit()
     return status
+
+
+# ------------------------------------------------------------------ interruption
+
+
+def _interrupt(
+    run_id: int,
+    attempt: int,
+    control: Control,
+    eventlog: bool,
+    *,
+    targets: list[DeviceTarget],
+) -> Outcome | None:
+    """Stop the attempt: cancelled, timed out, or handed back because the worker stops."""
+    closed = control.close_sessions()
+    reason = control.reason
+    run = _lock_if_current(run_id, attempt)
+    if run is None:
+        return None
+    if targets:
+        word = {CANCELLED: "cancelled", TIMED_OUT: "timeout"}.get(reason or "", "skipped")
+        rows = [
+            {
+                "run_id": run_id,
+                "device_id": t.id,
+                "device_name": t.name,
+                "status": word,
+                "message": f"Not finished: the run was {word}.",
+                "connect_attempts": 0,
+            }
+            for t in targets
+        ]
+        db.session.execute(
+            insert(DeviceResult)
+            .values(rows)
+            .on_conflict_do_nothing(constraint="uq_device_results_run_device")
+        )
+    data = {"devices_in_flight_closed": closed, "attempt": attempt}
+    if reason == SHUTDOWN:
+        # Not the run's fault: another worker takes it at once, as a fresh attempt.
+        retry_at = utcnow()
+        run.status = RunStatus.QUEUED.value
+        run.max_attempts += 1
+        events.record(
+            db.session,
+            run,
+            events.RETRIED,
+            "the worker is shutting down; handed back to the queue",
+            eventlog=eventlog,
+            data={**data, "next_attempt": attempt + 1},
+        )
+        db.session.commit()
+        raise RetryScheduled(run_id, retry_at)
+    if reason == TIMED_OUT:
+        message = f"Timed out after {control.timeout_seconds}s."
+        _finish(run, RunStatus.TIMEOUT, message)
+        events.record(db.session, run, events.TIMEOUT, message, eventlog=eventlog, data=data)
+    else:
+        message = f"Cancelled by {run.cancelled_by or 'an operator'}."
+        _finish(run, RunStatus.CANCELLED, message)
+        events.record(
+            db.session,
+            run,
+            events.CANCELLED,
+            message,
+            eventlog=eventlog,
+            actor=run.cancelled_by,
+            data=data,
+        )
+    dependencies.release_dependants(db.session, run)
+    db.session.commit()
+    logger.info("Run %s %s (attempt %s)", run_id, run.status, attempt)
+    return Outcome(run_id, RunStatus(run.status), message)
 
 
 # ------------------------------------------------------------------------ endings
@@ -501,12 +759,8 @@ def _fail(
     """Commit a failed attempt in a fresh transaction; raise RetryScheduled to retry."""
     error = reason or f"{type(exc).__name__}: {exc}"
     trace = "".join(traceback.format_exception(exc))
-    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
-    if run is None:
-        db.session.rollback()
-        return
-    if run.run_status.is_final:  # cancelled meanwhile: that word is final
-        db.session.rollback()
+    run = _lock_if_current(run_id, attempt)
+    if run is None:  # cancelled or timed out meanwhile: that ending stands
         return
     run.error = error
     run.error_traceback = trace
@@ -518,7 +772,7 @@ def _fail(
         job_id=run.job_id,
         job_type=run.job_type,
         message=f"Attempt {attempt} failed: {error}",
-        meta={"error_type": _error_type(status), "attempt": attempt},
+        meta={"error_type": error_type(status), "attempt": attempt},
     )
     if retry and attempt < run.max_attempts:
         delay = backoff_delay(run, attempt)
@@ -550,13 +804,63 @@ def _fail(
         error,
         eventlog=eventlog,
         exception=trace,
-        data={"attempt": attempt, "error_type": _error_type(status)},
+        data={"attempt": attempt, "error_type": error_type(status)},
     )
+    dependencies.release_dependants(db.session, run)
     db.session.commit()
 
 
-def _error_type(status: RunStatus) -> str:
+def error_type(status: RunStatus) -> str:
     return {
         RunStatus.FAILED_CREDENTIAL_RESOLUTION: "CREDENTIAL",
         RunStatus.FAILED_DISPATCHER_ERROR: "DISPATCHER",
     }.get(status, "UNEXPECTED")
+
+
+def fail_stalled(run_id: int, reason: str) -> str:
+    """A worker died with this run RUNNING: retry it, or end it FAILED_UNEXPECTED.
+
+    Returns "retry" or "failed" (or "" when the run had already ended); the caller
+    moves procrastinate's job accordingly in the same transaction and commits.
+    """
+    run = _lock_run(run_id)
+    if run is None or run.run_status.is_final:
+        return ""
+    run.error = reason
+    logs.write(
+        level="error",
+        log_type="runner",
+        source="worker.recovery",
+        run_id=run_id,
+        job_id=run.job_id,
+        job_type=run.job_type,
+        message=reason,
+        meta={"error_type": "WORKER_LOST", "attempt": run.attempt},
+    )
+    if run.attempt < run.max_attempts:
+        delay = backoff_delay(run, run.attempt)
+        run.status = RunStatus.SCHEDULED.value
+        run.scheduled_at = utcnow() + timedelta(seconds=delay)
+        events.record(
+            db.session,
+            run,
+            events.RETRIED,
+            f"{reason}; retrying in {delay}s",
+            data={
+                "attempt": run.attempt,
+                "next_attempt": run.attempt + 1,
+                "delay_seconds": delay,
+                "failed_status": "FAILED_UNEXPECTED",
+            },
+        )
+        return "retry"
+    _finish(run, RunStatus.FAILED_UNEXPECTED, reason)
+    events.record(
+        db.session,
+        run,
+        events.FAILED,
+        reason,
+        data={"attempt": run.attempt, "error_type": "WORKER_LOST"},
+    )
+    dependencies.release_dependants(db.session, run)
+    return "failed"

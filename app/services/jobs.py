@@ -102,10 +102,23 @@ def snapshot(job: Job) -> dict[str, Any]:
         "timeout_seconds": job.timeout_seconds,
         "no_overlap": job.no_overlap,
         "enabled": job.enabled,
+        "depends_on": [d.id for d in job.depends_on],
     }
 
 
-def create_job(
+def create_job(**fields: Any) -> Job:
+    """Validate and save a job definition, with an audit entry; commits.
+
+    On any error the session is rolled back and nothing is saved.
+    """
+    try:
+        return _create_job(**fields)
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _create_job(
     *,
     name: str,
     job_type: str,
@@ -121,9 +134,9 @@ def create_job(
     max_parallel: int | str | None = None,
     no_overlap: bool | None = None,
     enabled: bool = True,
+    depends_on_job_ids: list[int] | None = None,
     actor: User | str | None = None,
 ) -> Job:
-    """Validate and save a job definition, with an audit entry; commits."""
     name = (name or "").strip()
     if not name or len(name) > 128:
         raise ValidationError(
@@ -156,6 +169,7 @@ def create_job(
     job.target_devices = _devices(target_device_ids or [])
     db.session.add(job)
     db.session.flush()
+    _set_dependencies(job, depends_on_job_ids or [])
     audit.record(
         actor=actor,
         action="create",
@@ -163,6 +177,67 @@ def create_job(
         object_id=job.id,
         summary=f"created job {name} ({kind.job_type})",
         after=snapshot(job),
+    )
+    db.session.commit()
+    return job
+
+
+def _set_dependencies(job: Job, job_ids: list[int]) -> None:
+    """Make ``job`` depend on ``job_ids``, refusing unknown jobs and cycles."""
+    wanted = sorted({int(i) for i in job_ids})
+    if job.id in wanted:
+        raise ValidationError(
+            "A job cannot depend on itself.",
+            fields={"depends_on": "A job cannot depend on itself."},
+        )
+    found = list(db.session.scalars(select(Job).where(Job.id.in_(wanted))))
+    missing = sorted(set(wanted) - {j.id for j in found})
+    if missing:
+        raise ValidationError(
+            f"Unknown jobs to depend on: {missing}", fields={"depends_on": f"Unknown: {missing}"}
+        )
+    for dependency in found:
+        path = _path_to(dependency, job.id)
+        if path:
+            chain = " -> ".join([job.name, *path])
+            raise ValidationError(
+                f"Dependency cycle: {chain}.",
+                fields={"depends_on": f"Would make a cycle: {chain}."},
+            )
+    job.depends_on = found
+
+
+def _path_to(start: Job, target_id: int) -> list[str]:
+    """Names along a dependency path from ``start`` to the job ``target_id`` (empty: none)."""
+    stack: list[tuple[Job, list[str]]] = [(start, [start.name])]
+    seen: set[int] = set()
+    while stack:
+        current, path = stack.pop()
+        if current.id == target_id:
+            return path
+        if current.id in seen:
+            continue
+        seen.add(current.id)
+        stack.extend((d, [*path, d.name]) for d in current.depends_on)
+    return []
+
+
+def set_dependencies(job: Job, job_ids: list[int], *, actor: User | str | None = None) -> Job:
+    """Change what ``job`` depends on (a cycle is refused and nothing saved); commits."""
+    before = [d.id for d in job.depends_on]
+    try:
+        _set_dependencies(job, job_ids)
+    except ValidationError:
+        db.session.rollback()
+        raise
+    audit.record(
+        actor=actor,
+        action="update",
+        object_type="job",
+        object_id=job.id,
+        summary=f"dependencies of {job.name}",
+        before={"depends_on": before},
+        after={"depends_on": [d.id for d in job.depends_on]},
     )
     db.session.commit()
     return job

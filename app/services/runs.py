@@ -14,10 +14,10 @@ from typing import Any
 
 from flask import current_app
 from procrastinate import exceptions as procrastinate_exceptions
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from app import audit, crypto, events, queue, registry
-from app.errors import Conflict, ValidationError
+from app import audit, crypto, dependencies, events, queue, registry
+from app.errors import Conflict, NotFound, ValidationError
 from app.extensions import db
 from app.models import ACTIVE_STATUSES, Device, Job, JobRun, RunStatus, User, utcnow
 
@@ -60,7 +60,9 @@ def start_run(
 ) -> JobRun:
     """Create a run of ``job`` and queue it, atomically; returns the committed run.
 
-    Options: triggered_by (required), actor, device_ids, schedule_at, signal_id, commit.
+    Options: triggered_by (required), actor, device_ids, schedule_at, signal_id,
+    depends_on_runs (run ids to wait for), relaunch_of, commit. A job that depends on
+    other jobs first starts (or reuses the active) run of each, and waits for them.
     On any error the session is rolled back: nothing of the run remains.
     """
     try:
@@ -78,6 +80,8 @@ def _start_run(
     device_ids: list[int] | None = None,
     schedule_at: datetime | None = None,
     signal_id: str | None = None,
+    depends_on_runs: list[int] | None = None,
+    relaunch_of: int | None = None,
     commit: bool = True,
 ) -> JobRun:
     if not job.enabled:
@@ -103,6 +107,20 @@ def _start_run(
                 f"Job {job.name!r} already has run #{running.id} {running.status.lower()}; "
                 "it does not overlap itself (cancel that run or wait for it)."
             )
+    signal_id = signal_id or uuid.uuid4().hex
+    waits_for = _runs_to_wait_for(depends_on_runs)
+    for dependency in job.depends_on:
+        # "B depends on A" means "A, then B": reuse A's active run or start one.
+        waits_for.append(
+            active_run(dependency)
+            or _start_run(
+                dependency,
+                triggered_by=f"dependency of {job.name}",
+                actor=actor,
+                signal_id=signal_id,
+                commit=False,
+            )
+        )
     max_attempts, delay, cap = retry_policy(job)
     now = utcnow()
     later = schedule_at is not None and schedule_at > now + timedelta(seconds=1)
@@ -121,7 +139,9 @@ def _start_run(
         timeout_seconds=effective_timeout(job),
         triggered_by=triggered_by,
         triggered_by_user_id=actor.id if isinstance(actor, User) else None,
-        signal_id=signal_id or uuid.uuid4().hex,
+        signal_id=signal_id,
+        relaunch_of_id=relaunch_of,
+        depends_on=waits_for,
     )
     db.session.add(run)
     db.session.flush()
@@ -142,18 +162,30 @@ def _start_run(
         actor=_actor_name(actor),
         pre_data=pre_data,
     )
-    run.procrastinate_job_id = _defer(run, job, schedule_at if later else None)
-    run.status = (RunStatus.SCHEDULED if later else RunStatus.QUEUED).value
-    run.queued_at = now
-    run.scheduled_at = schedule_at if later else None
-    events.record(
-        db.session,
-        run,
-        events.QUEUED,
-        f"scheduled for {schedule_at.isoformat()}" if later else "queued",
-        actor=_actor_name(actor),
-        data={"priority": run.priority},
-    )
+    pending = [d for d in waits_for if d.status != RunStatus.COMPLETED_SUCCESS.value]
+    if pending:
+        run.status = RunStatus.WAITING.value
+        events.record(
+            db.session,
+            run,
+            events.QUEUED,
+            "waiting for run(s) " + ", ".join(f"#{d.id}" for d in pending),
+            actor=_actor_name(actor),
+            data={"depends_on_runs": [d.id for d in waits_for]},
+        )
+    else:
+        run.procrastinate_job_id = _defer(run, job, schedule_at if later else None)
+        run.status = (RunStatus.SCHEDULED if later else RunStatus.QUEUED).value
+        run.queued_at = now
+        run.scheduled_at = schedule_at if later else None
+        events.record(
+            db.session,
+            run,
+            events.QUEUED,
+            f"scheduled for {schedule_at.isoformat()}" if later and schedule_at else "queued",
+            actor=_actor_name(actor),
+            data={"priority": run.priority},
+        )
     audit.record(
         actor=actor,
         action="run",
@@ -163,7 +195,7 @@ def _start_run(
     )
     if commit:
         db.session.commit()
-    logger.info("Run %s of job %s queued (%s)", run.id, job.name, triggered_by)
+    logger.info("Run %s of job %s %s (%s)", run.id, job.name, run.status.lower(), triggered_by)
     return run
 
 
@@ -186,6 +218,121 @@ def _defer(run: JobRun, job: Job, schedule_at: datetime | None) -> int:
         raise Conflict(
             f"Job {job.name!r} already has a run queued; it does not overlap itself."
         ) from None
+
+
+def _runs_to_wait_for(run_ids: list[int] | None) -> list[JobRun]:
+    if not run_ids:
+        return []
+    wanted = sorted({int(i) for i in run_ids})
+    found = {r.id: r for r in db.session.scalars(select(JobRun).where(JobRun.id.in_(wanted)))}
+    unknown = [i for i in wanted if i not in found]
+    if unknown:
+        raise ValidationError(
+            f"Unknown run ids to wait for: {unknown}",
+            fields={"depends_on_runs": f"Unknown: {unknown}"},
+        )
+    ended_badly = [
+        r
+        for r in found.values()
+        if r.run_status.is_final and r.status != RunStatus.COMPLETED_SUCCESS.value
+    ]
+    if ended_badly:
+        listing = ", ".join(f"#{r.id} ({r.status})" for r in ended_badly)
+        raise Conflict(f"Cannot wait for runs that already ended unsuccessfully: {listing}.")
+    return [found[i] for i in wanted]
+
+
+def get_run(run_id: int) -> JobRun:
+    run = db.session.get(JobRun, run_id, populate_existing=True)
+    if run is None:
+        raise NotFound(f"No run #{run_id}.")
+    return run
+
+
+def cancel_run(run_id: int, *, actor: User | str | None) -> JobRun:
+    """Cancel a run: at once if it has not started, within seconds if it is running."""
+    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
+    if run is None:
+        raise NotFound(f"No run #{run_id}.")
+    who = _actor_name(actor) or "an operator"
+    if run.run_status.is_final:
+        db.session.rollback()
+        raise Conflict(f"Run #{run_id} already ended {run.status}; there is nothing to cancel.")
+    if run.cancel_requested_at is not None:
+        db.session.rollback()
+        raise Conflict(f"Run #{run_id} is already being cancelled.")
+    run.cancel_requested_at = utcnow()
+    run.cancelled_by = who
+    if run.status == RunStatus.RUNNING.value:
+        # The worker's supervisor sees the abort (and the column) within a second or two.
+        if run.procrastinate_job_id is not None:
+            db.session.execute(
+                text("SELECT procrastinate_cancel_job_v1(:id, true, false)"),
+                {"id": run.procrastinate_job_id},
+            )
+        events.record(
+            db.session,
+            run,
+            events.CANCELLED,
+            f"cancel requested by {who}",
+            actor=who,
+            data={"requested": True},
+        )
+    else:
+        if run.procrastinate_job_id is not None:
+            db.session.execute(
+                text("SELECT procrastinate_cancel_job_v1(:id, false, false)"),
+                {"id": run.procrastinate_job_id},
+            )
+        run.status = RunStatus.CANCELLED.value
+        run.finished_at = utcnow()
+        run.message = f"Cancelled by {who}."
+        events.record(db.session, run, events.CANCELLED, run.message, actor=who)
+        dependencies.release_dependants(db.session, run)
+    audit.record(
+        actor=actor,
+        action="cancel",
+        object_type="run",
+        object_id=run.id,
+        summary=f"cancelled run #{run.id} of {run.job_name}",
+    )
+    db.session.commit()
+    return run
+
+
+def relaunch_run(
+    run_id: int, *, failed_only: bool = False, actor: User | str | None = None
+) -> JobRun:
+    """Start a new run like a finished one: all its devices, or only those that failed."""
+    from app.models import DeviceResult
+
+    old = get_run(run_id)
+    if not old.run_status.is_final:
+        raise Conflict(f"Run #{run_id} is still {old.status}; relaunch it once it has ended.")
+    job = db.session.get(Job, old.job_id) if old.job_id else None
+    if job is None:
+        raise Conflict(f"The job of run #{run_id} was deleted; it cannot be relaunched.")
+    device_ids = old.device_ids
+    if failed_only:
+        device_ids = sorted(
+            i
+            for i in db.session.scalars(
+                select(DeviceResult.device_id).where(
+                    DeviceResult.run_id == run_id,
+                    DeviceResult.status != "success",
+                    DeviceResult.device_id.is_not(None),
+                )
+            )
+        )
+        if not device_ids:
+            raise Conflict(f"Run #{run_id} has no failed devices to relaunch.")
+    return start_run(
+        job,
+        triggered_by=f"relaunch:{run_id}",
+        actor=actor,
+        device_ids=device_ids,
+        relaunch_of=run_id,
+    )
 
 
 def run_now(

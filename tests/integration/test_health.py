@@ -47,3 +47,52 @@ def test_health_503_when_database_unreachable(app_factory):
     assert body["status"] == "error"
     assert body["database"]["reachable"] is False
     assert body["database"]["error"]
+
+
+def test_health_reports_an_empty_queue(client):
+    body = client.get("/health").get_json()
+    assert body["queue"] == {"depth": 0, "lag_seconds": 0.0}
+    assert body["workers"] == {"alive": 0, "workers": []}
+
+
+def test_health_reports_queue_depth_and_lag_without_failing(client, app):
+    with app.app_context():
+        # two due entries (the older deferred 10 minutes ago), one not yet due, one running
+        db.session.execute(
+            text(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, scheduled_at)"
+                " VALUES ('default', 't', 5, NULL), ('default', 't', 10, NULL),"
+                " ('default', 't', 5, now() + interval '1 hour')"
+            )
+        )
+        db.session.execute(
+            text(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, status)"
+                " VALUES ('default', 't', 'doing')"
+            )
+        )
+        db.session.execute(
+            text(
+                "UPDATE procrastinate_events SET at = now() - interval '10 minutes'"
+                " WHERE type = 'deferred' AND job_id = (SELECT min(id) FROM procrastinate_jobs)"
+            )
+        )
+        db.session.execute(
+            text("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now())")
+        )
+        db.session.commit()
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"  # a lagging queue is reported, not an error
+    assert body["queue"]["depth"] == 2
+    assert 590 <= body["queue"]["lag_seconds"] <= 900
+    assert body["workers"]["alive"] == 1
+    assert set(body["workers"]["workers"][0]) == {"id", "last_heartbeat"}
+
+
+def test_health_without_database_has_no_queue(app_factory):
+    app = app_factory({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "TESTING": True})
+    body = app.test_client().get("/health").get_json()
+    assert body["queue"] is None
+    assert body["workers"] is None

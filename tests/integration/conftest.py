@@ -1,0 +1,85 @@
+"""Integration fixtures: test job modules on a temporary ROOKERY_JOBS_PATH, the app with them."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_config
+
+JOB_MODULES = {
+    "writer.py": '''
+        """Writes a tag row, then succeeds, fails or raises as its params say."""
+        from app.jobs import JobLogger
+
+        JOB_META = {
+            "job_type": "writer",
+            "targets": "none",
+            "params": [
+                {"name": "tag", "type": "string", "default": "written"},
+                {"name": "mode", "type": "choice", "choices": ["ok", "fail", "raise"],
+                 "default": "ok"},
+                {"name": "token", "type": "secret"},
+            ],
+        }
+
+        def run(device, job_id, config, db):
+            from app.models import Tag
+            log = JobLogger(job_id, "writer")
+            log.info("writing", {"tag": config["params"]["tag"], "password": "hidden"})
+            db.add(Tag(name=f"{config['params']['tag']}-{config['attempt']}"))
+            db.flush()
+            mode = config["params"]["mode"]
+            if mode == "raise":
+                raise RuntimeError("boom after writing")
+            if mode == "fail":
+                return {"success": False, "message": "declined"}
+            return {"success": True, "message": "wrote it", "data": {"n": 1},
+                    "post_data": {"written": True}}
+    ''',
+    "devjob.py": '''
+        """Touches every device; devices whose name contains 'bad' fail."""
+        from app.jobs import JobLogger
+
+        JOB_META = {"job_type": "devjob", "targets": "devices", "needs_credentials": False}
+
+        def run(device, job_id, config, db):
+            JobLogger(job_id, "devjob", device.id).info(f"visiting {device.name}")
+            if "bad" in device.name:
+                raise ConnectionError(f"{device.name} did not answer")
+            return f"{device.name} ok ({','.join(device.tags)})"
+    ''',
+}
+
+
+@pytest.fixture
+def jobs_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    for name, source in JOB_MODULES.items():
+        (folder / name).write_text(textwrap.dedent(source))
+    return folder
+
+
+@pytest.fixture
+def engine_config(database_url, tmp_path, jobs_dir):
+    return make_config(
+        database_url,
+        tmp_path / "instance",
+        ROOKERY_JOBS_PATH=str(jobs_dir),
+        ROOKERY_RETRY_DELAY_SECONDS=1,
+        ROOKERY_DEFAULT_RETRIES=0,
+    )
+
+
+@pytest.fixture
+def app(engine_config, app_factory):  # overrides the plain app: test job modules loaded
+    return app_factory(engine_config)
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield app

@@ -1,0 +1,58 @@
+"""Helpers of the integration tests: drain the queue in-process, read runs afresh."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select, text
+
+from app import queue
+from app.extensions import db
+from app.models import Event, JobRun
+from app.services import jobs
+
+
+def drain(app, concurrency: int = 1) -> None:
+    """Run a procrastinate worker in this process until nothing is due."""
+    queue.bind(app)
+    queue.queue_app.run_worker(
+        wait=False, concurrency=concurrency, listen_notify=False, install_signal_handlers=False
+    )
+
+
+def reload(run_id: int) -> JobRun:
+    db.session.expire_all()
+    run = db.session.get(JobRun, run_id)
+    assert run is not None
+    return run
+
+
+def event_types(run_id: int) -> list[str]:
+    return list(
+        db.session.scalars(select(Event.type).where(Event.run_id == run_id).order_by(Event.id))
+    )
+
+
+def queue_rows(run_id: int) -> list[tuple]:
+    return db.session.execute(
+        text(
+            "SELECT status, priority, attempts FROM procrastinate_jobs WHERE args->>'run_id' = :rid"
+        ),
+        {"rid": str(run_id)},
+    ).all()
+
+
+def make_job(name: str = "w", job_type: str = "writer", **kwargs):
+    return jobs.create_job(name=name, job_type=job_type, actor="test", **kwargs)
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
