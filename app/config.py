@@ -173,7 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
         env="ROOKERY_CONFIG_REMOTE",
         default="",
         parse=_to_str,
-        help="Git remote URL the config store pushes to after each commit (workers on several hosts share one history). Unset: no push.",
+        help="Git remote URL the config store pushes to after each commit (workers on "
+        "several hosts share one history). Unset: no push.",
     ),
     Setting(
         env="ROOKERY_CONFIG_REDACT_SECRETS",
@@ -203,7 +204,8 @@ SETTINGS: tuple[Setting, ...] = (
         env="ROOKERY_CONNECT_RETRIES",
         default=2,
         parse=_to_non_negative_int,
-        help="Retries of a device connection that failed (not an authentication failure) within one attempt, with backoff.",
+        help="Retries of a device connection that failed (not an authentication failure) "
+        "within one attempt, with backoff.",
     ),
     Setting(
         env="ROOKERY_CIRCUIT_FAILURES",
