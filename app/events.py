@@ -1,9 +1,9 @@
 """Run events: the structured trail of every transition, written with the change.
 
 An event row is added to the same session (and so the same transaction) as the
-state change it describes and announced with pg_notify. ROOKERY_EVENT_LOGGING=false
-turns events off, as ``eventlog=False`` does for one ``run_now`` call; status
-notifications still go out so live pages follow.
+state change it describes; a trigger announces it (app/live.py). ROOKERY_EVENT_LOGGING
+=false turns events off, as ``eventlog=False`` does for one ``run_now`` call; the
+run's own trigger still announces status changes, so live pages follow.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from app import live
 from app.models import Event, JobRun
 
 logger = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ def record(
     """Add the event for ``run``'s current status to ``session`` (no commit)."""
     if type_ not in TYPES:
         raise ValueError(f"unknown event type {type_!r}")
-    live.notify(session, live.RUN_CHANNEL, run_id=run.id, status=run.status)
     if not enabled(eventlog):
         return None
     event = Event(
@@ -71,6 +69,4 @@ def record(
         signal_id=run.signal_id,
     )
     session.add(event)
-    session.flush()
-    live.notify(session, live.EVENT_CHANNEL, id=event.id, run_id=run.id, type=type_)
     return event

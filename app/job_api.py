@@ -125,6 +125,9 @@ class DeviceTarget:
     driver: str = "netmiko"
     tags: tuple[str, ...] = ()
     credentials: tuple[ResolvedCredential, ...] = ()
+    #: filled in by connect(): the credential that worked, and how many tries it took
+    used_credential: str | None = None
+    connect_attempts: int = 0
     #: set by the runner: opens a driver session trying the credentials in order
     connector: Callable[[DeviceTarget], Any] | None = field(default=None, repr=False)
     #: set by the runner: told of every session opened/closed, so a cancel or a

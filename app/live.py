@@ -1,23 +1,16 @@
-"""Live announcements: pg_notify in the writer's transaction, ids only.
+"""Live announcements: PostgreSQL triggers NOTIFY in the writer's transaction, ids only.
 
-Channels: ``rookery_run`` (a run's status or progress changed), ``rookery_event``
-(an event row), ``rookery_log`` (a log row). Payloads carry ids, never content:
-NOTIFY payloads are capped at 8000 bytes and listeners read the rows themselves.
+Channels (see migrations/versions/0005_notify_triggers.py): ``rookery_run`` (a run was
+inserted or its status or progress changed: run_id, status, done, total),
+``rookery_event`` (id, run_id, type) and ``rookery_log`` (id, run_id, level). Payloads
+carry ids, never content: NOTIFY payloads are capped at 8000 bytes and listeners
+read the rows themselves. Because triggers send them, every writer announces its
+rows — the runner, a job module's own session, a psql session — with no round trip.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 RUN_CHANNEL = "rookery_run"
 EVENT_CHANNEL = "rookery_event"
 LOG_CHANNEL = "rookery_log"
-
-
-def notify(session: Session, channel: str, **ids: Any) -> None:
-    """Queue a notification; PostgreSQL delivers it when ``session`` commits."""
-    session.execute(select(func.pg_notify(channel, json.dumps(ids, separators=(",", ":")))))
+CHANNELS = (RUN_CHANNEL, EVENT_CHANNEL, LOG_CHANNEL)

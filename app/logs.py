@@ -1,8 +1,7 @@
 """Log lines in the database: the one table job modules and Rookery's parts write to.
 
-Every row is announced with ``pg_notify`` (ids only: payloads are capped at 8000
-bytes and a line can be longer) in the transaction that writes it, so a listener
-never hears of a line it cannot read yet.
+Every row is announced by a trigger (ids only, see app/live.py) in the transaction
+that writes it, so a listener never hears of a line it cannot read yet.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import live
 from app.extensions import db
 from app.models import JobLog
 
@@ -57,8 +55,6 @@ def write(
         device_id=device_id,
     )
     session.add(row)
-    session.flush()
-    live.notify(session, live.LOG_CHANNEL, id=row.id, run_id=run_id)
     return row
 
 

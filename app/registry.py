@@ -103,6 +103,10 @@ class JobType:
     needs_credentials: bool
     source: str
     run: Callable[..., Any]
+    #: optional ``finalize(run_id, results, config, db)``: once per run, after every
+    #: device unit, in the transaction that writes the final status (the config
+    #: backup commits its git commit there)
+    finalize: Callable[..., Any] | None = None
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name``, or None."""
@@ -310,7 +314,20 @@ def _build(module: ModuleType, path: Path) -> JobType:
         needs_credentials=needs_credentials,
         source=str(path),
         run=run,
+        finalize=_check_finalize(getattr(module, "finalize", None)),
     )
+
+
+def _check_finalize(finalize: Any) -> Callable[..., Any] | None:
+    if finalize is None:
+        return None
+    if not callable(finalize):
+        raise _Skip("finalize is not callable")
+    try:
+        inspect.signature(finalize).bind(None, None, None, None)
+    except TypeError:
+        raise _Skip("finalize() must accept (run_id, results, config, db)") from None
+    return finalize
 
 
 def _check_run(run: Any) -> Callable[..., Any]:

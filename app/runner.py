@@ -33,7 +33,7 @@ from flask import Flask, current_app
 from sqlalchemy import or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from app import audit, crypto, dependencies, events, logs, registry
+from app import audit, crypto, dependencies, dispatch, events, logs, registry
 from app.extensions import db
 from app.job_api import DeviceTarget, NotRetryable
 from app.models import (
@@ -57,6 +57,7 @@ PUBLIC_SETTINGS = (
     "ROOKERY_JOB_TIMEOUT_SECONDS",
     "ROOKERY_JOB_TIMEOUT_MAX_SECONDS",
     "ROOKERY_WORKER_CONCURRENCY",
+    "ROOKERY_CONFIG_REDACT_SECRETS",
 )
 
 #: how often the supervisor looks at the clock, the abort flag and the cancel column
@@ -86,6 +87,8 @@ class UnitResult:
     data: dict[str, Any] | None = None
     pre_data: dict[str, Any] | None = None
     post_data: dict[str, Any] | None = None
+    #: a device's output (a config, command output), stored on its result row
+    output: str | None = None
 
     @classmethod
     def from_value(cls, value: Any) -> UnitResult:
@@ -100,6 +103,7 @@ class UnitResult:
                 data=_jsonable(value.get("data")),
                 pre_data=_jsonable(value.get("pre_data")),
                 post_data=_jsonable(value.get("post_data")),
+                output=None if value.get("output") is None else str(value.get("output")),
             )
         return cls(message=str(value))
 
@@ -175,7 +179,7 @@ class Control:
             sessions, self._sessions = list(self._sessions), set()
         for session in sessions:
             try:
-                session.close()
+                getattr(session, "abort", session.close)()
             except Exception:  # closing a half-dead session may fail; it is closed anyway
                 logger.debug("closing a device session failed", exc_info=True)
         return len(sessions)
@@ -272,7 +276,10 @@ def execute(
     return _run_devices(run_id, attempt, job_type, config, eventlog, control)
 
 
-def _begin(run_id: int, attempt: int, worker_name: str | None, eventlog: bool) -> JobRun | None:
+def _begin(
+    run_id: int, attempt: int, worker_name: str | None, eventlog: bool
+) -> tuple[str, int | None, Mapping[str, Any]] | None:
+    """Mark the run RUNNING (committed); return its job type, timeout and job config."""
     run = _lock_run(run_id)
     if run is None:
         logger.warning("Run %s no longer exists; nothing to do", run_id)
@@ -481,6 +488,33 @@ def _run_devices(
         db.session.rollback()
         _fail(run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True)
         raise
+    if targets and job_type.needs_credentials:
+        try:
+            targets = _resolve(run_id, attempt, targets, eventlog)
+        except Exception as exc:
+            db.session.rollback()
+            _fail(
+                run_id, attempt, RunStatus.FAILED_CREDENTIAL_RESOLUTION, exc, eventlog, retry=True
+            )
+            raise
+        if targets is None:
+            return None
+        if not targets:
+            run = _lock_if_current(run_id, attempt)
+            if run is None:
+                return None
+            _finish(run, RunStatus.COMPLETED_NO_CREDENTIALS, "No targeted device has credentials.")
+            events.record(
+                db.session,
+                run,
+                events.COMPLETED,
+                run.message or "",
+                eventlog=eventlog,
+                result={"metrics": run.metrics},
+            )
+            dependencies.release_dependants(db.session, run)
+            db.session.commit()
+            return Outcome(run_id, RunStatus.COMPLETED_NO_CREDENTIALS, run.message or "")
     if not targets:
         run = _lock_if_current(run_id, attempt)
         if run is None:
@@ -492,6 +526,9 @@ def _run_devices(
         return Outcome(run_id, RunStatus.COMPLETED_NO_DEVICES, run.message or "")
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    connector = dispatch.make_connector(app)
+    for target in targets:
+        target.connector = connector
     pool = UnitPool(max_parallel, f"run{run_id}-dev")
     futures = [
         pool.submit(_device_unit, app, run_id, attempt, job_type, config, target, eventlog, control)
@@ -503,25 +540,42 @@ def _run_devices(
         return _interrupt(run_id, attempt, control, eventlog, targets=targets)
     pool.shutdown()
     try:
-        statuses = [f.result() for f in futures]
+        for future in futures:
+            future.result()  # a unit's own errors are results; this re-raises runner bugs
     except Exception as exc:
         _fail(run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True)
         raise
+    run = _lock_if_current(run_id, attempt)
+    if run is None:
+        return None
+    results = list(
+        db.session.scalars(
+            select(DeviceResult).where(DeviceResult.run_id == run_id).order_by(DeviceResult.id)
+        )
+    )
     counts: dict[str, int] = {}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
     ok = counts.get("success", 0)
-    if ok == len(statuses):
+    if ok == len(results):
         final = RunStatus.COMPLETED_SUCCESS
     elif ok == 0:
         final = RunStatus.COMPLETED_FAILURE
     else:
         final = RunStatus.COMPLETED_PARTIAL_FAILURE
-    message = f"{ok} of {len(statuses)} device(s) succeeded"
-    run = _lock_if_current(run_id, attempt)
-    if run is None:
-        return None
-    summary = {"devices": len(statuses), "by_status": counts}
+    message = f"{ok} of {len(results)} device(s) succeeded"
+    summary: dict[str, Any] = {"devices": len(results), "by_status": counts}
+    if job_type.finalize is not None:
+        try:
+            extra = job_type.finalize(run_id, results, config, db.session)
+        except Exception as exc:
+            db.session.rollback()
+            _fail(run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True)
+            raise
+        if isinstance(extra, Mapping):
+            summary.update(audit.redact(dict(extra)))
+            if extra.get("message"):
+                message = f"{message}; {extra['message']}"
     _finish(run, final, message, summary)
     events.record(
         db.session,
@@ -535,6 +589,65 @@ def _run_devices(
     dependencies.release_dependants(db.session, run)
     db.session.commit()
     return Outcome(run_id, final, message, summary, counts)
+
+
+def _resolve(
+    run_id: int, attempt: int, targets: list[DeviceTarget], eventlog: bool
+) -> list[DeviceTarget] | None:
+    """Give each target its credentials; devices without any get a failed result."""
+    run = db.session.get(JobRun, run_id)
+    assert run is not None
+    logs.write(
+        level="info",
+        log_type="runner",
+        source="worker.runner",
+        run_id=run_id,
+        job_id=run.job_id,
+        job_type=run.job_type,
+        message=f"Resolving credentials for {len(targets)} device(s)",
+    )
+    found = dispatch.resolve_credentials(db.session, [t.id for t in targets], run.job_id)
+    for target in targets:
+        target.credentials = found.get(target.id, ())
+    ready = [t for t in targets if t.credentials]
+    missing = [t for t in targets if not t.credentials]
+    metrics = {
+        "resolved": len(ready),
+        "total": len(targets),
+        "percentage": round(100.0 * len(ready) / len(targets), 1),
+    }
+    run = _lock_if_current(run_id, attempt)
+    if run is None:
+        return None
+    run.metrics = metrics
+    now = utcnow()
+    for target in missing:
+        db.session.add(
+            DeviceResult(
+                run_id=run_id,
+                device_id=target.id,
+                device_name=target.name,
+                status="no_credentials",
+                message="No credentials: no credential shares a tag with this device.",
+                started_at=now,
+                finished_at=now,
+                duration_ms=0,
+            )
+        )
+    run.progress_done += len(missing)
+    logs.write(
+        level="info" if not missing else "warning",
+        log_type="runner",
+        source="worker.runner",
+        run_id=run_id,
+        job_id=run.job_id,
+        job_type=run.job_type,
+        message=f"Handing off {len(ready)} device(s) with credentials to dispatcher "
+        f"({metrics['resolved']}/{metrics['total']}, {metrics['percentage']}%)",
+        meta=metrics,
+    )
+    db.session.commit()
+    return ready
 
 
 def _parallelism(run: JobRun) -> int:

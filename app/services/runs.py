@@ -145,15 +145,14 @@ def _start_run(
     )
     db.session.add(run)
     db.session.flush()
-    pre_data = {
-        "params": crypto.redact_params(run.params, job_type.secret_params),
-        "targets": {
+    pre_data: dict[str, Any] = {"params": crypto.redact_params(run.params, job_type.secret_params)}
+    if job_type.targets == "devices":
+        pre_data["targets"] = {
             "tags": [t.name for t in job.target_tags],
             "device_ids": device_ids
             if device_ids is not None
             else [d.id for d in job.target_devices],
-        },
-    }
+        }
     events.record(
         db.session,
         run,
@@ -193,9 +192,11 @@ def _start_run(
         object_id=job.id,
         summary=f"started run #{run.id} of {job.name} ({triggered_by})",
     )
+    # Read before the commit expires them (a reload would cost two more queries).
+    run_id, job_name, status = run.id, job.name, run.status
     if commit:
         db.session.commit()
-    logger.info("Run %s of job %s %s (%s)", run.id, job.name, run.status.lower(), triggered_by)
+    logger.info("Run %s of job %s %s (%s)", run_id, job_name, status.lower(), triggered_by)
     return run
 
 

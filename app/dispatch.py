@@ -1,0 +1,251 @@
+"""The dispatcher's device side: credentials, circuit breakers and connections.
+
+``resolve_credentials`` finds every device's credentials in one query (those sharing
+a tag with the device, lowest priority first — or the credentials the job names).
+``make_connector`` builds what ``DeviceTarget.connect()`` calls: it skips a device
+whose circuit is open, tries the credentials in order (an authentication failure
+moves to the next one), retries connection errors with backoff, keeps the
+credentials' success and failure counts, and opens the device's circuit after
+ROOKERY_CIRCUIT_FAILURES consecutive connection failures. Breaker state lives in
+PostgreSQL, so every worker sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from app import crypto, drivers
+from app.extensions import db
+from app.job_api import DeviceTarget, ResolvedCredential
+from app.models import Credential, credential_tags, device_tags, job_credentials, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+class NoCredentials(drivers.DriverError):
+    """No credential matches this device's tags."""
+
+
+class CircuitOpen(drivers.DriverError):
+    """The device failed too often lately; it is skipped until its cool-down ends."""
+
+
+def resolve_credentials(
+    session: Session, device_ids: Iterable[int], job_id: int | None
+) -> dict[int, tuple[ResolvedCredential, ...]]:
+    """Each device's credentials in priority order, decrypted, in one batch."""
+    ids = sorted(set(device_ids))
+    if not ids:
+        return {}
+    named = []
+    if job_id is not None:
+        named = list(
+            session.scalars(
+                select(Credential)
+                .join(job_credentials, job_credentials.c.credential_id == Credential.id)
+                .where(job_credentials.c.job_id == job_id)
+                .order_by(Credential.priority, Credential.id)
+            )
+        )
+    if named:
+        chosen = tuple(_decrypt(c) for c in named)
+        return {device_id: chosen for device_id in ids}
+    rows = session.execute(
+        select(device_tags.c.device_id, Credential)
+        .join(credential_tags, credential_tags.c.tag_id == device_tags.c.tag_id)
+        .join(Credential, Credential.id == credential_tags.c.credential_id)
+        .where(device_tags.c.device_id.in_(ids))
+        .order_by(device_tags.c.device_id, Credential.priority, Credential.id)
+    ).all()
+    decrypted: dict[int, ResolvedCredential] = {}
+    found: dict[int, list[ResolvedCredential]] = {}
+    for device_id, credential in rows:
+        if credential.id not in decrypted:
+            decrypted[credential.id] = _decrypt(credential)
+        chosen_list = found.setdefault(device_id, [])
+        if all(c.id != credential.id for c in chosen_list):  # two shared tags: once
+            chosen_list.append(decrypted[credential.id])
+    return {device_id: tuple(creds) for device_id, creds in found.items()}
+
+
+def _decrypt(credential: Credential) -> ResolvedCredential:
+    try:
+        password = crypto.decrypt(credential.password_enc)
+        secret = (
+            crypto.decrypt(credential.enable_secret_enc) if credential.enable_secret_enc else None
+        )
+    except crypto.SecretUnreadable:
+        raise crypto.SecretUnreadable(
+            f"Cannot decrypt credential {credential.name!r}: the encryption key "
+            "(ROOKERY_ENCRYPTION_KEY or instance/encryption.key) is not the one it was "
+            "stored with."
+        ) from None
+    return ResolvedCredential(
+        id=credential.id,
+        name=credential.name,
+        username=credential.username,
+        password=password,
+        enable_secret=secret,
+        priority=credential.priority,
+    )
+
+
+# ------------------------------------------------------------------- bookkeeping
+
+
+def record_credential_use(credential_id: int, success: bool) -> None:
+    """Count a credential's success or failure (own short transaction, any thread)."""
+    column = "success_count" if success else "failure_count"
+    with Session(db.engine) as session:
+        session.execute(
+            text(
+                f"UPDATE credentials SET {column} = {column} + 1, last_used_at = now() "
+                "WHERE id = :id"
+            ),
+            {"id": credential_id},
+        )
+        session.commit()
+
+
+def circuit_check(device_id: int) -> None:
+    """Raise CircuitOpen while the device's cool-down lasts."""
+    with Session(db.engine) as session:
+        open_until = session.execute(
+            text("SELECT open_until FROM device_circuits WHERE device_id = :id"),
+            {"id": device_id},
+        ).scalar()
+    if open_until is not None and open_until > utcnow():
+        raise CircuitOpen(
+            f"Skipped: too many connection failures in a row; retried after "
+            f"{open_until.strftime('%Y-%m-%d %H:%M:%S UTC')}."
+        )
+
+
+def circuit_record(
+    device_id: int, ok: bool, error: str | None, *, threshold: int, cooldown_seconds: int
+) -> None:
+    """Reset the breaker on success; count a failure and open it at the threshold."""
+    with Session(db.engine) as session:
+        if ok:
+            session.execute(
+                text(
+                    "UPDATE device_circuits SET consecutive_failures = 0, open_until = NULL "
+                    "WHERE device_id = :id"
+                ),
+                {"id": device_id},
+            )
+        else:
+            session.execute(
+                text(
+                    """
+                INSERT INTO device_circuits (device_id, consecutive_failures, last_failure_at,
+                                             last_error, open_until)
+                VALUES (:id, 1, now(), :error,
+                        CASE WHEN 1 >= :threshold THEN now() + :cooldown END)
+                ON CONFLICT (device_id) DO UPDATE SET
+                    consecutive_failures = device_circuits.consecutive_failures + 1,
+                    last_failure_at = now(),
+                    last_error = :error,
+                    open_until = CASE
+                        WHEN device_circuits.consecutive_failures + 1 >= :threshold
+                        THEN now() + :cooldown
+                        ELSE device_circuits.open_until END
+                """
+                ),
+                {
+                    "id": device_id,
+                    "error": (error or "")[:500],
+                    "threshold": threshold,
+                    "cooldown": timedelta(seconds=cooldown_seconds),
+                },
+            )
+        session.commit()
+
+
+# -------------------------------------------------------------------- connecting
+
+_device_slots: threading.BoundedSemaphore | None = None
+_device_slots_lock = threading.Lock()
+
+
+def device_slots(limit: int) -> threading.BoundedSemaphore:
+    """The worker-wide bound on device sessions open at once (all runs together)."""
+    global _device_slots
+    with _device_slots_lock:
+        if _device_slots is None:
+            _device_slots = threading.BoundedSemaphore(limit)
+        return _device_slots
+
+
+def session_options(config: dict) -> drivers.SessionOptions:
+    return drivers.SessionOptions(
+        connect_timeout=config["ROOKERY_SSH_CONNECT_TIMEOUT"],
+        read_timeout=config["ROOKERY_SSH_READ_TIMEOUT"],
+        legacy_algorithms=config["ROOKERY_SSH_LEGACY_ALGORITHMS"],
+    )
+
+
+def make_connector(app: Flask) -> Callable[[DeviceTarget], drivers.DriverSession]:
+    """What ``DeviceTarget.connect()`` calls, configured from the app's settings."""
+    config = app.config
+    options = session_options(config)
+    retries = config["ROOKERY_CONNECT_RETRIES"]
+    threshold = config["ROOKERY_CIRCUIT_FAILURES"]
+    cooldown = config["ROOKERY_CIRCUIT_COOLDOWN_SECONDS"]
+
+    def connect(target: DeviceTarget) -> drivers.DriverSession:
+        if not target.credentials:
+            raise NoCredentials(f"{target.name}: no credential matches this device's tags.")
+        circuit_check(target.id)
+        refused: list[str] = []
+        for credential in target.credentials:
+            for attempt in range(retries + 1):
+                target.connect_attempts += 1
+                try:
+                    session = drivers.open_session(target, credential, options)
+                except drivers.AuthenticationFailed:
+                    record_credential_use(credential.id, False)
+                    refused.append(credential.name)
+                    break
+                except drivers.ConnectionFailed as exc:
+                    if attempt < retries:
+                        time.sleep(min(2.0**attempt, 5.0))
+                        continue
+                    circuit_record(
+                        target.id, False, str(exc), threshold=threshold, cooldown_seconds=cooldown
+                    )
+                    raise
+                record_credential_use(credential.id, True)
+                circuit_record(
+                    target.id, True, None, threshold=threshold, cooldown_seconds=cooldown
+                )
+                target.used_credential = credential.name
+                return session
+        raise drivers.AuthenticationFailed(
+            f"{target.name}: every credential was refused ({', '.join(refused)})."
+        )
+
+    return connect
+
+
+#: the device result status each driver error ends in
+RESULT_STATUS: tuple[tuple[type[BaseException], str], ...] = (
+    (NoCredentials, "no_credentials"),
+    (CircuitOpen, "skipped"),
+    (drivers.AuthenticationFailed, "auth_failed"),
+    (drivers.ConnectionFailed, "unreachable"),
+    (drivers.CommandTimeout, "timeout"),
+    (drivers.UnsupportedPlatform, "failed"),
+)
+
+
+def result_status(exc: BaseException) -> str:
+    return next((status for kind, status in RESULT_STATUS if isinstance(exc, kind)), "failed")

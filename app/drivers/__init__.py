@@ -1,0 +1,113 @@
+"""Drivers: how Rookery talks to a device, behind one small interface.
+
+A backend opens a ``DriverSession`` (connect, enable, send commands, get the running
+config, close) for one device and one credential. ``Device.driver`` names the
+backend (``netmiko`` by default); another one (scrapli, paramiko) slots in by adding
+an entry to ``BACKENDS``. Errors are classified so the dispatcher knows what to do:
+``AuthenticationFailed`` moves to the next credential, ``ConnectionFailed`` is
+retried with backoff and counts towards the device's circuit breaker,
+``CommandTimeout`` means the device hung mid-command.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.errors import RookeryError
+from app.job_api import DeviceTarget, ResolvedCredential
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BACKENDS",
+    "AuthenticationFailed",
+    "CommandTimeout",
+    "ConnectionFailed",
+    "DriverError",
+    "DriverSession",
+    "SessionOptions",
+    "UnsupportedPlatform",
+    "open_session",
+]
+
+
+class DriverError(RookeryError):
+    """The device session failed."""
+
+
+class AuthenticationFailed(DriverError):
+    """The device refused the credentials."""
+
+
+class ConnectionFailed(DriverError):
+    """The device could not be reached."""
+
+
+class CommandTimeout(DriverError):
+    """The device stopped answering in the middle of a command."""
+
+
+class UnsupportedPlatform(DriverError):
+    """No driver supports this device's platform."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionOptions:
+    """Timeouts and switches every session of a run shares."""
+
+    connect_timeout: float = 10
+    read_timeout: float = 60
+    legacy_algorithms: bool = False
+    fast_cli: bool = True
+
+
+class DriverSession(Protocol):
+    """An open session on one device."""
+
+    credential_name: str
+
+    def enable(self) -> None: ...
+
+    def send_command(self, command: str, *, use_textfsm: bool = False) -> Any: ...
+
+    def get_config(self) -> str: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None:
+        """Close at once from another thread (a cancel or a timeout)."""
+        ...
+
+    def __enter__(self) -> DriverSession: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+Opener = Callable[[DeviceTarget, ResolvedCredential, SessionOptions], DriverSession]
+
+
+def _netmiko(
+    target: DeviceTarget, credential: ResolvedCredential, options: SessionOptions
+) -> DriverSession:
+    from app.drivers import netmiko_driver
+
+    return netmiko_driver.NetmikoSession.open(target, credential, options)
+
+
+BACKENDS: dict[str, Opener] = {"netmiko": _netmiko}
+
+
+def open_session(
+    target: DeviceTarget, credential: ResolvedCredential, options: SessionOptions
+) -> DriverSession:
+    """Open a session on ``target`` with ``credential`` through the device's backend."""
+    opener = BACKENDS.get(target.driver)
+    if opener is None:
+        raise UnsupportedPlatform(
+            f"Unknown driver {target.driver!r} for {target.name}; known: "
+            + ", ".join(sorted(BACKENDS))
+        )
+    return opener(target, credential, options)
