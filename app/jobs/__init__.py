@@ -14,7 +14,16 @@ from typing import Any
 
 from app.job_api import DeviceTarget, JobLogger, NotRetryable, ResolvedCredential
 
-__all__ = ["LEVELS", "DeviceTarget", "JobLogger", "NotRetryable", "ResolvedCredential", "result"]
+__all__ = [
+    "LEVELS",
+    "DeviceTarget",
+    "JobLogger",
+    "NotRetryable",
+    "ResolvedCredential",
+    "commit_configs",
+    "normalize_config",
+    "result",
+]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -38,3 +47,26 @@ def result(
     if post_data is not None:
         value["post_data"] = dict(post_data)
     return value
+
+
+def normalize_config(platform: str, text: str, *, redact_secrets: bool = True) -> str:
+    """A config without volatile lines (clock, uptime...) and, by default, without secrets."""
+    from app import config_store
+
+    return config_store.normalize_config(platform, text, redact_secrets=redact_secrets)
+
+
+def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: Any) -> Any:
+    """Commit changed configs (device name -> normalised text) as one commit of the store.
+
+    Serialised across workers with a PostgreSQL advisory lock taken on ``db``; returns
+    the store's CommitResult (sha or None, changed and unchanged device names).
+    """
+    from flask import current_app
+
+    from app import config_store
+
+    store = config_store.store_for(current_app)
+    return store.commit_run(
+        run_id=run_id, job_name=job_name, configs=configs, lock=config_store.advisory_lock(db)
+    )

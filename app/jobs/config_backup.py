@@ -1,0 +1,63 @@
+"""Backs up running configs into the git config store: one commit per run, changed files only."""
+
+from __future__ import annotations
+
+import hashlib
+
+from app.jobs import JobLogger, commit_configs, normalize_config
+
+JOB_META = {
+    "job_type": "config_backup",
+    "label": "Config backup",
+    "description": "Fetch each device's running configuration and commit the ones that "
+    "changed to the git config store (volatile lines and secrets removed).",
+    "icon": "archive",
+    "targets": "devices",
+    "needs_credentials": True,
+    "default_schedule": {"kind": "cron", "cron": "0 2 * * *"},
+    "params": [],
+}
+
+
+def run(device, job_id, config, db):
+    log = JobLogger(job_id, JOB_META["job_type"], device.id)
+    with device.connect() as session:
+        raw = session.get_config()
+    text = normalize_config(
+        device.platform, raw, redact_secrets=config.get("ROOKERY_CONFIG_REDACT_SECRETS", True)
+    )
+    lines = text.count("\n")
+    if not text.strip():
+        return {"success": False, "message": "The device returned an empty configuration."}
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    log.info(f"Fetched {lines} lines from {device.name}", {"sha256": digest[:12]})
+    return {
+        "success": True,
+        "message": f"{lines} lines",
+        "output": text,
+        "data": {"lines": lines, "sha256": digest},
+    }
+
+
+def finalize(run_id, results, config, db):
+    """One git commit for the whole run, holding only the configs that changed."""
+    configs = {r.device_name: r.output for r in results if r.status == "success" and r.output}
+    if not configs:
+        return {"commit": None, "changed": []}
+    commit = commit_configs(run_id, config["job_name"], configs, db)
+    changed = set(commit.changed)
+    for result in results:
+        if result.device_name in configs:
+            result.changed = result.device_name in changed
+            result.commit_sha = commit.sha if result.changed else None
+    JobLogger(run_id, JOB_META["job_type"]).info(
+        f"Config store: {len(changed)} changed, {len(commit.unchanged)} unchanged"
+        + (f", commit {commit.sha[:10]}" if commit.sha else ", nothing to commit"),
+        {"changed": sorted(changed), "commit": commit.sha},
+    )
+    return {
+        "commit": commit.sha,
+        "changed": sorted(changed),
+        "unchanged": len(commit.unchanged),
+        "message": f"{len(changed)} config(s) changed" if changed else "no config changed",
+    }
