@@ -1,0 +1,884 @@
+"""The git config store: one repository, one file per device, one commit per backup run.
+
+Configs are normalised before they are compared and stored: volatile lines (banners
+with clocks, uptimes, "last changed" stamps) are dropped so an unchanged device makes
+no commit, and secrets are replaced by ``<removed>`` (keyword and type digit kept, so
+a changed password still shows as a changed line).
+
+Many workers on many hosts may commit: the caller passes a PostgreSQL advisory lock
+(:func:`advisory_lock`) that serialises commits across processes, and a process-local
+lock serialises threads. With a remote, every commit is rebased onto the remote's
+newest history and pushed while the lock is held, so the shared history stays linear.
+
+Reads (``history``, ``read``, ``diff``) run ``git`` subprocesses and take no lock: git
+updates refs atomically, so a reader sees the state before or after a commit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from git import Repo
+from git.exc import GitCommandError, GitError
+from sqlalchemy import text
+
+from app.errors import RookeryError
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "GIT_LOCK_KEY",
+    "CommitResult",
+    "ConfigPushFailed",
+    "ConfigStoreError",
+    "DiffRow",
+    "GitConfigStore",
+    "Version",
+    "advisory_lock",
+    "device_file_name",
+    "device_name_from_file",
+    "normalize_config",
+    "store_for",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the key of the PostgreSQL advisory lock that serialises commits ("rook-git")
+GIT_LOCK_KEY = 0x726F6F6B2D676974
+
+#: the branch the store commits to and pushes
+BRANCH = "main"
+#: seconds a fetch or push may take before it is killed (a remote that hangs)
+NETWORK_TIMEOUT = 120
+#: devices named in a commit's subject line; the body lists them all
+SUBJECT_NAMES = 10
+#: tries to open (create) the repository when another process is creating it too
+OPEN_ATTEMPTS = 5
+#: an index.lock older than this was left by a process that died mid-commit
+STALE_LOCK_SECONDS = 300
+#: what a secret is replaced by
+REMOVED = "<removed>"
+
+
+class ConfigStoreError(RookeryError):
+    """The config store (git) failed."""
+
+
+class ConfigPushFailed(ConfigStoreError):
+    """The commit was made locally but could not be pushed to the remote."""
+
+    def __init__(self, message: str | None = None, *, result: CommitResult | None = None) -> None:
+        super().__init__(message)
+        #: what was committed locally (kept; the next commit pushes it)
+        self.result = result
+
+
+# --------------------------------------------------------------------------- normalising
+
+_DAYS = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+
+
+def _line(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern + r"\Z", re.IGNORECASE)
+
+
+_BUILDING = _line(r"\s*Building configuration\.\.\.")
+_CURRENT_CONFIG = _line(r"\s*Current configuration\s*:\s*\d+\s*bytes")
+_LAST_CHANGE = _line(r"[!#\s]*Last configuration change\b.*")
+_NVRAM = _line(r"\s*!\s*NVRAM config last updated\b.*")
+_NO_CHANGE = _line(r"\s*!\s*No configuration change since last restart\b.*")
+_TIME = _line(r"\s*!\s*Time:.*")
+_NXOS_LAST_DONE = _line(r"\s*!\s*Running configuration last done at\b.*")
+_EOS_STARTUP = _line(r"\s*!\s*Startup-config last modified at\b.*")
+_JUNOS_LAST_COMMIT = _line(r"\s*#+\s*Last (?:commit|changed):.*")
+_NTP_CLOCK_PERIOD = _line(r"\s*ntp clock-period\s+\d+")
+_UPTIME = _line(r"(?!\s*description\b).*\buptime is\b.*")
+_LAST_LOGIN = _line(r"\s*Last login\b.*")
+# "*10:00:00.123 UTC Mon Jan 1 2024" (show clock), "Mon Jan  1 10:00:00.123 UTC" (XR)
+_CLOCK = _line(
+    rf"\s*\*?\.?\d{{1,2}}:\d{{2}}:\d{{2}}(?:\.\d+)?\s+\S+\s+{_DAYS}\s+{_MONTHS}\s+\d{{1,2}}\s+\d{{4}}"
+)
+_CLOCK_HEADER = _line(
+    rf"\s*{_DAYS}\s+{_MONTHS}\s+\d{{1,2}}\s+\d{{1,2}}:\d{{2}}:\d{{2}}(?:\.\d+)?"
+    r"(?:\s+[A-Z]{2,5})?(?:\s+\d{4})?"
+)
+_TIME_SOURCE = _line(r"\s*Time source is\b.*")
+
+_EVERYWHERE = (_UPTIME, _LAST_LOGIN, _CLOCK, _CLOCK_HEADER, _TIME_SOURCE, _LAST_CHANGE)
+_CISCO_IOS = (_BUILDING, _CURRENT_CONFIG, _NVRAM, _NO_CHANGE, _TIME, _NTP_CLOCK_PERIOD)
+
+#: volatile lines per platform (netmiko device types); unknown platforms get all of them
+VOLATILE: dict[str, tuple[re.Pattern[str], ...]] = {
+    "cisco_ios": _EVERYWHERE + _CISCO_IOS,
+    "cisco_xe": _EVERYWHERE + _CISCO_IOS,
+    "cisco_nxos": (*_EVERYWHERE, *_CISCO_IOS, _NXOS_LAST_DONE),
+    "cisco_xr": (*_EVERYWHERE, _BUILDING, _CURRENT_CONFIG, _TIME),
+    "arista_eos": (*_EVERYWHERE, _TIME, _EOS_STARTUP),
+    "juniper_junos": (*_EVERYWHERE, _JUNOS_LAST_COMMIT),
+}
+_GENERIC = tuple(dict.fromkeys(p for patterns in VOLATILE.values() for p in patterns))
+_PLATFORM_ALIASES = {"juniper": "juniper_junos", "cisco_iosxe": "cisco_xe", "eos": "arista_eos"}
+
+# A secret: a quoted string or one word. A type word may come before it.
+_SECRET = r'(?P<secret>"[^"]*"|\S+)'
+_TYPE = r"(?:\d{1,2}|sha\d{3}|md5|scrypt|encrypted|hashed|clear|cleartext)"
+
+
+def _rule(keep: str) -> re.Pattern[str]:
+    return re.compile(f"(?P<keep>{keep})" + _SECRET, re.IGNORECASE)
+
+
+#: secret material anywhere in a line; ``keep`` stays, ``secret`` becomes <removed>
+SECRET_RULES: tuple[re.Pattern[str], ...] = (
+    # username admin privilege 15 secret 9 $9$... / username bob password 7 0822...
+    _rule(rf"^\s*username\s+\S+(?:\s+\S+)*?\s+(?:password|secret)\s+(?:{_TYPE}\s+)?"),
+    # " password 7 ..." under line vty / XR username and neighbor blocks; Junos "secret"
+    _rule(rf"^\s+(?:password|secret)\s+(?:{_TYPE}\s+)?"),
+    _rule(rf"^\s*enable\s+(?:secret|password)\s+(?:level\s+\d+\s+)?(?:{_TYPE}\s+)?"),
+    _rule(rf"^\s*aaa\s+root\s+secret\s+(?:{_TYPE}\s+)?"),
+    _rule(r"^\s*snmp-server\s+community\s+"),
+    _rule(
+        r"^\s*snmp-server\s+host\s+\S+(?:\s+(?:informs|traps))?\s+(?:version\s+(?:1|2c)\s+)?"
+        r"(?!(?:version|use-vrf|vrf|filter-vrf|source-interface|informs|traps)\b)"
+    ),
+    _rule(r"^\s*snmp-server\s+user\s+.*?\sauth\s+(?:md5|sha\S*)\s+(?:(?:\d|encrypted)\s+)?"),
+    _rule(
+        r"^\s*snmp-server\s+user\s+.*?\spriv\s+"
+        r"(?:(?:aes-?\d*|3des|des\d*)\s+(?:\d{3}\s+)?)?(?:(?:\d|encrypted)\s+)?"
+    ),
+    _rule(r"^\s*set\s+snmp\s+community\s+"),
+    _rule(
+        rf"^\s*(?:tacacs-server|radius-server|tacacs|radius)\b.*?\s(?:key|server-key)\s+"
+        rf"(?:{_TYPE}\s+)?"
+    ),
+    _rule(r"^\s*crypto\s+isakmp\s+key\s+(?:\d\s+)?"),
+    _rule(
+        r"\bpre-shared-key\s+(?:(?:local|remote)\s+)?(?:address\s+\S+(?:\s+\S+)?\s+key\s+)?"
+        r"(?:(?:ascii-text|hexadecimal)\s+)?(?:\d\s+)?"
+    ),
+    _rule(r"\bkey-string\s+(?:(?:\d|password|clear)\s+)?"),
+    _rule(r"^\s*ntp\s+authentication-key\s+\d+\s+\S+\s+(?:\d{1,2}\s+)?"),
+    _rule(r"\bauthentication-key\s+\d+\s+type\s+\S+\s+value\s+"),
+    _rule(r"(?<!ntp )\bauthentication-key\s+(?!\d+\s+type\b)(?:(?:\d{1,2}|md5|sha1)\s+)?"),
+    _rule(r"\bmessage-digest-key\s+\d+\s+md5\s+(?:\d\s+)?"),
+    _rule(r"^\s*neighbor\s+\S+\s+password\s+(?:(?:\d|encrypted|clear)\s+)?"),
+    _rule(r"^\s*ppp\s+.*?\bpassword\s+(?:\d\s+)?"),
+    _rule(r"\bencrypted-password\s+"),
+    # Junos set format: secret "$9$...", md5 1 key "$9$..."
+    re.compile(r'(?P<keep>\b(?:secret|key)\s+)(?P<secret>"[^"]*")', re.IGNORECASE),
+)
+#: " key 7 ..." lines inside a ``tacacs server`` / ``radius server`` / ``aaa server`` block
+_BLOCK_KEY = _rule(rf"^\s+(?:.*?\s)?(?:key|server-key)\s+(?:{_TYPE}\s+)?")
+_KEY_BLOCK = re.compile(r"^(?:tacacs|radius|aaa\s+server\b)", re.IGNORECASE)
+#: Junos "community public {" inside "snmp {"
+_JUNOS_COMMUNITY = _rule(r"^\s*community\s+")
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _mask(match: re.Match[str]) -> str:
+    secret = match.group("secret")
+    if secret.startswith('"'):
+        hidden = f'"{REMOVED}"'
+    elif secret.endswith(";") and secret != ";":
+        hidden = REMOVED + ";"
+    else:
+        hidden = REMOVED
+    return match.group("keep") + hidden
+
+
+def _redact(lines: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    parent = ""
+    blocks: list[str] = []
+    for line in lines:
+        if line and not line[0].isspace():
+            parent = line
+        if "## SECRET-DATA" in line:  # Junos marks every secret it prints
+            line = _QUOTED.sub(f'"{REMOVED}"', line)
+        for rule in SECRET_RULES:
+            line = rule.sub(_mask, line)
+        if line[:1].isspace() and _KEY_BLOCK.match(parent):
+            line = _BLOCK_KEY.sub(_mask, line)
+        if blocks and blocks[-1] == "snmp":
+            line = _JUNOS_COMMUNITY.sub(_mask, line)
+        stripped = line.strip()
+        if stripped.endswith("{"):
+            blocks.append(stripped.split()[0].lower() if stripped != "{" else "")
+        elif stripped.startswith("}") and blocks:
+            blocks.pop()
+        out.append(line)
+    return out
+
+
+def _platform_key(platform: str) -> str:
+    key = platform.strip().lower()
+    for suffix in ("_ssh", "_telnet", "_serial"):
+        key = key.removesuffix(suffix)
+    return _PLATFORM_ALIASES.get(key, key)
+
+
+def normalize_config(platform: str, text: str, *, redact_secrets: bool = True) -> str:
+    """``text`` without volatile lines (and secrets), ready to compare and to store.
+
+    Line endings become ``\\n``, trailing whitespace and leading/trailing blank lines
+    go, and the result ends with exactly one newline ("" for a config with no lines).
+    Idempotent: normalising a normalised config changes nothing.
+    """
+    volatile = VOLATILE.get(_platform_key(platform), _GENERIC)
+    raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [line.rstrip() for line in raw if not any(p.match(line.rstrip()) for p in volatile)]
+    if redact_secrets:
+        lines = [line.rstrip() for line in _redact(lines)]
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+# --------------------------------------------------------------------------- file names
+
+_SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+SUFFIX = ".cfg"
+#: longest encoded stem before a hash replaces the tail (file names stop at 255 bytes)
+MAX_STEM = 200
+
+
+def device_file_name(name: str) -> str:
+    """The file a device's config lives in: one flat, reversible, safe name.
+
+    Every byte outside ``[A-Za-z0-9._-]`` and a leading dot or dash are %-encoded, so "/",
+    "..", ":" or a leading "-" can never leave the repository, hide a file or read as
+    a git option. A name too long for a file system keeps a readable prefix and a
+    hash of the whole name (such a file cannot be mapped back by name alone).
+    """
+    if not name:
+        raise ConfigStoreError("A device name may not be empty.")
+    encoded = "".join(
+        chr(byte) if chr(byte) in _SAFE_CHARS else f"%{byte:02X}" for byte in name.encode()
+    )
+    if encoded[0] in ".-":  # no hidden files, nothing that reads as an option
+        encoded = f"%{ord(encoded[0]):02X}" + encoded[1:]
+    if len(encoded) > MAX_STEM:
+        cut = encoded[: MAX_STEM - 20]
+        cut = re.sub(r"%[0-9A-F]?$", "", cut)  # don't split an escape
+        encoded = f"{cut}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    return encoded + SUFFIX
+
+
+def device_name_from_file(file_name: str) -> str | None:
+    """The device name of a store file; None for other files and hashed long names."""
+    if not file_name.endswith(SUFFIX) or "/" in file_name or "~" in file_name:
+        return None
+    stem = file_name[: -len(SUFFIX)]
+    try:
+        data = bytearray()
+        i = 0
+        while i < len(stem):
+            if stem[i] == "%":
+                data.append(int(stem[i + 1 : i + 3], 16))
+                i += 3
+            else:
+                data.append(ord(stem[i]))
+                i += 1
+        return data.decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What one backup run changed in the store."""
+
+    sha: str | None
+    changed: list[str]
+    unchanged: list[str]
+
+
+@dataclass(frozen=True)
+class Version:
+    """One commit in a device's history."""
+
+    sha: str
+    committed_at: datetime
+    message: str
+    author: str
+
+
+DiffKind = Literal["equal", "changed", "added", "removed"]
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One row of a side-by-side diff; a side with no line has ``*_no`` None."""
+
+    kind: DiffKind
+    left_no: int | None
+    left: str
+    right_no: int | None
+    right: str
+
+
+_SHA = re.compile(r"[0-9a-fA-F]{4,64}")
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+_PATH_LOCKS: dict[str, threading.Lock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+def _path_lock(path: Path) -> threading.Lock:
+    with _PATH_LOCKS_GUARD:
+        return _PATH_LOCKS.setdefault(str(path), threading.Lock())
+
+
+def _without_credentials(value: str) -> str:
+    return _CREDENTIALS.sub("", value)
+
+
+def _reason(exc: GitError) -> str:
+    """The one line of git's complaint a person needs ("fatal: ..." without the prefix)."""
+    if not isinstance(exc, GitCommandError):
+        return str(exc) or type(exc).__name__
+    raw = str(exc.stderr or "").strip()
+    raw = re.sub(r"^stderr:\s*'", "", raw).removesuffix("'")
+    lines = [line.strip() for line in raw.splitlines() if line.strip()]
+    chosen = next(
+        (line for line in lines if line.lower().startswith(("fatal:", "error:"))),
+        lines[-1] if lines else f"exit status {exc.status}",
+    )
+    chosen = re.sub(r"^(?:fatal|error):\s*", "", chosen, flags=re.IGNORECASE)
+    return _without_credentials(chosen)
+
+
+class GitConfigStore:
+    """Device configs in one git repository, one ``<device>.cfg`` file per device."""
+
+    def __init__(self, path: Path, *, remote: str | None = None) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.remote = remote or None
+        self._lock = _path_lock(self.path)
+        with self._lock:
+            self._repo = self._open_with_retries()
+        with self._errors("rev-parse"):
+            object_format = self._git("rev-parse", "--show-object-format").strip()
+        self._hash = hashlib.sha256 if object_format == "sha256" else hashlib.sha1
+
+    def __repr__(self) -> str:
+        remote = f", remote={self.remote_display!r}" if self.remote else ""
+        return f"GitConfigStore({str(self.path)!r}{remote})"
+
+    @property
+    def remote_display(self) -> str:
+        """The remote's URL without credentials (for messages and logs)."""
+        return _without_credentials(self.remote or "")
+
+    # ------------------------------------------------------------------ setup
+
+    def _open_with_retries(self) -> Repo:
+        # Workers starting together on one host may create the repository at once:
+        # the loser of a race over .git/config.lock tries again.
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                return self._open()
+            except ConfigStoreError:
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _open(self) -> Repo:
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigStoreError(f"The config store {self.path} is a file, not a folder.")
+        try:
+            if (self.path / ".git").exists():
+                repo = Repo(self.path)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                repo = Repo.init(self.path, initial_branch=BRANCH)
+                logger.info("Created the config store %s", self.path)
+            env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true"}
+            if "GIT_SSH_COMMAND" not in os.environ:
+                env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o ConnectTimeout=15"
+            repo.git.update_environment(**env)
+            # Commits must work without a global git config, the same on every host.
+            self._set_config(
+                repo,
+                {
+                    "user.name": "Rookery",
+                    "user.email": "rookery@localhost",
+                    "commit.gpgsign": "false",
+                    "core.autocrlf": "false",
+                    "core.quotepath": "false",
+                },
+            )
+            if self.remote:
+                remotes = repo.git.remote().split()
+                if "origin" not in remotes:
+                    repo.git.remote("add", "origin", self.remote)
+                elif repo.git.remote("get-url", "origin") != self.remote:
+                    repo.git.remote("set-url", "origin", self.remote)
+        except GitError as exc:
+            raise ConfigStoreError(
+                f"Cannot open the config store {self.path}: {_reason(exc)}"
+            ) from None
+        except OSError as exc:
+            raise ConfigStoreError(
+                f"Cannot create the config store {self.path}: {exc.strerror or exc}"
+            ) from None
+        return repo
+
+    @staticmethod
+    def _set_config(repo: Repo, values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            try:
+                current = repo.git.config("--local", "--get", key)
+            except GitCommandError:
+                current = None
+            if current != value:
+                repo.git.config("--local", key, value)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _git(self, *args: str, **kwargs: Any) -> str:
+        command = [self._repo.git.GIT_PYTHON_GIT_EXECUTABLE or "git", *args]
+        return self._repo.git.execute(command, **kwargs)  # type: ignore[call-overload]
+
+    def _bytes(self, *args: str) -> bytes:
+        command = [self._repo.git.GIT_PYTHON_GIT_EXECUTABLE or "git", *args]
+        return self._repo.git.execute(  # type: ignore[call-overload,no-any-return]
+            command, stdout_as_string=False, strip_newline_in_stdout=False
+        )
+
+    def _try(self, *args: str) -> str | None:
+        try:
+            return self._git(*args)
+        except GitCommandError:
+            return None
+
+    def _head(self) -> str | None:
+        return self._try("rev-parse", "--verify", "-q", "HEAD^{commit}")
+
+    def _has(self, rev: str, file_name: str) -> bool:
+        return self._try("cat-file", "-e", f"{rev}:{file_name}") is not None
+
+    def _commit_sha(self, sha: str | None) -> str | None:
+        """The full sha of ``sha`` (HEAD when None); None when the store is empty."""
+        if sha is None or sha == "HEAD":
+            return self._head()
+        if not _SHA.fullmatch(sha):
+            raise ConfigStoreError(f"{sha!r} is not a config version.")
+        found = self._try("rev-parse", "--verify", "-q", f"{sha}^{{commit}}")
+        if found is None:
+            raise ConfigStoreError(f"Config version {sha} does not exist.")
+        return found
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except ConfigStoreError:
+            raise
+        except GitError as exc:
+            raise ConfigStoreError(f"git {action} in {self.path} failed: {_reason(exc)}") from None
+        except OSError as exc:
+            raise ConfigStoreError(
+                f"git {action} in {self.path} failed: {exc.strerror or exc}"
+            ) from None
+
+    @contextmanager
+    def _locked(self, lock: AbstractContextManager[Any] | None) -> Iterator[None]:
+        # Threads first, then the cross-process lock: a thread never holds a database
+        # connection while it waits for another thread of its own process.
+        with self._lock, lock if lock is not None else nullcontext():
+            yield
+
+    def _clean(self) -> None:
+        """Undo what an interrupted operation left behind (files, index, a rebase)."""
+        git_dir = self.path / ".git"
+        index_lock = git_dir / "index.lock"
+        try:
+            age = time.time() - index_lock.stat().st_mtime
+        except FileNotFoundError:
+            age = 0.0
+        if age > STALE_LOCK_SECONDS:
+            logger.warning("Config store %s: removing a stale index.lock", self.path)
+            index_lock.unlink(missing_ok=True)
+        if (git_dir / "rebase-merge").exists() or (git_dir / "rebase-apply").exists():
+            self._try("rebase", "--abort")
+        if self._head():
+            self._git("reset", "-q", "--hard", "HEAD")
+        else:
+            self._try("rm", "-q", "-r", "--cached", "--", ".")
+        self._git("clean", "-q", "-f", "--", f"*{SUFFIX}")
+
+    # ------------------------------------------------------------------ remote
+
+    def sync(self) -> None:
+        """Bring the local history up to the remote's (rebasing local commits onto it).
+
+        Raises ConfigStoreError when the remote cannot be reached or the histories
+        cannot be combined.
+        """
+        if not self.remote:
+            return
+        with self._lock, self._errors("pull"):
+            self._pull()
+
+    def _pull(self) -> None:
+        try:
+            self._git("fetch", "-q", "--prune", "origin", kill_after_timeout=NETWORK_TIMEOUT)
+        except GitCommandError as exc:
+            raise ConfigStoreError(
+                f"git fetch from {self.remote_display} failed: {_reason(exc)}"
+            ) from None
+        remote_head = self._try("rev-parse", "--verify", "-q", f"refs/remotes/origin/{BRANCH}")
+        if remote_head is None:  # an empty remote
+            return
+        head = self._head()
+        if head is None:
+            self._git("reset", "-q", "--hard", remote_head)
+            return
+        if self._try("merge-base", "--is-ancestor", remote_head, head) is not None:
+            return  # nothing new there
+        if self._try("merge-base", "--is-ancestor", head, remote_head) is not None:
+            self._git("reset", "-q", "--hard", remote_head)
+            return
+        try:
+            self._git("rebase", "-q", remote_head)
+        except GitCommandError:
+            # Both sides changed one device (a commit that could not be pushed earlier):
+            # the local, unpushed backup is replayed on top; the next backup corrects it.
+            self._try("rebase", "--abort")
+            logger.warning("Config store %s: rebase conflict, keeping local versions", self.path)
+            try:
+                self._git("rebase", "-q", "-X", "theirs", remote_head)
+            except GitCommandError as exc:
+                self._try("rebase", "--abort")
+                raise ConfigStoreError(
+                    f"git pull --rebase from {self.remote_display} failed: {_reason(exc)}"
+                ) from None
+
+    def _pull_quietly(self) -> None:
+        """Catch up before comparing; an unreachable remote only warns (the push fails)."""
+        try:
+            self._pull()
+        except ConfigStoreError as exc:
+            logger.warning("Config store %s: %s", self.path, exc)
+
+    def _ahead(self) -> bool:
+        head = self._head()
+        if head is None:
+            return False
+        remote_head = self._try("rev-parse", "--verify", "-q", f"refs/remotes/origin/{BRANCH}")
+        if remote_head is None:
+            return True
+        return self._git("rev-list", "--count", f"{remote_head}..{head}").strip() != "0"
+
+    def _push(self) -> None:
+        for attempt in range(3):
+            try:
+                self._git(
+                    "push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}",
+                    kill_after_timeout=NETWORK_TIMEOUT,
+                )  # fmt: skip
+                return
+            except GitCommandError as exc:
+                reason = _reason(exc)
+                rejected = "rejected" in str(exc.stderr) or "fetch first" in str(exc.stderr)
+                if not rejected or attempt == 2:
+                    raise ConfigStoreError(
+                        f"git push to {self.remote_display} failed: {reason}"
+                    ) from None
+                logger.info("Config store %s: push rejected, rebasing and retrying", self.path)
+                self._pull()
+
+    def _publish(self, result: CommitResult) -> None:
+        if not self.remote or not self._ahead():
+            return
+        try:
+            self._push()
+        except ConfigStoreError as exc:
+            raise ConfigPushFailed(str(exc), result=result) from None
+
+    # ------------------------------------------------------------------ writing
+
+    def _blob_id(self, data: bytes) -> str:
+        return self._hash(b"blob %d\0" % len(data) + data).hexdigest()
+
+    def _tree(self) -> dict[str, str]:
+        """file name -> blob id at HEAD."""
+        if self._head() is None:
+            return {}
+        listing = self._git("ls-tree", "-z", "HEAD")
+        tree: dict[str, str] = {}
+        for entry in listing.split("\0"):
+            if entry:
+                meta, _, name = entry.partition("\t")
+                tree[name] = meta.split()[2]
+        return tree
+
+    def commit_run(
+        self,
+        *,
+        run_id: int,
+        job_name: str,
+        configs: Mapping[str, str],
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> CommitResult:
+        """Store the (normalised) ``configs`` of one run as one commit of the changed ones.
+
+        Makes no commit (``sha`` None) when nothing changed. With a remote the commit
+        is pushed; when that fails :class:`ConfigPushFailed` (a ConfigStoreError)
+        carries the result and the commit stays local for the next push.
+        """
+        files = {name: device_file_name(name) for name in configs}
+        owners: dict[str, str] = {}
+        for name, file_name in files.items():
+            if file_name in owners:
+                raise ConfigStoreError(
+                    f"Devices {owners[file_name]!r} and {name!r} map to one file {file_name}."
+                )
+            owners[file_name] = name
+        with self._locked(lock), self._errors("commit"):
+            self._clean()
+            if self.remote:
+                self._pull_quietly()
+            tree = self._tree()
+            candidates: list[str] = []
+            for name, content in configs.items():
+                data = content.encode("utf-8", errors="replace")
+                file_name = files[name]
+                if tree.get(file_name) != self._blob_id(data):
+                    (self.path / file_name).write_bytes(data)
+                    candidates.append(file_name)
+            for start in range(0, len(candidates), 500):
+                self._git("add", "--", *candidates[start : start + 500])
+            staged = set(self._git("diff", "--cached", "--name-only", "-z").split("\0"))
+            changed = [name for name in configs if files[name] in staged]
+            unchanged = [name for name in configs if files[name] not in staged]
+            sha = None
+            if changed:
+                self._git(
+                    "commit", "-q", "--no-verify", "-m", _run_message(run_id, job_name, changed)
+                )
+                sha = self._head()
+                logger.info(
+                    "Config store %s: run %s committed %s (%d changed, %d unchanged)",
+                    self.path, run_id, sha, len(changed), len(unchanged),
+                )  # fmt: skip
+            result = CommitResult(sha=sha, changed=changed, unchanged=unchanged)
+            self._publish(result)
+            return result
+
+    def rename(
+        self, old_name: str, new_name: str, *, lock: AbstractContextManager[Any] | None = None
+    ) -> str | None:
+        """Move a device's file to its new name in one commit; its history follows.
+
+        None when the old name has no stored config (nothing to move). Refuses when the
+        new name already has one (a deleted device's history is never overwritten).
+        """
+        old_file, new_file = device_file_name(old_name), device_file_name(new_name)
+        if old_file == new_file:
+            return None
+        with self._locked(lock), self._errors("rename"):
+            self._clean()
+            if self.remote:
+                self._pull_quietly()
+            if self._head() is None or not self._has("HEAD", old_file):
+                return None
+            if self._has("HEAD", new_file):
+                raise ConfigStoreError(
+                    f"Cannot move the configs of {old_name!r} to {new_name!r}: "
+                    f"{new_name!r} already has stored configs."
+                )
+            self._git("mv", "--", old_file, new_file)
+            message = f"Rename device {_shown(old_name)} -> {_shown(new_name)}"
+            self._git("commit", "-q", "--no-verify", "-m", message)
+            sha = self._head()
+            logger.info("Config store %s: %s (%s)", self.path, message, sha)
+            self._publish(CommitResult(sha=sha, changed=[new_name], unchanged=[]))
+            return sha
+
+    # ------------------------------------------------------------------ reading
+
+    def devices(self) -> list[str]:
+        """Every device with a stored config, deleted devices included, sorted."""
+        with self._errors("ls-tree"):
+            return sorted(
+                name for name in map(device_name_from_file, self._tree()) if name is not None
+            )
+
+    def history(self, device_name: str, limit: int = 50) -> list[Version]:
+        """The commits that changed a device's config, newest first, across renames."""
+        with self._errors("log"):
+            if self._head() is None:
+                return []
+            out = self._git(
+                "log", "--follow", f"-n{max(int(limit), 1)}",
+                "--format=%H%x1f%ct%x1f%an%x1f%s%x1e", "HEAD", "--",
+                device_file_name(device_name),
+            )  # fmt: skip
+        versions = []
+        for record in out.split("\x1e"):
+            record = record.strip()
+            if record:
+                sha, stamp, author, subject = record.split("\x1f", 3)
+                versions.append(
+                    Version(
+                        sha=sha,
+                        committed_at=datetime.fromtimestamp(int(stamp), tz=UTC),
+                        message=subject,
+                        author=author,
+                    )
+                )
+        return versions
+
+    def _former_files(self, device_name: str) -> list[str]:
+        """The files a device's config lived in, newest first (renames followed)."""
+        out = self._git(
+            "log", "--follow", "--name-only", "--format=%x1e", "HEAD", "--",
+            device_file_name(device_name),
+        )  # fmt: skip
+        files = [line.strip() for line in out.splitlines() if line.strip("\x1e \n")]
+        return list(dict.fromkeys(f.strip("\x1e") for f in files))
+
+    def read(self, device_name: str, sha: str | None = None) -> str | None:
+        """The device's config at ``sha`` (HEAD by default); None if it had none then.
+
+        An old version of a renamed device is read under the name it had then.
+        """
+        with self._errors("show"):
+            commit = self._commit_sha(sha)
+            if commit is None:
+                return None
+            file_name = device_file_name(device_name)
+            if not self._has(commit, file_name):
+                former = [f for f in self._former_files(device_name) if f != file_name]
+                file_name = next((f for f in former if self._has(commit, f)), "")
+                if not file_name:
+                    return None
+            data = self._bytes("cat-file", "blob", f"{commit}:{file_name}")
+        return data.decode("utf-8", errors="replace")
+
+    def diff(self, device_name: str, old_sha: str, new_sha: str) -> list[DiffRow]:
+        """Side-by-side rows of the device's config between two versions."""
+        old = (self.read(device_name, old_sha) or "").splitlines()
+        new = (self.read(device_name, new_sha) or "").splitlines()
+        return side_by_side(old, new)
+
+    def unified_diff(self, device_name: str, old_sha: str, new_sha: str, context: int = 3) -> str:
+        """A unified diff of the device's config between two versions ("" if equal)."""
+        old = (self.read(device_name, old_sha) or "").splitlines(keepends=True)
+        new = (self.read(device_name, new_sha) or "").splitlines(keepends=True)
+        return "".join(
+            difflib.unified_diff(
+                old,
+                new,
+                fromfile=f"{device_name}@{old_sha[:12]}",
+                tofile=f"{device_name}@{new_sha[:12]}",
+                n=context,
+            )
+        )
+
+
+def side_by_side(old: Sequence[str], new: Sequence[str]) -> list[DiffRow]:
+    """Pair two texts' lines for a two-column view (difflib opcodes)."""
+    rows: list[DiffRow] = []
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            rows.extend(
+                DiffRow("equal", i + 1, old[i], j + 1, new[j])
+                for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
+            )
+            continue
+        left, right = list(range(i1, i2)), list(range(j1, j2))
+        for k in range(max(len(left), len(right))):
+            i = left[k] if k < len(left) else None
+            j = right[k] if k < len(right) else None
+            if i is not None and j is not None:
+                rows.append(DiffRow("changed", i + 1, old[i], j + 1, new[j]))
+            elif i is not None:
+                rows.append(DiffRow("removed", i + 1, old[i], None, ""))
+            elif j is not None:
+                rows.append(DiffRow("added", None, "", j + 1, new[j]))
+    return rows
+
+
+def _shown(name: str) -> str:
+    """A device name safe for a one-line commit message."""
+    return "".join(c if c.isprintable() else "?" for c in name)
+
+
+def _run_message(run_id: int, job_name: str, changed: Sequence[str]) -> str:
+    names = [_shown(n) for n in changed]
+    listed = ", ".join(names[:SUBJECT_NAMES])
+    if len(names) > SUBJECT_NAMES:
+        listed += f" and {len(names) - SUBJECT_NAMES} more"
+    subject = f"Backup run #{run_id} ({_shown(job_name)}): {len(names)} changed: {listed}"
+    if len(names) <= SUBJECT_NAMES:
+        return subject
+    return subject + "\n\n" + "\n".join(names) + "\n"
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+@contextmanager
+def advisory_lock(session: Session, key: int = GIT_LOCK_KEY) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock on the session's connection for the block.
+
+    A session-level lock: it survives the transaction it was taken in, so it works
+    inside or outside one. The block must not commit, roll back or close the session
+    (that would hand the connection, lock and all, back to the pool).
+    """
+    conn = session.connection()
+    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+    try:
+        yield
+    finally:
+        if conn.closed or conn.invalidated:
+            logger.error(
+                "Advisory lock %#x: the session's connection ended inside the block; "
+                "the lock is released when that connection closes",
+                key,
+            )
+        else:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+_STORES_GUARD = threading.Lock()
+
+
+def store_for(app: Flask) -> GitConfigStore:
+    """The app's config store (ROOKERY_CONFIG_REPO or <instance>/configs), made once."""
+    path = Path(
+        app.config.get("ROOKERY_CONFIG_REPO") or Path(app.config["ROOKERY_INSTANCE"]) / "configs"
+    )
+    remote = app.config.get("ROOKERY_CONFIG_REMOTE") or None
+    with _STORES_GUARD:
+        stores: dict[tuple[str, str | None], GitConfigStore] = app.extensions.setdefault(
+            "rookery_config_stores", {}
+        )
+        key = (str(path), remote)
+        if key not in stores:
+            stores[key] = GitConfigStore(path, remote=remote)
+        return stores[key]
