@@ -22,10 +22,11 @@ from flask import Flask
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app import crypto, drivers
+from app import drivers
 from app.extensions import db
 from app.job_api import DeviceTarget, ResolvedCredential
 from app.models import Credential, credential_tags, device_tags, job_credentials, utcnow
+from app.services import credentials
 
 logger = logging.getLogger(__name__)
 
@@ -77,42 +78,13 @@ def resolve_credentials(
 
 
 def _decrypt(credential: Credential) -> ResolvedCredential:
-    try:
-        password = crypto.decrypt(credential.password_enc)
-        secret = (
-            crypto.decrypt(credential.enable_secret_enc) if credential.enable_secret_enc else None
-        )
-    except crypto.SecretUnreadable:
-        raise crypto.SecretUnreadable(
-            f"Cannot decrypt credential {credential.name!r}: the encryption key "
-            "(ROOKERY_ENCRYPTION_KEY or instance/encryption.key) is not the one it was "
-            "stored with."
-        ) from None
-    return ResolvedCredential(
-        id=credential.id,
-        name=credential.name,
-        username=credential.username,
-        password=password,
-        enable_secret=secret,
-        priority=credential.priority,
-    )
+    password, secret = credentials.reveal(credential)
+    return ResolvedCredential(id=credential.id, name=credential.name,
+                              username=credential.username, password=password,
+                              enable_secret=secret, priority=credential.priority)
 
 
 # ------------------------------------------------------------------- bookkeeping
-
-
-def record_credential_use(credential_id: int, success: bool) -> None:
-    """Count a credential's success or failure (own short transaction, any thread)."""
-    column = "success_count" if success else "failure_count"
-    with Session(db.engine) as session:
-        session.execute(
-            text(
-                f"UPDATE credentials SET {column} = {column} + 1, last_used_at = now() "
-                "WHERE id = :id"
-            ),
-            {"id": credential_id},
-        )
-        session.commit()
 
 
 def circuit_check(device_id: int) -> None:
@@ -212,7 +184,7 @@ def make_connector(app: Flask) -> Callable[[DeviceTarget], drivers.DriverSession
                 try:
                     session = drivers.open_session(target, credential, options)
                 except drivers.AuthenticationFailed:
-                    record_credential_use(credential.id, False)
+                    credentials.record_use(credential.id, False)
                     refused.append(credential.name)
                     break
                 except drivers.ConnectionFailed as exc:
@@ -223,7 +195,7 @@ def make_connector(app: Flask) -> Callable[[DeviceTarget], drivers.DriverSession
                         target.id, False, str(exc), threshold=threshold, cooldown_seconds=cooldown
                     )
                     raise
-                record_credential_use(credential.id, True)
+                credentials.record_use(credential.id, True)
                 circuit_record(
                     target.id, True, None, threshold=threshold, cooldown_seconds=cooldown
                 )

@@ -218,29 +218,34 @@ def update_credential(
         errors: dict[str, str] = {}
         before = snapshot(credential)
         rotated: list[str] = []
+        changes: dict[str, Any] = {}
         if name is not None:
-            credential.name = _clean_name(name, errors)
+            changes["name"] = _clean_name(name, errors)
         if username is not None:
-            credential.username = _clean_username(username, errors)
+            changes["username"] = _clean_username(username, errors)
         if priority is not None and priority != "":
-            credential.priority = _clean_priority(priority, errors)
+            changes["priority"] = _clean_priority(priority, errors)
         if tags is not None:
             tag_names = _clean_tags(list(tags) if not isinstance(tags, str) else tags, errors)
         _raise_if(errors)
-        if name is not None:
-            _refuse_taken_name(credential.name, other_than=credential.id)
+        # Checked and tags made before any attribute changes, so no autoflush trips
+        # over the unique name.
+        if "name" in changes:
+            _refuse_taken_name(changes["name"], other_than=credential.id)
         if tags is not None:
             credential.tags = inventory.ensure_tags(tag_names)
+        for key, value in changes.items():
+            setattr(credential, key, value)
         if password:
             credential.password_enc = crypto.encrypt(password)
-            rotated.append("password")
+            rotated.append("new password")
         if enable_secret is not None:
             if enable_secret:
                 credential.enable_secret_enc = crypto.encrypt(enable_secret)
-                rotated.append("enable secret")
+                rotated.append("new enable secret")
             elif credential.enable_secret_enc is not None:
                 credential.enable_secret_enc = None
-                rotated.append("enable secret (cleared)")
+                rotated.append("enable secret cleared")
         _flush_unique(credential.name)
         after = snapshot(credential)
         if after == before and not rotated:
@@ -252,7 +257,7 @@ def update_credential(
             object_type="credential",
             object_id=credential.id,
             summary=f"changed credential {credential.name}"
-            + (f" (new {', '.join(rotated)})" if rotated else ""),
+            + (f" ({', '.join(rotated)})" if rotated else ""),
             before=before,
             after={**after, "changed": rotated},
         )

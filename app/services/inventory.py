@@ -120,8 +120,6 @@ def _clean_name(value: Any) -> str:
             "A device name is 1-128 characters: letters, digits, '.', '_', ':', '/' or '-' "
             "(no spaces)."
         )
-    if any(part in ("", ".", "..") for part in name.split("/")):
-        raise _Invalid("A device name cannot start or end with '/', nor have '.', '..' or '//'.")
     return name
 
 
@@ -417,11 +415,11 @@ def update_device(device_id: int, *, actor: User | str | None, **changes: Any) -
         before = snapshot(device)
         if "name" in clean and clean["name"] != old_name:
             _refuse_taken_name(clean["name"], other_than=device.id)
+        if "tags" in clean:  # before the attributes change: no autoflush of a taken name
+            device.tags = ensure_tags(clean["tags"])
         for key in DEVICE_FIELDS:
             if key in clean:
                 setattr(device, key, clean[key])
-        if "tags" in clean:
-            device.tags = ensure_tags(clean["tags"])
         _flush_unique(device.name)
         after = snapshot(device)
         if after == before:
@@ -725,22 +723,14 @@ def _apply_rows(
             )
         }
         tags = {t.name: t for t in ensure_tags({n for r in rows for n in r.clean["tags"]})}
+        created: list[Device] = []
         for row in rows:
             device = existing.get(row.name)
             if device is None:
                 device = Device(**{k: row.clean[k] for k in DEVICE_FIELDS})
                 device.tags = [tags[n] for n in row.clean["tags"]]
                 db.session.add(device)
-                db.session.flush()
-                report.created += 1
-                audit.record(
-                    actor=actor,
-                    action="create",
-                    object_type="device",
-                    object_id=device.id,
-                    summary=f"created device {device.name} ({source} import)",
-                    after=snapshot(device),
-                )
+                created.append(device)
                 continue
             before = snapshot(device)
             for key in DEVICE_FIELDS:
@@ -762,7 +752,17 @@ def _apply_rows(
                 before=before,
                 after=after,
             )
-        db.session.flush()
+        db.session.flush()  # one flush for every new device: their ids, for the trail
+        report.created = len(created)
+        for device in created:
+            audit.record(
+                actor=actor,
+                action="create",
+                object_type="device",
+                object_id=device.id,
+                summary=f"created device {device.name} ({source} import)",
+                after=snapshot(device),
+            )
         audit.record(
             actor=actor,
             action="import",
@@ -827,7 +827,7 @@ def _parse_csv(text: str | bytes) -> tuple[list[_Row], list[RowError]]:
                 errors.append(
                     RowError(
                         line,
-                        _text(cells[0]) or None,
+                        _text(cells[header.index("name")]) or None,
                         f"The row has {len(cells)} values; the header has {len(header)} columns.",
                     )
                 )
