@@ -241,3 +241,29 @@ def set_dependencies(job: Job, job_ids: list[int], *, actor: User | str | None =
     )
     db.session.commit()
     return job
+
+
+def delete_job(job_id: int, *, actor: User | str | None = None) -> None:
+    """Delete a job definition; refused while one of its runs is in flight.
+
+    Its runs, results and events stay readable (they keep the job's name).
+    """
+    from app.services import runs
+
+    job = get_job(job_id)
+    in_flight = runs.active_run(job)
+    if in_flight is not None:
+        raise Conflict(
+            f"Job {job.name!r} has run #{in_flight.id} {in_flight.status.lower()}; cancel it first."
+        )
+    before = snapshot(job)
+    db.session.delete(job)
+    audit.record(
+        actor=actor,
+        action="delete",
+        object_type="job",
+        object_id=job_id,
+        summary=f"deleted job {before['name']}",
+        before=before,
+    )
+    db.session.commit()

@@ -367,3 +367,14 @@ def test_shutdown_hands_the_run_to_another_worker(ctx, workers):
         what="the second worker to finish the handed-back run",
     )
     assert (run.status, run.attempt, run.worker_name) == ("COMPLETED_SUCCESS", 2, "w2")
+
+
+def test_deleting_a_job_with_a_run_in_flight_is_refused(ctx):
+    job = make_job(name="busy")
+    run = runs.start_run(job, triggered_by="test")
+    with pytest.raises(Conflict, match=f"has run #{run.id} queued; cancel it first"):
+        jobs.delete_job(job.id, actor="test")
+    runs.cancel_run(run.id, actor="test")
+    jobs.delete_job(job.id, actor="test")
+    kept = reload(run.id)
+    assert (kept.job_id, kept.job_name, kept.status) == (None, "busy", "CANCELLED")
