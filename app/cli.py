@@ -22,11 +22,12 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 from flask_migrate.cli import db as db_group
+from procrastinate.exceptions import ConnectorException
 from sqlalchemy.exc import OperationalError
 
 from app.errors import RookeryError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("app.cli")  # not __main__ under `python -m app.cli`
 
 
 def _make_app():
@@ -47,6 +48,13 @@ class RookeryGroup(FlaskGroup):
             reason = str(exc.orig or exc).strip().splitlines()
             raise click.ClickException(
                 f"PostgreSQL is unavailable: {reason[0] if reason else type(exc).__name__}"
+            ) from None
+        except ConnectorException as exc:
+            cause = exc.__cause__ or exc
+            reason = str(cause).strip().splitlines()
+            raise click.ClickException(
+                f"The queue is unavailable: {reason[0] if reason else type(cause).__name__} "
+                "(is the schema up to date? `rookery db upgrade`)"
             ) from None
 
 
@@ -117,11 +125,18 @@ def run_command(host: str, port: int) -> None:
     # Children find the same instance folder (and so the same embedded PostgreSQL).
     env["ROOKERY_INSTANCE"] = current_app.config["ROOKERY_INSTANCE"]
     grace = current_app.config["ROOKERY_WORKER_GRACE_SECONDS"]
+    # Each child in a session of its own: Ctrl-C reaches only this supervisor, which
+    # then sends each child exactly one SIGTERM (a second signal would make the worker
+    # give up on the runs in flight).
     children = {
         "web": subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "web", "--host", host, "--port", str(port)], env=env
+            [sys.executable, "-m", "app.cli", "web", "--host", host, "--port", str(port)],
+            env=env,
+            start_new_session=True,
         ),
-        "worker": subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env),
+        "worker": subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"], env=env, start_new_session=True
+        ),
     }
     click.echo(f"Rookery is running at http://{host}:{port}/ (Ctrl-C stops it)")
     sys.exit(_supervise(children, grace))
@@ -147,8 +162,6 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], grace: int) -> int:
             time.sleep(0.2)
         for child in children.values():
             if child.poll() is None:
-                # Ctrl-C already reached the children through the terminal's process
-                # group; SIGTERM covers `kill` of this process alone.
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace + 15
         for name, child in children.items():
@@ -204,7 +217,15 @@ def web_command(host: str, port: int) -> None:
 @with_appcontext
 def worker_command(concurrency: int | None, name: str | None) -> None:
     """Run a worker: takes runs from the queue until Ctrl-C / SIGTERM."""
-    from app import worker_runner
+    from app import database, worker_runner
+    from app.extensions import db
+
+    state = database.migration_state(db.engine)
+    if not state["up_to_date"]:
+        raise click.ClickException(
+            f"The database schema is at {state['current'] or 'nothing'}, not "
+            f"{state['heads']}: run `rookery db upgrade` first."
+        )
 
     # procrastinate's start/stop and job lines are the worker's own log.
     logging.getLogger("procrastinate").setLevel(current_app.config["ROOKERY_LOG_LEVEL"])

@@ -58,7 +58,8 @@ def check_connection(libpq_url: str, *, timeout: int = 5) -> None:
         with psycopg.connect(libpq_url, connect_timeout=timeout) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        reason = " ".join(lines) if lines else type(exc).__name__
         raise DatabaseUnavailable(
             f"Cannot connect to PostgreSQL at {safe_url(libpq_url)}: {reason}"
         ) from None

@@ -25,9 +25,11 @@ FakeNOS is only in the ``test`` and ``bench`` extras, so it is imported when a l
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
+import io
 import logging
 import socket
 import threading
@@ -335,8 +337,9 @@ class SilentServer:
     """A TCP server on 127.0.0.1 that accepts connections and never sends a byte.
 
     An SSH client waits for the server's version banner: netmiko (paramiko) gives up after
-    ``banner_timeout`` with NetmikoTimeoutException ("A paramiko SSHException occurred during
-    connection creation: Error reading SSH protocol banner").
+    min(``conn_timeout``, ``banner_timeout``) with NetmikoTimeoutException, whose message is
+    "A paramiko SSHException occurred during connection creation: Error reading SSH protocol
+    banner" when banner_timeout < conn_timeout, else "Paramiko: 'No existing session' error".
     """
 
     def __init__(self) -> None:
@@ -423,6 +426,86 @@ def _lab_nos(platform: Platform) -> Any:
     return nos
 
 
+@functools.cache
+def _server_class() -> type:
+    """FakeNOS's Paramiko server, quicker to create, minus a crash in a session thread.
+
+    FakeNOS 1.2 lets ``connection_function`` raise in its thread after a failed login (the
+    transport has no channel to accept); pytest reports that as an unhandled thread error.
+    """
+    from importlib.metadata import version
+
+    from fakenos.core.servers import TCPServerBase
+    from fakenos.plugins.servers.ssh_server_paramiko import DEFAULT_SSH_KEY, ParamikoSshServer
+    from paramiko import RSAKey
+
+    # FakeNOS parses its RSA host key for every server: 45 ms of CPU, nearly all of a
+    # device's start-up. Known versions get this __init__, which shares one parsed key.
+    share_key = version("fakenos").startswith("1.2.")
+    shared_key = RSAKey(file_obj=io.StringIO(DEFAULT_SSH_KEY)) if share_key else None
+
+    class LabSshServer(ParamikoSshServer):
+        def __init__(
+            self,
+            shell: type,
+            nos: Any,
+            nos_inventory_config: dict,
+            port: int,
+            username: str,
+            password: str,
+            ssh_key_file: str | None = None,
+            ssh_key_file_password: str | None = None,
+            ssh_banner: str = "FakeNOS Paramiko SSH Server",
+            shell_configuration: dict | None = None,
+            address: str = LOCALHOST,
+            timeout: int = 1,
+            watchdog_interval: float = 1,
+        ) -> None:
+            if shared_key is None or ssh_key_file:
+                super().__init__(
+                    shell,
+                    nos,
+                    nos_inventory_config,
+                    port,
+                    username,
+                    password,
+                    ssh_key_file=ssh_key_file,
+                    ssh_key_file_password=ssh_key_file_password,
+                    ssh_banner=ssh_banner,
+                    shell_configuration=shell_configuration,
+                    address=address,
+                    timeout=timeout,
+                    watchdog_interval=watchdog_interval,
+                )
+                return
+            # ParamikoSshServer.__init__ of FakeNOS 1.2, with the key shared.
+            TCPServerBase.__init__(self)
+            self.nos = nos
+            self.nos_inventory_config = nos_inventory_config
+            self.shell = shell
+            self.shell_configuration = shell_configuration or {}
+            self.ssh_banner = ssh_banner
+            self.username = username
+            self.password = password
+            self.port = port
+            self.address = address
+            self.timeout = timeout
+            self.watchdog_interval = watchdog_interval
+            self._active_sessions = set()
+            self._active_sessions_lock = threading.Lock()
+            self._ssh_server_key = shared_key
+
+        def connection_function(self, client: Any, is_running: Any) -> None:
+            try:
+                super().connection_function(client, is_running)
+            except Exception:
+                log.debug(
+                    "device lab: SSH session on port %s ended early", self.port, exc_info=True
+                )
+
+    return LabSshServer
+
+
 class DeviceLab:
     """Emulated devices on 127.0.0.1, started together in this process.
 
@@ -447,8 +530,10 @@ class DeviceLab:
         self._initial: dict[str, str] = {}
         self._released: dict[str, threading.Event] = {}
         for device in self._devices.values():
-            text = device.config if device.config is not None else sample_config(
-                device.platform, device.name
+            text = (
+                device.config
+                if device.config is not None
+                else sample_config(device.platform, device.name)
             )
             self._configs[device.name] = self._initial[device.name] = text
             released = threading.Event()
@@ -465,6 +550,9 @@ class DeviceLab:
 
     def device(self, name: str) -> LabDevice:
         return self._devices[name]
+
+    def devices_of(self, platform: str) -> list[LabDevice]:
+        return [device for device in self._devices.values() if device.platform == platform]
 
     def port_of(self, name: str) -> int:
         port = self._devices[name].port
@@ -494,11 +582,13 @@ class DeviceLab:
             raise KeyError(name)
         self._configs[name] = text
 
-    def reset_configs(self) -> None:
-        """Back to each device's starting configuration; clears hanging too."""
+    def reset(self) -> None:
+        """Undo set_config, set_hanging and stop_device: every device as it started."""
         self._configs.update(self._initial)
         for event in self._released.values():
             event.set()
+        if self._net is not None and any(not h.running for h in self._net.hosts.values()):
+            self._start_hosts(self._net)
 
     def set_hanging(self, name: str, hanging: bool = True) -> None:
         """Make the configuration command block (True) or answer again (False).
@@ -514,7 +604,7 @@ class DeviceLab:
     def stop_device(self, name: str) -> None:
         """Take one device off the network (its port refuses connections)."""
         self._require_running()
-        self._net.stop(hosts=name)
+        self._stop_hosts(self._net, name)
 
     def start_device(self, name: str) -> None:
         """Bring a device stopped by stop_device back, on the same port."""
@@ -543,6 +633,7 @@ class DeviceLab:
                 }
             }
             net = FakeNOS(inventory=inventory, plugins=plugins)
+            net.servers_plugins["ParamikoSshServer"] = _server_class()  # this lab's copy only
             try:
                 self._start_hosts(net)
             except OSError as exc:  # a port was taken between probing and binding
@@ -645,11 +736,19 @@ class DeviceLab:
                 sock.listen()
 
     @staticmethod
-    def _stop_hosts(net: Any) -> None:
-        # Each host's stop waits up to a second for its accept loop; stop them together.
-        hosts = [host for host in net.hosts.values() if host.running]
+    def _stop_hosts(net: Any, name: str | None = None) -> None:
+        # Each host's stop may wait for its sessions to end; stop them together.
+        hosts = [host for host in net._get_hosts_as_list(name) if host.running]
         if not hosts:
             return
+        for host in hosts:
+            # FakeNOS's accept loop polls with a 1 s timeout and its stop() waits for it;
+            # shutting the listening socket down first wakes the loop at once. (FakeNOS then
+            # logs "listener stopped after a socket error", silenced by quiet=True.)
+            sock = getattr(host.server, "_socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         with ThreadPoolExecutor(max_workers=min(64, len(hosts))) as pool:
             list(pool.map(lambda host: host.stop(), hosts))
 
@@ -663,3 +762,28 @@ def serve_forever(devices: list[LabDevice], announce: Callable[[DeviceLab], None
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m app.demo_lab [--devices N] [--platforms a,b]``: serve a lab, print JSON."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Serve emulated SSH devices on 127.0.0.1.")
+    parser.add_argument("--devices", type=int, default=len(DEFAULT_PLATFORMS))
+    parser.add_argument("--platforms", default=",".join(DEFAULT_PLATFORMS))
+    parser.add_argument("--seed", default="rookery")
+    parser.add_argument("--enable-secrets", action="store_true")
+    args = parser.parse_args(argv)
+    fleet = default_fleet(
+        args.devices,
+        args.platforms.split(","),
+        seed=args.seed,
+        enable_secrets=args.enable_secrets,
+    )
+    serve_forever(fleet, lambda lab: print(json.dumps(lab.inventory(), indent=1), flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

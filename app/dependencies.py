@@ -64,7 +64,7 @@ def release_dependants(session: Session, run: JobRun) -> None:
                 JobRun.status == RunStatus.WAITING.value,
             )
             .order_by(JobRun.id)
-            .with_for_update(of=JobRun)
+            .with_for_update(of=JobRun, key_share=True)
         )
     )
     for dependant in waiting:

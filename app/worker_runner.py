@@ -23,6 +23,7 @@ from app import queue
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 30
+HEALTHY_LIFE_SECONDS = 60
 
 
 async def _database_answers() -> bool:
@@ -35,8 +36,13 @@ async def _database_answers() -> bool:
 
 
 async def _one_life(options: dict[str, Any]) -> None:
-    async with queue.queue_app.open_async():
+    try:
+        await queue.queue_app.open_async()
         await queue.queue_app.run_worker_async(install_signal_handlers=False, **options)
+    finally:
+        # Also when a stop signal lands while the pool is still opening: an unclosed
+        # pool would keep the process from exiting.
+        await queue.queue_app.close_async()
 
 
 async def serve(**options: Any) -> int:
@@ -60,6 +66,7 @@ async def serve(**options: Any) -> int:
 
     backoff = 1.0
     while not stopping.is_set():
+        born = loop.time()
         task = asyncio.create_task(_one_life(options))
         current["task"] = task
         try:
@@ -75,11 +82,16 @@ async def serve(**options: Any) -> int:
             current["task"] = None
         if stopping.is_set():
             break
-        logger.warning("Worker lost PostgreSQL (%s); reconnecting", failure)
-        while not stopping.is_set() and not await _database_answers():
+        if loop.time() - born > HEALTHY_LIFE_SECONDS:
+            backoff = 1.0  # it ran well for a while: this is a new trouble
+        logger.warning("Worker lost PostgreSQL (%s); reconnecting in %gs", failure, backoff)
+        # Always wait before the next life, even if PostgreSQL answers: a worker that
+        # keeps failing for another reason must not spin.
+        while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-        backoff = 1.0
+            if await _database_answers():
+                break
     logger.info("Worker stopped")
     return 0

@@ -117,17 +117,27 @@ class NetmikoSession:
         return session
 
     def enable(self) -> None:
-        """Enter enable mode when the credential carries an enable secret."""
-        if not self._has_secret:
-            return
+        """Enter enable (privileged) mode where the platform has one.
+
+        With an enable secret, a refusal is an authentication failure; without one, the
+        device may still let the user in (or the user is privileged already) — if it
+        refuses, the session stays in user mode.
+        """
         try:
-            if not self._conn.check_enable_mode():
-                self._conn.enable()
+            if self._conn.check_enable_mode():
+                return
+            self._conn.enable()
         except (ValueError, ReadException) as exc:
-            raise AuthenticationFailed(
-                f"{self.target.name}: enable mode refused with credential "
-                f"{self.credential_name!r} ({_first_line(exc)})"
-            ) from None
+            if self._has_secret:
+                raise AuthenticationFailed(
+                    f"{self.target.name}: enable mode refused with credential "
+                    f"{self.credential_name!r} ({_first_line(exc)})"
+                ) from None
+            logger.info(
+                "%s: no enable mode without a secret; staying in user mode", self.target.name
+            )
+        except (AttributeError, NotImplementedError):
+            return  # platforms without an enable mode
 
     def send_command(self, command: str, *, use_textfsm: bool = False) -> Any:
         try:
@@ -135,6 +145,9 @@ class NetmikoSession:
                 command, read_timeout=self.options.read_timeout, use_textfsm=use_textfsm
             )
         except ReadTimeout:
+            # netmiko's polite disconnect would wait 10 s more for a prompt that never
+            # comes: drop the transport instead.
+            self.abort()
             raise CommandTimeout(
                 f"{self.target.name} did not finish {command!r} within "
                 f"{self.options.read_timeout:g}s"

@@ -252,7 +252,9 @@ def get_run(run_id: int) -> JobRun:
 
 def cancel_run(run_id: int, *, actor: User | str | None) -> JobRun:
     """Cancel a run: at once if it has not started, within seconds if it is running."""
-    run = db.session.get(JobRun, run_id, with_for_update=True, populate_existing=True)
+    run = db.session.get(
+        JobRun, run_id, with_for_update={"key_share": True}, populate_existing=True
+    )
     if run is None:
         raise NotFound(f"No run #{run_id}.")
     who = _actor_name(actor) or "an operator"

@@ -1,0 +1,123 @@
+"""Logging in and out with a real browser (Debian's chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import (
+    COMMAND_TIMEOUT,
+    HEALTH_TIMEOUT,
+    Launcher,
+    free_port,
+    health_ok,
+    wait_http,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "acceptance-browser-pw"
+STEP_TIMEOUT_MS = 15_000
+
+pytestmark = [
+    pytest.mark.acceptance,
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (apt-get install chromium)"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running `rookery run` whose admin password is set by ROOKERY_ADMIN_PASSWORD."""
+    launcher = Launcher(tmp_path_factory.mktemp("browser"))
+    try:
+        env = launcher.env(launcher.instance(), ROOKERY_ADMIN_PASSWORD=PASSWORD)
+        port = free_port()
+        run = launcher.start(["run", "--port", str(port)], env)
+        run.wait_for_output(r"Rookery is running at", COMMAND_TIMEOUT)
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health", HEALTH_TIMEOUT, ready=health_ok, proc=run)
+        yield base
+        run.signal(signal.SIGTERM)
+        assert run.wait(60) == 0, run.describe()
+    finally:
+        launcher.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):  # type: ignore[no-untyped-def]
+    context = browser.new_context()
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def submit_login(page, username: str, password: str):  # type: ignore[no-untyped-def]
+    """Fill the login form, click "Log in"; return the POST /login response."""
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(password)
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith("/login")
+    ) as posted:
+        page.get_by_role("button", name="Log in").click()
+    return posted.value
+
+
+def test_log_in_and_out(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/login")
+    expect(page).to_have_title("Log in · Rookery")
+    expect(page.get_by_label("User name")).to_be_visible()
+    expect(page.get_by_label("Password")).to_be_visible()
+
+    response = submit_login(page, "admin", PASSWORD)
+    assert response.status in (200, 302)
+    page.wait_for_url(f"{base_url}/")
+    expect(page.locator("nav")).to_contain_text("admin")
+    expect(page.locator("#workers-alive")).to_be_visible()
+
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(f"{base_url}/login")
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    expect(page.get_by_text("You are logged out.")).to_be_visible()
+    expect(page.locator("nav")).to_have_count(0)
+
+
+def test_wrong_password_is_explained(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/login")
+    response = submit_login(page, "admin", "not-the-password")
+    assert response.status == 401
+    # expect() raises AssertionError when the text does not show within the timeout.
+    expect(page.get_by_text("Invalid user name or password.")).to_be_visible(timeout=3_000)
+    assert page.url == f"{base_url}/login"
