@@ -435,6 +435,81 @@ def job_run(name: str, now: bool, wait: float | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+# ------------------------------------------------------------------------------ demo
+
+DEMO_JOB = "Demo backup"
+
+
+@cli.command("demo")
+@click.option(
+    "--devices",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 200),
+    help="How many emulated devices (five platforms in turn).",
+)
+@with_appcontext
+def demo_command(devices: int) -> None:
+    """Start emulated devices on 127.0.0.1, load them as inventory, and keep them up."""
+    try:
+        from app import demo_lab
+    except ImportError:
+        raise click.ClickException(
+            "The demo needs the fakenos package: pip install 'rookery[demo]' "
+            "(or -e '.[demo]' in a checkout)."
+        ) from None
+    from app.errors import NotFound
+    from app.services import credentials, inventory, jobs
+
+    def load(lab: demo_lab.DeviceLab) -> None:
+        for device in lab.devices:
+            name, tag = f"demo-{device.name}", f"demo-{device.name}"
+            fields = {
+                "host": "127.0.0.1",
+                "port": lab.port_of(device.name),
+                "platform": device.platform,
+            }
+            try:
+                existing = inventory.get_by_name(name)
+                inventory.update_device(existing.id, actor="demo", **fields)
+            except NotFound:
+                inventory.create_device(actor="demo", name=name, tags=["demo", tag], **fields)
+            try:
+                credential = credentials.get_credential_by_name(f"{name}-login")
+                credentials.update_credential(
+                    credential.id, actor="demo", username=device.username, password=device.password
+                )
+            except NotFound:
+                credentials.create_credential(
+                    f"{name}-login", device.username, device.password, tags=[tag], actor="demo"
+                )
+        try:
+            jobs.get_job_by_name(DEMO_JOB)
+        except NotFound:
+            jobs.create_job(
+                name=DEMO_JOB,
+                job_type="config_backup",
+                target_tags=["demo"],
+                description="Backs up the emulated demo devices.",
+                actor="demo",
+            )
+        click.echo(
+            f"{len(lab.devices)} emulated devices are up on 127.0.0.1 and in the "
+            "inventory (tag 'demo'):"
+        )
+        for device in lab.devices:
+            click.echo(
+                f"  demo-{device.name:<12} {device.platform:<14} port {lab.port_of(device.name)}"
+            )
+        click.echo(
+            f"\nWith `rookery run` going in another terminal, back them up from the "
+            f"Jobs page or with:\n  rookery job run '{DEMO_JOB}' --wait 120\n"
+            "Ctrl-C here stops the devices."
+        )
+
+    demo_lab.serve_forever(demo_lab.default_fleet(devices), load)
+
+
 # -------------------------------------------------------------------------- settings
 
 

@@ -79,3 +79,29 @@ def test_noop_reports_progress(app):
         assert run.progress_total > 1 and run.progress_done == run.progress_total
         progress = db.session.scalars(select(Event).where(Event.type == "job.progress")).all()
         assert progress and progress[-1].data["done"] == progress[-1].data["total"]
+
+
+def test_demo_loads_emulated_devices_that_back_up(runner, app, monkeypatch):
+    """`rookery demo` puts live devices in the inventory; its backup job works on them."""
+    from app import demo_lab
+    from app.models import Device, JobRun
+    from app.services import runs
+    from tests.integration.helpers import drain
+
+    def serve_once(devices, announce):
+        with demo_lab.DeviceLab(devices) as lab:
+            announce(lab)
+            run = runs.start_run(jobs.get_job_by_name("Demo backup"), triggered_by="test")
+            drain(app, concurrency=2)
+            db.session.expire_all()
+            served.append(db.session.get(JobRun, run.id))
+
+    served: list = []
+    monkeypatch.setattr(demo_lab, "serve_forever", serve_once)
+    result = runner.invoke(cli, ["demo", "--devices", "3"])
+    assert result.exit_code == 0, result.output
+    assert "3 emulated devices are up" in result.output
+    with app.app_context():
+        names = sorted(db.session.scalars(select(Device.name)))
+    assert names == ["demo-eos-002", "demo-ios-001", "demo-nxos-003"]
+    assert served[0].status == "COMPLETED_SUCCESS", served[0].message
