@@ -326,6 +326,27 @@ def _lock_if_current(run_id: int, attempt: int) -> JobRun | None:
     return run
 
 
+def _runner_log(
+    run: JobRun,
+    message: str,
+    *,
+    level: str = "info",
+    source: str = "worker.runner",
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """A log line of the runner about ``run`` (in the caller's transaction)."""
+    logs.write(
+        level=level,
+        log_type="runner",
+        source=source,
+        run_id=run.id,
+        job_id=run.job_id,
+        job_type=run.job_type,
+        message=message,
+        meta=meta,
+    )
+
+
 def _job_config(run: JobRun) -> Mapping[str, Any]:
     settings = current_app.config
     values: dict[str, Any] = {key: settings[key] for key in PUBLIC_SETTINGS if key in settings}
@@ -479,14 +500,9 @@ def _run_devices(
         run.progress_done = 0
         # A retry starts the devices afresh.
         db.session.execute(DeviceResult.__table__.delete().where(DeviceResult.run_id == run_id))
-        logs.write(
-            level="info",
-            log_type="runner",
-            source="worker.runner",
-            run_id=run_id,
-            job_id=run.job_id,
-            job_type=run.job_type,
-            message=f"Dispatching {len(targets)} device(s), {max_parallel} at a time",
+        _runner_log(
+            run,
+            f"Dispatching {len(targets)} device(s), {max_parallel} at a time",
         )
         db.session.commit()
     except Exception as exc:
@@ -602,14 +618,9 @@ def _resolve(
     """Give each target its credentials; devices without any get a failed result."""
     run = db.session.get(JobRun, run_id)
     assert run is not None
-    logs.write(
-        level="info",
-        log_type="runner",
-        source="worker.runner",
-        run_id=run_id,
-        job_id=run.job_id,
-        job_type=run.job_type,
-        message=f"Resolving credentials for {len(targets)} device(s)",
+    _runner_log(
+        run,
+        f"Resolving credentials for {len(targets)} device(s)",
     )
     found = dispatch.resolve_credentials(db.session, [t.id for t in targets], run.job_id)
     for target in targets:
@@ -640,15 +651,11 @@ def _resolve(
             )
         )
     run.progress_done += len(missing)
-    logs.write(
-        level="info" if not missing else "warning",
-        log_type="runner",
-        source="worker.runner",
-        run_id=run_id,
-        job_id=run.job_id,
-        job_type=run.job_type,
-        message=f"Handing off {len(ready)} device(s) with credentials to dispatcher "
+    _runner_log(
+        run,
+        f"Handing off {len(ready)} device(s) with credentials to dispatcher "
         f"({metrics['resolved']}/{metrics['total']}, {metrics['percentage']}%)",
+        level="info" if not missing else "warning",
         meta=metrics,
     )
     db.session.commit()
@@ -900,14 +907,10 @@ def _fail(
         return
     run.error = error
     run.error_traceback = trace
-    logs.write(
+    _runner_log(
+        run,
+        f"Attempt {attempt} failed: {error}",
         level="error",
-        log_type="runner",
-        source="worker.runner",
-        run_id=run_id,
-        job_id=run.job_id,
-        job_type=run.job_type,
-        message=f"Attempt {attempt} failed: {error}",
         meta={"error_type": error_type(status), "attempt": attempt},
     )
     if retry and attempt < run.max_attempts:
@@ -963,14 +966,11 @@ def fail_stalled(run_id: int, reason: str) -> str:
     if run is None or run.run_status.is_final:
         return ""
     run.error = reason
-    logs.write(
+    _runner_log(
+        run,
+        reason,
         level="error",
-        log_type="runner",
         source="worker.recovery",
-        run_id=run_id,
-        job_id=run.job_id,
-        job_type=run.job_type,
-        message=reason,
         meta={"error_type": "WORKER_LOST", "attempt": run.attempt},
     )
     if run.attempt < run.max_attempts:
