@@ -117,3 +117,20 @@ def test_worker_on_unmigrated_database_refuses_to_start(rookery: Launcher) -> No
     errors = error_lines(result.stderr)
     assert len(errors) == 1, result.describe()
     assert "rookery db upgrade" in errors[0]
+
+
+def test_procrastinate_cli_worker_gets_rookerys_setup(rookery: Launcher, migrated: Path) -> None:
+    """`procrastinate --app=app.queue.queue_app worker` sizes its pool and runs in the app."""
+    import sys
+
+    env = rookery.env(migrated, ROOKERY_WORKER_CONCURRENCY="3")
+    worker = rookery.start(
+        [sys.executable, "-m", "procrastinate", "--app=app.queue.queue_app", "worker"],
+        env,
+        name="procrastinate-worker",
+    )
+    worker.wait_for_output(r"Worker starting: concurrency 3", COMMAND_TIMEOUT, stream="stderr")
+    # The ping writes a log row through the Flask app: it needs the app context.
+    answered = rookery.run(["queue", "ping", "--timeout", "30"], env, timeout=60)
+    assert answered.returncode == 0, f"{answered.describe()}\n{worker.describe()}"
+    assert stop_process(worker, signal.SIGTERM, 30) == 0, worker.describe()
