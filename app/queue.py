@@ -87,7 +87,54 @@ class RookeryQueue(procrastinate.App):
             concurrency,
             kwargs["shutdown_graceful_timeout"],
         )
-        await super().run_worker_async(**kwargs)
+        # procrastinate's run_worker_async, with the worker in hand to announce it.
+        self.perform_import_paths()
+        worker = self._worker(**kwargs)
+        announcer = asyncio.create_task(_announce(worker, concurrency))
+        try:
+            await worker.run()
+        finally:
+            announcer.cancel()
+
+
+async def _announce(worker: Any, concurrency: int) -> None:
+    """Record what procrastinate's worker table lacks (name, host, pid, concurrency).
+
+    Stored as maintenance_state "worker:<procrastinate worker id>", so statistics can
+    show each live worker's concurrency; rows of workers that are gone are dropped.
+    """
+    import json
+    import os
+    import socket
+
+    import psycopg
+
+    for _ in range(600):
+        if worker.worker_id is not None:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        return
+    data = {
+        "name": worker.worker_name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "concurrency": concurrency,
+    }
+    try:
+        async with await psycopg.AsyncConnection.connect(conninfo(), autocommit=True) as conn:
+            await conn.execute(
+                "INSERT INTO maintenance_state (key, last_run_at, data) "
+                "VALUES (%s, now(), %s) ON CONFLICT (key) DO UPDATE "
+                "SET last_run_at = now(), data = EXCLUDED.data",
+                (f"worker:{worker.worker_id}", json.dumps(data)),
+            )
+            await conn.execute(
+                "DELETE FROM maintenance_state WHERE key LIKE 'worker:%%' AND NOT EXISTS "
+                "(SELECT 1 FROM procrastinate_workers w WHERE 'worker:' || w.id = key)"
+            )
+    except psycopg.Error as exc:  # statistics lose a detail; the worker goes on
+        logger.warning("Could not record this worker's details: %s", exc)
 
 
 queue_app = RookeryQueue(

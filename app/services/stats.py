@@ -187,14 +187,29 @@ def workers_alive() -> dict[str, Any]:
     """Workers whose procrastinate heartbeat is recent (by the database's clock)."""
     rows = db.session.execute(
         text(
-            "SELECT id, last_heartbeat FROM procrastinate_workers "
-            "WHERE last_heartbeat > now() - make_interval(secs => :secs) ORDER BY id"
+            "SELECT w.id, w.last_heartbeat, m.data FROM procrastinate_workers w "
+            "LEFT JOIN maintenance_state m ON m.key = 'worker:' || w.id "
+            "WHERE w.last_heartbeat > now() - make_interval(secs => :secs) ORDER BY w.id"
         ),
         {"secs": WORKER_ALIVE_SECONDS},
     ).all()
+    workers = []
+    for r in rows:
+        details = r.data or {}
+        workers.append(
+            {
+                "id": r.id,
+                "last_heartbeat": r.last_heartbeat.isoformat(),
+                "name": details.get("name"),
+                "host": details.get("host"),
+                "pid": details.get("pid"),
+                "concurrency": details.get("concurrency"),
+            }
+        )
     return {
         "alive": len(rows),
-        "workers": [{"id": r.id, "last_heartbeat": r.last_heartbeat.isoformat()} for r in rows],
+        "concurrency": sum(w["concurrency"] or 0 for w in workers),
+        "workers": workers,
     }
 
 

@@ -378,3 +378,16 @@ def test_deleting_a_job_with_a_run_in_flight_is_refused(ctx):
     jobs.delete_job(job.id, actor="test")
     kept = reload(run.id)
     assert (kept.job_id, kept.job_name, kept.status) == (None, "busy", "CANCELLED")
+
+
+def test_statistics_show_each_live_workers_concurrency(ctx, workers):
+    from app.services import stats
+
+    workers("w1")
+    report = wait_for(
+        lambda: (r := stats.workers_alive())["alive"] == 1 and r["workers"][0]["concurrency"] and r,
+        what="the worker's details",
+    )
+    (worker,) = report["workers"]
+    assert (worker["name"], worker["concurrency"]) == ("w1", 2)
+    assert report["concurrency"] == 2 and worker["pid"] and worker["host"]

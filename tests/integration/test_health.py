@@ -52,7 +52,7 @@ def test_health_503_when_database_unreachable(app_factory):
 def test_health_reports_an_empty_queue(client):
     body = client.get("/health").get_json()
     assert body["queue"] == {"depth": 0, "lag_seconds": 0.0}
-    assert body["workers"] == {"alive": 0, "workers": []}
+    assert body["workers"] == {"alive": 0, "concurrency": 0, "workers": []}
 
 
 def test_health_reports_queue_depth_and_lag_without_failing(client, app):
@@ -88,7 +88,14 @@ def test_health_reports_queue_depth_and_lag_without_failing(client, app):
     assert body["queue"]["depth"] == 2
     assert 590 <= body["queue"]["lag_seconds"] <= 900
     assert body["workers"]["alive"] == 1
-    assert set(body["workers"]["workers"][0]) == {"id", "last_heartbeat"}
+    assert set(body["workers"]["workers"][0]) == {
+        "id",
+        "last_heartbeat",
+        "name",
+        "host",
+        "pid",
+        "concurrency",
+    }
 
 
 def test_health_without_database_has_no_queue(app_factory):

@@ -189,7 +189,7 @@ def test_statistics_when_nothing_happened(ctx):
         "lag_seconds": 0.0,
         "oldest_job_id": None,
     }
-    assert report["workers"] == {"alive": 0, "workers": []}
+    assert report["workers"] == {"alive": 0, "concurrency": 0, "workers": []}
 
 
 def test_runs_per_day_fills_every_day(ctx):
