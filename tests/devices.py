@@ -49,7 +49,6 @@ __all__ = [
 
 @pytest.fixture(scope="session")
 def _device_lab_session() -> Iterator[DeviceLab]:
-    pytest.importorskip("fakenos")
     lab = DeviceLab(default_fleet(len(DEFAULT_PLATFORMS)))
     lab.start()
     yield lab
@@ -65,7 +64,6 @@ def device_lab(_device_lab_session: DeviceLab) -> Iterator[DeviceLab]:
 
 @pytest.fixture
 def device_lab_factory() -> Iterator[Callable[[Iterable[LabDevice]], DeviceLab]]:
-    pytest.importorskip("fakenos")
     labs: list[DeviceLab] = []
 
     def factory(devices: Iterable[LabDevice]) -> DeviceLab:

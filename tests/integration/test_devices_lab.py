@@ -195,7 +195,6 @@ def test_other_platforms_work_too(device_lab_factory) -> None:
 
 
 def test_fastssh_emulator() -> None:
-    pytest.importorskip("asyncssh")
     from bench.fastssh import FastSSHLab
 
     fleet = default_fleet(3, ["cisco_ios"], seed="fast", enable_secrets=True)
