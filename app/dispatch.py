@@ -92,18 +92,23 @@ def _decrypt(credential: Credential) -> ResolvedCredential:
 # ------------------------------------------------------------------- bookkeeping
 
 
-def circuit_check(device_id: int) -> None:
-    """Raise CircuitOpen while the device's cool-down lasts."""
+def circuit_check(device_id: int) -> int:
+    """Raise CircuitOpen while the device's cool-down lasts; else its failure streak."""
     with Session(db.engine) as session:
-        open_until = session.execute(
-            text("SELECT open_until FROM device_circuits WHERE device_id = :id"),
+        row = session.execute(
+            text(
+                "SELECT consecutive_failures, open_until FROM device_circuits WHERE device_id = :id"
+            ),
             {"id": device_id},
-        ).scalar()
-    if open_until is not None and open_until > utcnow():
+        ).first()
+    if row is None:
+        return 0
+    if row.open_until is not None and row.open_until > utcnow():
         raise CircuitOpen(
             f"Skipped: too many connection failures in a row; retried after "
-            f"{open_until.strftime('%Y-%m-%d %H:%M:%S UTC')}."
+            f"{row.open_until.strftime('%Y-%m-%d %H:%M:%S UTC')}."
         )
+    return row.consecutive_failures
 
 
 def circuit_record(
@@ -181,7 +186,7 @@ def make_connector(app: Flask) -> Callable[[DeviceTarget], drivers.DriverSession
     def connect(target: DeviceTarget) -> drivers.DriverSession:
         if not target.credentials:
             raise NoCredentials(f"{target.name}: no credential matches this device's tags.")
-        circuit_check(target.id)
+        streak = circuit_check(target.id)
         refused: list[str] = []
         for credential in target.credentials:
             for attempt in range(retries + 1):
@@ -201,9 +206,10 @@ def make_connector(app: Flask) -> Callable[[DeviceTarget], drivers.DriverSession
                     )
                     raise
                 credentials.record_use(credential.id, True)
-                circuit_record(
-                    target.id, True, None, threshold=threshold, cooldown_seconds=cooldown
-                )
+                if streak:  # a clean record needs no write
+                    circuit_record(
+                        target.id, True, None, threshold=threshold, cooldown_seconds=cooldown
+                    )
                 target.used_credential = credential.name
                 return session
         raise drivers.AuthenticationFailed(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -40,11 +40,18 @@ class JobLogger:
         self._looked_up = False
         self._py_logger = logging.getLogger(f"rookery.job.{job_type}")
 
+    #: run id -> its job's id, so each device's logger does not look it up again
+    _job_ids: ClassVar[dict[int, int | None]] = {}
+
     def _definition_id(self, session: Session) -> int | None:
         if not self._looked_up:
-            self._job_definition_id = session.scalar(
-                select(JobRun.job_id).where(JobRun.id == self.run_id)
-            )
+            if self.run_id not in JobLogger._job_ids:
+                if len(JobLogger._job_ids) > 1024:
+                    JobLogger._job_ids.clear()
+                JobLogger._job_ids[self.run_id] = session.scalar(
+                    select(JobRun.job_id).where(JobRun.id == self.run_id)
+                )
+            self._job_definition_id = JobLogger._job_ids[self.run_id]
             self._looked_up = True
         return self._job_definition_id
 

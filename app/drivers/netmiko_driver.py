@@ -124,9 +124,7 @@ class NetmikoSession:
         refuses, the session stays in user mode.
         """
         try:
-            if self._conn.check_enable_mode():
-                return
-            self._conn.enable()
+            self._conn.enable()  # netmiko checks the mode first: one round trip, not two
         except (ValueError, ReadException) as exc:
             if self._has_secret:
                 raise AuthenticationFailed(

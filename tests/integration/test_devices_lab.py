@@ -195,7 +195,7 @@ def test_other_platforms_work_too(device_lab_factory) -> None:
 
 
 def test_fastssh_emulator() -> None:
-    from bench.fastssh import FastSSHLab
+    from bench._fastssh import FastSSHLab
 
     fleet = default_fleet(3, ["cisco_ios"], seed="fast", enable_secrets=True)
     with FastSSHLab(fleet) as lab:

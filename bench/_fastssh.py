@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A fast SSH emulator for benchmarks: many cisco_ios-like devices in one asyncio process.
 
-    python bench/fastssh.py [--devices N] [--delay S] [--inventory FILE]
+    python bench/_fastssh.py [--devices N] [--delay S] [--inventory FILE]
 
 Each device listens on its own port of 127.0.0.1, checks its own username and password
 (and enable secret when it has one) and answers netmiko's ``cisco_ios`` driver (with
