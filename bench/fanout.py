@@ -41,11 +41,9 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -280,8 +278,10 @@ from pipeline import (  # noqa: E402
     Worker,
     Workers,
     app_log_to_file,
+    cleanup,
     open_database,
     print_table,
+    run_guarded,
     say,
     wait_registered,
 )
@@ -782,8 +782,6 @@ def report(
 
 # ----------------------------------------------------------------------------- main
 
-cleanup: list[Callable[[], None]] = []
-
 
 def _dispose(app: Any) -> None:
     from app.extensions import db
@@ -930,40 +928,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
 
-    tmp = Path(tempfile.mkdtemp(prefix="rookery-bench-fanout-"))
-    # As root the embedded PostgreSQL runs as the user 'pgserver', which must reach pgdata.
-    tmp.chmod(0o755)
-    workers = Workers()
-    processes = Processes()
-    figures: list[dict[str, Any]] = []
-    status = 0
-    try:
-        figures = run(args, tmp, workers, processes)
-    except BenchError as exc:
-        say(f"Benchmark failed: {exc}")
-        status = 1
-    except Exception as exc:  # set-up or a phase broke: say so, exit non-zero
-        import traceback
-
-        traceback.print_exc()
-        say(f"Benchmark failed: {type(exc).__name__}: {exc}")
-        status = 1
-    finally:
-        workers.stop_all()
-        processes.stop_all()
-        for step in reversed(cleanup):
-            try:
-                step()
-            except Exception as exc:  # keep cleaning up
-                say(f"cleanup: {type(exc).__name__}: {exc}")
-        cleanup.clear()
-        if status and os.environ.get("BENCH_KEEP_TMP"):
-            say(f"kept {tmp} (BENCH_KEEP_TMP is set): logs are there")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    for item in figures:
-        print(json.dumps(item), flush=True)
-    return status
+    return run_guarded(
+        "rookery-bench-fanout-",
+        lambda tmp, stoppers: run(args, tmp, stoppers[0], stoppers[1]),
+        [Workers(), Processes()],
+    )
 
 
 if __name__ == "__main__":

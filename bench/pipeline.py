@@ -687,14 +687,25 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.runs, args.concurrency, args.rounds) < 1:
         parser.error("--runs, --concurrency and --rounds must be at least 1")
 
-    tmp = Path(tempfile.mkdtemp(prefix="rookery-bench-"))
+    return run_guarded(
+        "rookery-bench-", lambda tmp, stoppers: run(args, tmp, stoppers[0]), [Workers()]
+    )
+
+
+def run_guarded(
+    prefix: str,
+    body: Callable[[Path, list[Any]], list[dict[str, Any]]],
+    stoppers: list[Any],
+) -> int:
+    """Run a benchmark body in a temp folder; stop its processes and clean up whatever
+    happens; print its JSON figures last. Exit status 1 if the benchmark itself broke."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     # As root the embedded PostgreSQL runs as the user 'pgserver', which must reach pgdata.
     tmp.chmod(0o755)
-    workers = Workers()
     figures: list[dict[str, Any]] = []
     status = 0
     try:
-        figures = run(args, tmp, workers)
+        figures = body(tmp, stoppers)
     except BenchError as exc:
         say(f"Benchmark failed: {exc}")
         status = 1
@@ -705,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"Benchmark failed: {type(exc).__name__}: {exc}")
         status = 1
     finally:
-        workers.stop_all()
+        for stopper in stoppers:
+            stopper.stop_all()
         for step in reversed(cleanup):
             try:
                 step()
@@ -713,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"cleanup: {type(exc).__name__}: {exc}")
         cleanup.clear()
         if status and os.environ.get("BENCH_KEEP_TMP"):
-            say(f"kept {tmp} (BENCH_KEEP_TMP is set): worker logs are there")
+            say(f"kept {tmp} (BENCH_KEEP_TMP is set): logs are there")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     for item in figures:
