@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -36,24 +36,7 @@ class JobLogger:
         self.job_type = job_type
         self.device_id = device_id
         self.source = f"worker.job.{job_type}"
-        self._job_definition_id: int | None = None
-        self._looked_up = False
         self._py_logger = logging.getLogger(f"rookery.job.{job_type}")
-
-    #: run id -> its job's id, so each device's logger does not look it up again
-    _job_ids: ClassVar[dict[int, int | None]] = {}
-
-    def _definition_id(self, session: Session) -> int | None:
-        if not self._looked_up:
-            if self.run_id not in JobLogger._job_ids:
-                if len(JobLogger._job_ids) > 1024:
-                    JobLogger._job_ids.clear()
-                JobLogger._job_ids[self.run_id] = session.scalar(
-                    select(JobRun.job_id).where(JobRun.id == self.run_id)
-                )
-            self._job_definition_id = JobLogger._job_ids[self.run_id]
-            self._looked_up = True
-        return self._job_definition_id
 
     def log(self, level: str, message: str, meta: dict[str, Any] | None = None) -> None:
         """Write one line at ``level`` (debug, info, warning, error, critical)."""
@@ -67,7 +50,8 @@ class JobLogger:
                 message=str(message),
                 meta=safe_meta,
                 run_id=self.run_id,
-                job_id=self._definition_id(session),
+                # the run's job, read inside the INSERT: no extra round trip, never stale
+                job_id=select(JobRun.job_id).where(JobRun.id == self.run_id).scalar_subquery(),
                 job_type=self.job_type,
                 device_id=self.device_id,
                 session=session,
