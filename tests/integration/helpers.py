@@ -56,3 +56,27 @@ def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> An
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def add_queue_job(
+    status: str, events: list[tuple[str, Any]], *, priority: int = 0, scheduled_at=None
+) -> int:
+    """A procrastinate job with exactly these (type, at) events."""
+    job_id = db.session.execute(
+        text(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, status, priority, scheduled_at)"
+            " VALUES ('default', 'rookery.execute_run', CAST(:status AS procrastinate_job_status),"
+            " :priority, :scheduled_at) RETURNING id"
+        ),
+        {"status": status, "priority": priority, "scheduled_at": scheduled_at},
+    ).scalar_one()
+    db.session.execute(text("DELETE FROM procrastinate_events WHERE job_id = :id"), {"id": job_id})
+    for type_, at in events:
+        db.session.execute(
+            text(
+                "INSERT INTO procrastinate_events (job_id, type, at)"
+                " VALUES (:id, CAST(:type AS procrastinate_job_event_type), :at)"
+            ),
+            {"id": job_id, "type": type_, "at": at},
+        )
+    return job_id

@@ -25,6 +25,7 @@ from app.models import (
     utcnow,
 )
 from tests.conftest import make_config
+from tests.integration.helpers import add_queue_job
 
 RUNS_DAYS = 10
 LOGS_DAYS = 5
@@ -74,32 +75,6 @@ def add_run(now, status: RunStatus, *, created=None, finished=None, queue_job=No
     db.session.add(run)
     db.session.flush()
     return run.id
-
-
-def add_queue_job(status: str, events: list[tuple[str, object]], **columns) -> int:
-    """A procrastinate job with exactly these (type, at) events."""
-    job_id = db.session.execute(
-        text(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, status, priority, scheduled_at)"
-            " VALUES ('default', 'rookery.execute_run', CAST(:status AS procrastinate_job_status),"
-            " :priority, :scheduled_at) RETURNING id"
-        ),
-        {
-            "status": status,
-            "priority": columns.get("priority", 0),
-            "scheduled_at": columns.get("scheduled_at"),
-        },
-    ).scalar_one()
-    db.session.execute(text("DELETE FROM procrastinate_events WHERE job_id = :id"), {"id": job_id})
-    for type_, at in events:
-        db.session.execute(
-            text(
-                "INSERT INTO procrastinate_events (job_id, type, at)"
-                " VALUES (:id, CAST(:type AS procrastinate_job_event_type), :at)"
-            ),
-            {"id": job_id, "type": type_, "at": at},
-        )
-    return job_id
 
 
 def exists(model, id_) -> bool:

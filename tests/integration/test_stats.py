@@ -10,6 +10,7 @@ from sqlalchemy import text
 from app.extensions import db
 from app.models import DeviceResult, JobRun, RunStatus, utcnow
 from app.services import stats
+from tests.integration.helpers import add_queue_job
 
 
 @pytest.fixture
@@ -43,28 +44,6 @@ def add_run(
     db.session.add(run)
     db.session.flush()
     return run.id
-
-
-def add_queue_job(status: str, events, *, priority: int = 0, scheduled_at=None) -> int:
-    """A procrastinate job with exactly these (type, at) events."""
-    job_id = db.session.execute(
-        text(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, status, priority, scheduled_at)"
-            " VALUES ('default', 'rookery.execute_run', CAST(:status AS procrastinate_job_status),"
-            " :priority, :scheduled_at) RETURNING id"
-        ),
-        {"status": status, "priority": priority, "scheduled_at": scheduled_at},
-    ).scalar_one()
-    db.session.execute(text("DELETE FROM procrastinate_events WHERE job_id = :id"), {"id": job_id})
-    for type_, at in events:
-        db.session.execute(
-            text(
-                "INSERT INTO procrastinate_events (job_id, type, at)"
-                " VALUES (:id, CAST(:type AS procrastinate_job_event_type), :at)"
-            ),
-            {"id": job_id, "type": type_, "at": at},
-        )
-    return job_id
 
 
 def secs(n: float) -> timedelta:
