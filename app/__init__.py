@@ -76,13 +76,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from app import auth, errors_web, queue, registry
-    from app.views import health, main
+    from app import auth, errors_web, queue, registry, views
 
     registry.init_app(app)
     auth.init_app(app)
     errors_web.init_app(app)
-    app.register_blueprint(main.bp)
-    app.register_blueprint(health.bp)
+    views.register(app)
     queue.bind(app)
     return app
