@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from app import audit, crypto, registry
 from app.errors import Conflict, NotFound, ValidationError
 from app.extensions import db
-from app.models import Device, Job, Priority, Tag, User
+from app.models import Credential, Device, Job, Priority, Tag, User
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +100,27 @@ def snapshot(job: Job) -> dict[str, Any]:
         "priority": job.priority,
         "max_retries": job.max_retries,
         "retry_delay_seconds": job.retry_delay_seconds,
+        "retry_max_delay_seconds": job.retry_max_delay_seconds,
         "timeout_seconds": job.timeout_seconds,
         "no_overlap": job.no_overlap,
         "enabled": job.enabled,
         "depends_on": [d.id for d in job.depends_on],
+        "credentials": [c.name for c in job.credentials],
     }
+
+
+def list_jobs(
+    *, label: str | None = None, job_type: str | None = None, search: str | None = None
+) -> Select[tuple[Job]]:
+    """Job definitions by name, optionally with a label, of a type, or matching a search."""
+    query = select(Job).order_by(Job.name)
+    if label:
+        query = query.where(Job.labels.contains([label]))
+    if job_type:
+        query = query.where(Job.job_type == job_type)
+    if search:
+        query = query.where(Job.name.ilike(f"%{search.replace('%', r'%').replace('_', r'_')}%"))
+    return query
 
 
 def create_job(**fields: Any) -> Job:
@@ -118,58 +135,65 @@ def create_job(**fields: Any) -> Job:
         raise
 
 
-def _create_job(
-    *,
-    name: str,
-    job_type: str,
-    params: dict[str, Any] | None = None,
-    description: str = "",
-    labels: list[str] | None = None,
-    target_tags: list[str] | None = None,
-    target_device_ids: list[int] | None = None,
-    priority: int | str | None = None,
-    max_retries: int | str | None = None,
-    retry_delay_seconds: int | str | None = None,
-    timeout_seconds: int | str | None = None,
-    max_parallel: int | str | None = None,
-    no_overlap: bool | None = None,
-    enabled: bool = True,
-    depends_on_job_ids: list[int] | None = None,
-    actor: User | str | None = None,
-) -> Job:
-    name = (name or "").strip()
+#: What ``create_job`` and ``update_job`` take besides name, job type and actor.
+JOB_FIELDS = frozenset(
+    {
+        "params",
+        "description",
+        "labels",
+        "target_tags",
+        "target_device_ids",
+        "credential_names",
+        "priority",
+        "max_retries",
+        "retry_delay_seconds",
+        "retry_max_delay_seconds",
+        "timeout_seconds",
+        "max_parallel",
+        "no_overlap",
+        "enabled",
+        "depends_on_job_ids",
+    }
+)
+
+
+def _clean_name(name: Any) -> str:
+    name = str(name or "").strip()
     if not name or len(name) > 128:
         raise ValidationError(
             "A job needs a name of at most 128 characters.",
             fields={"name": "Required, at most 128 characters."},
         )
-    if db.session.scalar(select(Job.id).where(Job.name == name)) is not None:
-        raise Conflict(f"A job named {name!r} already exists.")
+    return name
+
+
+def _create_job(
+    *,
+    name: str,
+    job_type: str,
+    actor: User | str | None = None,
+    **fields: Any,
+) -> Job:
+    name = _clean_name(name)
+    unknown = sorted(set(fields) - JOB_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"Unknown job fields: {', '.join(unknown)}.",
+            fields={field: "Unknown field." for field in unknown},
+        )
     kind = registry.current().get(job_type)
-    validated = registry.validate_params(kind, params or {})
-    max_timeout = current_app.config["ROOKERY_JOB_TIMEOUT_MAX_SECONDS"]
     job = Job(
         name=name,
-        description=description or "",
-        labels=sorted({label.strip() for label in (labels or []) if label.strip()}),
         job_type=kind.job_type,
-        params=crypto.seal_params(validated, kind.secret_params),
-        priority=parse_priority(priority),
-        max_retries=_optional_int("max_retries", max_retries, minimum=0, maximum=20),
-        retry_delay_seconds=_optional_int("retry_delay_seconds", retry_delay_seconds, minimum=1),
-        timeout_seconds=_optional_int(
-            "timeout_seconds", timeout_seconds, minimum=1, maximum=max_timeout
-        ),
-        max_parallel=_optional_int("max_parallel", max_parallel, minimum=1, maximum=64),
-        no_overlap=(kind.targets == "devices") if no_overlap is None else bool(no_overlap),
-        enabled=enabled,
+        no_overlap=kind.targets == "devices",
         owner_id=actor.id if isinstance(actor, User) else None,
     )
-    job.target_tags = _tags(target_tags or [])
-    job.target_devices = _devices(target_device_ids or [])
+    _apply(job, kind, {"params": {}, "enabled": True, **fields}, creating=True)
+    if db.session.scalar(select(Job.id).where(Job.name == name)) is not None:
+        raise Conflict(f"A job named {name!r} already exists.")
     db.session.add(job)
     db.session.flush()
-    _set_dependencies(job, depends_on_job_ids or [])
+    _set_dependencies(job, fields.get("depends_on_job_ids") or [])
     audit.record(
         actor=actor,
         action="create",
@@ -180,6 +204,144 @@ def _create_job(
     )
     db.session.commit()
     return job
+
+
+def update_job(job_id: int, *, actor: User | str | None = None, **changes: Any) -> Job:
+    """Change a job definition; fields not given keep their values. Commits.
+
+    A secret parameter given empty (or not given) keeps its stored value, so forms never
+    have to echo a secret back. The job type cannot change. On any error nothing is saved.
+    """
+    try:
+        job = get_job(job_id)
+        if "job_type" in changes and changes.pop("job_type") not in (None, "", job.job_type):
+            raise ValidationError(
+                "A job's type cannot change; create a new job instead.",
+                fields={"job_type": "Cannot change."},
+            )
+        unknown = sorted(set(changes) - JOB_FIELDS - {"name"})
+        if unknown:
+            raise ValidationError(
+                f"Unknown job fields: {', '.join(unknown)}.",
+                fields={name: "Unknown field." for name in unknown},
+            )
+        before = snapshot(job)
+        kind = registry.current().get(job.job_type)
+        if "name" in changes:
+            name = _clean_name(changes.pop("name"))
+            taken = db.session.scalar(select(Job.id).where(Job.name == name, Job.id != job.id))
+            if taken is not None:
+                raise Conflict(f"A job named {name!r} already exists.")
+            job.name = name
+        _apply(job, kind, changes, creating=False)
+        if "depends_on_job_ids" in changes:
+            _set_dependencies(job, changes["depends_on_job_ids"] or [])
+        db.session.flush()
+        audit.record(
+            actor=actor,
+            action="update",
+            object_type="job",
+            object_id=job.id,
+            summary=f"changed job {job.name}",
+            before=before,
+            after=snapshot(job),
+        )
+        db.session.commit()
+        return job
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def set_enabled(job_id: int, enabled: bool, *, actor: User | str | None = None) -> Job:
+    """Enable or disable a job (a disabled job's schedules do not fire); commits."""
+    return update_job(job_id, actor=actor, enabled=bool(enabled))
+
+
+def _apply(job: Job, kind: registry.JobType, fields: dict[str, Any], *, creating: bool) -> None:
+    """Validate ``fields`` and set them on ``job``; every problem in one ValidationError."""
+    errors: dict[str, str] = {}
+    messages: list[str] = []
+
+    def check(field: str, make: Any) -> Any:
+        try:
+            return make()
+        except ValidationError as exc:
+            errors.update(exc.fields or {field: exc.message})
+            messages.append(exc.message)
+            return None
+
+    config = current_app.config
+    values: dict[str, Any] = {}
+    if "params" in fields:
+        stored = crypto.reveal_params(job.params or {}) if not creating else {}
+        given = dict(fields["params"] or {})
+        for secret in kind.secret_params:
+            if given.get(secret) in (None, "") and stored.get(secret) not in (None, ""):
+                given[secret] = stored[secret]
+        validated = check("params", lambda: registry.validate_params(kind, given))
+        if validated is not None:
+            values["params"] = crypto.seal_params(validated, kind.secret_params)
+    if "priority" in fields:
+        values["priority"] = check("priority", lambda: parse_priority(fields["priority"]))
+    bounds = {
+        "max_retries": (0, 20),
+        "retry_delay_seconds": (1, None),
+        "retry_max_delay_seconds": (1, None),
+        "timeout_seconds": (1, config["ROOKERY_JOB_TIMEOUT_MAX_SECONDS"]),
+        "max_parallel": (1, 64),
+    }
+    for field, (low, high) in bounds.items():
+        if field in fields:
+            values[field] = check(
+                field,
+                functools.partial(_optional_int, field, fields[field], minimum=low, maximum=high),
+            )
+    if "target_device_ids" in fields:
+        devices = check("target_device_ids", lambda: _devices(fields["target_device_ids"] or []))
+    if "credential_names" in fields:
+        credentials = check("credentials", lambda: _credentials(fields["credential_names"] or []))
+    if "labels" in fields:
+        labels = fields["labels"] or []
+        if isinstance(labels, str):
+            labels = labels.split(",")
+        cleaned = sorted({str(label).strip() for label in labels if str(label).strip()})
+        if any(len(label) > 64 for label in cleaned):
+            errors["labels"] = "A label has at most 64 characters."
+            messages.append("A label has at most 64 characters.")
+        values["labels"] = cleaned
+    if "description" in fields:
+        description = str(fields["description"] or "")
+        if len(description) > 10_000:
+            errors["description"] = "At most 10000 characters."
+            messages.append("The description is too long.")
+        values["description"] = description
+    if errors:
+        raise ValidationError(" ".join(dict.fromkeys(messages)), fields=errors)
+    for field, value in values.items():
+        setattr(job, field, value)
+    if "no_overlap" in fields and fields["no_overlap"] is not None:
+        job.no_overlap = bool(fields["no_overlap"])
+    if "enabled" in fields and fields["enabled"] is not None:
+        job.enabled = bool(fields["enabled"])
+    if "target_tags" in fields:
+        job.target_tags = _tags(fields["target_tags"] or [])
+    if "target_device_ids" in fields:
+        job.target_devices = devices
+    if "credential_names" in fields:
+        job.credentials = credentials
+
+
+def _credentials(names: list[str]) -> list[Credential]:
+    wanted = sorted({str(n).strip() for n in names if str(n).strip()})
+    found = list(db.session.scalars(select(Credential).where(Credential.name.in_(wanted))))
+    missing = sorted(set(wanted) - {c.name for c in found})
+    if missing:
+        raise ValidationError(
+            f"Unknown credentials: {', '.join(missing)}",
+            fields={"credentials": f"Unknown: {', '.join(missing)}"},
+        )
+    return sorted(found, key=lambda c: (c.priority, c.name))
 
 
 def _set_dependencies(job: Job, job_ids: list[int]) -> None:

@@ -392,3 +392,72 @@ def _resolve_for_run_now(job: Job | str) -> tuple[Job | None, registry.JobType]:
     if definition is not None:
         return definition, types.get(definition.job_type)
     return None, types.get(job)
+
+
+#: Most rows one page of runs (or logs) shows; the API's ``limit`` is capped by it.
+MAX_PAGE = 500
+
+
+def list_runs(
+    *,
+    status: str | list[str] | None = None,
+    job_type: str | None = None,
+    job_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> tuple[list[JobRun], int | None]:
+    """Runs newest first, filtered; keyset-paginated on the id (``before_id``).
+
+    Returns the page and the cursor of the next (older) page, or None at the end. The
+    cursor stays cheap at any depth: no OFFSET, the primary key's index does the work.
+    """
+    limit = max(1, min(int(limit), MAX_PAGE))
+    query = select(JobRun).order_by(JobRun.id.desc()).limit(limit + 1)
+    statuses = [status] if isinstance(status, str) else list(status or [])
+    if statuses:
+        valid = {s.value for s in RunStatus}
+        unknown = sorted(set(statuses) - valid)
+        if unknown:
+            raise ValidationError(
+                f"Unknown status: {', '.join(unknown)}.",
+                fields={"status": f"One of {', '.join(sorted(valid))}."},
+            )
+        query = query.where(JobRun.status.in_(statuses))
+    if job_type:
+        query = query.where(JobRun.job_type == job_type)
+    if job_id is not None:
+        query = query.where(JobRun.job_id == job_id)
+    if since is not None:
+        query = query.where(JobRun.created_at >= since)
+    if until is not None:
+        query = query.where(JobRun.created_at < until)
+    if before_id is not None:
+        query = query.where(JobRun.id < before_id)
+    rows = list(db.session.scalars(query))
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def device_results(run_id: int) -> list[Any]:
+    """The per-device results of a run, by device name."""
+    from app.models import DeviceResult
+
+    return list(
+        db.session.scalars(
+            select(DeviceResult)
+            .where(DeviceResult.run_id == run_id)
+            .order_by(DeviceResult.device_name, DeviceResult.id)
+        )
+    )
+
+
+def run_events(run_id: int, *, types: list[str] | None = None, after_id: int = 0) -> list[Any]:
+    """A run's event trail, oldest first (optionally only some types, or after an id)."""
+    from app.models import Event
+
+    query = select(Event).where(Event.run_id == run_id, Event.id > after_id).order_by(Event.id)
+    if types:
+        query = query.where(Event.type.in_(types))
+    return list(db.session.scalars(query))

@@ -1,7 +1,7 @@
 """The web pages, one blueprint per feature; ``register`` wires them all into the app.
 
-To add a feature: write ``app/views/<feature>.py`` with a ``bp`` Blueprint and add its
-module name to ``BLUEPRINTS``.
+To add a feature: write a module with a ``bp`` Blueprint (``app/views/<feature>.py``
+for pages) and add its dotted path to ``BLUEPRINTS``.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import importlib
 from flask import Flask
 
 BLUEPRINTS: tuple[str, ...] = (
-    "main",
-    "health",
+    "app.views.main",
+    "app.views.health",
 )
 
 
 def register(app: Flask) -> None:
     for name in BLUEPRINTS:
-        module = importlib.import_module(f"app.views.{name}")
+        module = importlib.import_module(name)
         app.register_blueprint(module.bp)
