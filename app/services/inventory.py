@@ -37,6 +37,7 @@ from app.models import (
     ACTIVE_STATUSES,
     Credential,
     Device,
+    DeviceResult,
     Job,
     JobRun,
     Tag,
@@ -1081,3 +1082,17 @@ def export_nornir() -> dict[str, str]:
 
 def _dump(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+# ------------------------------------------------------------------------ results
+
+
+def recent_results(device_id: int, limit: int = 20) -> Select[tuple[DeviceResult, JobRun]]:
+    """The device's latest per-run results with their runs, newest first."""
+    return (
+        select(DeviceResult, JobRun)
+        .join(JobRun, JobRun.id == DeviceResult.run_id)
+        .where(DeviceResult.device_id == device_id)
+        .order_by(DeviceResult.id.desc())
+        .limit(limit)
+    )

@@ -13,6 +13,7 @@ from flask import Flask
 BLUEPRINTS: tuple[str, ...] = (
     "app.views.main",
     "app.views.health",
+    "app.views.devices",
 )
 
 

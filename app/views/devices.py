@@ -1,0 +1,406 @@
+"""Device pages: list, create, edit, delete, import/export, config history and diffs; tags."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+
+from app import config_store
+from app.auth import require_role
+from app.errors import Conflict, ValidationError
+from app.extensions import db
+from app.models import Device, Role
+from app.services import inventory
+from app.views.common import form_bool, form_text, is_htmx, query_without
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("devices", __name__, url_prefix="/devices")
+
+PAGE_SIZE = 50
+#: the largest import file a form takes (a Nornir inventory of many thousand hosts fits)
+MAX_IMPORT_BYTES = 10 * 1024 * 1024
+FORM_FIELDS = ("name", "host", "port", "platform", "driver", "notes", "tags")
+HISTORY_LIMIT = 100
+
+
+def _form_values() -> dict[str, Any]:
+    """The device form as typed (kept on re-render); NUL bytes dropped (PostgreSQL refuses)."""
+    values: dict[str, Any] = {k: form_text(k).replace("\x00", "") for k in FORM_FIELDS}
+    values["enabled"] = form_bool("enabled")
+    return values
+
+
+def _service_fields(values: dict[str, Any]) -> dict[str, Any]:
+    fields = {k: values[k] for k in FORM_FIELDS if k != "tags"}
+    fields["enabled"] = values["enabled"]
+    return fields
+
+
+def _device_values(device: Device) -> dict[str, Any]:
+    return {
+        "name": device.name,
+        "host": device.host,
+        "port": device.port,
+        "platform": device.platform,
+        "driver": device.driver,
+        "notes": device.notes,
+        "enabled": device.enabled,
+        "tags": ", ".join(t.name for t in device.tags),
+    }
+
+
+# ------------------------------------------------------------------------- list
+
+
+@bp.route("")
+@login_required
+def index() -> str:
+    """Devices by name, filtered by tag and text, one keyset page at a time."""
+    tag = (request.args.get("tag") or "").strip()[:64] or None
+    search = (request.args.get("q") or "").strip()[:200] or None
+    after = request.args.get("after") or None
+    before = request.args.get("before") or None
+    query = inventory.list_devices(tag=tag, search=search)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    if before:
+        rows = list(
+            db.session.scalars(
+                query.where(Device.name < before)
+                .order_by(None)
+                .order_by(Device.name.desc())
+                .limit(PAGE_SIZE + 1)
+            )
+        )
+        has_more_before = len(rows) > PAGE_SIZE
+        devices = list(reversed(rows[:PAGE_SIZE]))
+        has_more_after = True
+    else:
+        if after:
+            query = query.where(Device.name > after)
+        rows = list(db.session.scalars(query.limit(PAGE_SIZE + 1)))
+        devices = rows[:PAGE_SIZE]
+        has_more_after = len(rows) > PAGE_SIZE
+        has_more_before = bool(after)
+    next_url = prev_url = None
+    if devices and has_more_after:
+        next_url = url_for(".index", **query_without(after=devices[-1].name, before=None))
+    if devices and has_more_before:
+        prev_url = url_for(".index", **query_without(before=devices[0].name, after=None))
+    context = {
+        "devices": devices,
+        "total": total,
+        "tag": tag,
+        "search": search or "",
+        "tags": [t for t, _ in db.session.execute(inventory.list_tags())],
+        "next_url": next_url,
+        "prev_url": prev_url,
+    }
+    if is_htmx():
+        return render_template("devices/_device_list.html", **context)
+    return render_template("devices/index.html", **context)
+
+
+# --------------------------------------------------------------- create / edit
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@require_role(Role.OPERATOR)
+def create() -> str | Response | tuple[str, int]:
+    """The new-device form; saves on POST."""
+    if request.method == "GET":
+        values = {"port": inventory.DEFAULT_PORT, "driver": inventory.DEFAULT_DRIVER}
+        return render_template("devices/form.html", device=None, values=values | {"enabled": True})
+    values = _form_values()
+    try:
+        device = inventory.create_device(
+            actor=current_user,
+            tags=inventory.split_tags(values["tags"]),
+            **_service_fields(values),
+        )
+    except ValidationError as exc:
+        return _form_again(None, values, exc.message, exc.fields, 422)
+    except Conflict as exc:
+        return _form_again(None, values, exc.message, {"name": exc.message}, 409)
+    flash(f"Device {device.name} created.", "success")
+    return redirect(url_for(".show", device_id=device.id))
+
+
+@bp.route("/<int:device_id>/edit", methods=["GET", "POST"])
+@require_role(Role.OPERATOR)
+def edit(device_id: int) -> str | Response | tuple[str, int]:
+    """The edit form of a device; saves on POST."""
+    device = inventory.get_device(device_id)
+    if request.method == "GET":
+        return render_template("devices/form.html", device=device, values=_device_values(device))
+    values = _form_values()
+    try:
+        device = inventory.update_device(
+            device_id,
+            actor=current_user,
+            **_service_fields(values),
+            tags=inventory.split_tags(values["tags"]),
+        )
+    except ValidationError as exc:
+        return _form_again(device, values, exc.message, exc.fields, 422)
+    except Conflict as exc:
+        return _form_again(device, values, exc.message, {}, 409)
+    flash(f"Device {device.name} saved.", "success")
+    return redirect(url_for(".show", device_id=device.id))
+
+
+def _form_again(
+    device: Device | None, values: dict[str, Any], message: str, errors: dict[str, str], status: int
+) -> tuple[str, int]:
+    return (
+        render_template(
+            "devices/form.html", device=device, values=values, errors=errors, message=message
+        ),
+        status,
+    )
+
+
+@bp.route("/<int:device_id>/delete", methods=["POST"])
+@require_role(Role.OPERATOR)
+def delete(device_id: int) -> Response:
+    """Delete a device (refused while a run in flight targets it)."""
+    device = inventory.get_device(device_id)
+    name = device.name
+    try:
+        inventory.delete_device(device_id, actor=current_user)
+    except Conflict as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".show", device_id=device_id))
+    flash(f"Device {name} deleted; its config history and results stay readable.", "success")
+    return redirect(url_for(".index"))
+
+
+# --------------------------------------------------------------- device page
+
+
+def _store() -> config_store.GitConfigStore:
+    return config_store.store_for(current_app)
+
+
+def _history(name: str) -> tuple[list[config_store.Version], str | None]:
+    """The device's config versions, or an error message if the store cannot be read."""
+    try:
+        return _store().history(name, limit=HISTORY_LIMIT), None
+    except config_store.ConfigStoreError as exc:
+        logger.warning("Config history of %s unreadable: %s", name, exc)
+        return [], f"The config history cannot be read: {exc.message}"
+
+
+@bp.route("/<int:device_id>")
+@login_required
+def show(device_id: int) -> str:
+    """One device: its fields, its config history with a diff picker, its recent results."""
+    device = inventory.get_device(device_id)
+    history, history_error = _history(device.name)
+    results = list(db.session.execute(inventory.recent_results(device.id)))
+    return render_template(
+        "devices/show.html",
+        device=device,
+        history=history,
+        history_error=history_error,
+        results=results,
+        old=history[1].sha if len(history) > 1 else None,
+        new=history[0].sha if history else None,
+    )
+
+
+@bp.route("/<int:device_id>/config/<sha>")
+@login_required
+def config_version(device_id: int, sha: str) -> str | tuple[str, int]:
+    """The device's stored config at one version."""
+    device = inventory.get_device(device_id)
+    try:
+        text = _store().read(device.name, sha)
+    except config_store.ConfigStoreError as exc:
+        return _no_version(exc.message)
+    if text is None:
+        return _no_version(f"Device {device.name} had no stored config at version {sha[:12]}.")
+    return render_template("devices/config.html", device=device, sha=sha, text=text)
+
+
+def _no_version(message: str) -> tuple[str, int]:
+    return render_template("error.html", status=404, title="Not Found", message=message), 404
+
+
+@bp.route("/<int:device_id>/diff")
+@login_required
+def diff(device_id: int) -> str | tuple[str, int]:
+    """A side-by-side diff of the device's config between two chosen versions."""
+    device = inventory.get_device(device_id)
+    history, history_error = _history(device.name)
+    old = (request.args.get("old") or "").strip()[:64]
+    new = (request.args.get("new") or "").strip()[:64]
+    rows: list[config_store.DiffRow] = []
+    error = history_error
+    status = 200
+    if not error:
+        if not old or not new:
+            error, status = "Choose two versions to compare.", 400
+        else:
+            try:
+                rows = _store().diff(device.name, old, new)
+            except config_store.ConfigStoreError as exc:
+                error, status = exc.message, 404
+    context = {
+        "device": device,
+        "history": history,
+        "old": old,
+        "new": new,
+        "rows": rows,
+        "changes": sum(1 for r in rows if r.kind != "equal"),
+        "error": error,
+    }
+    if is_htmx():
+        return render_template("devices/_config_diff.html", **context), status
+    return render_template("devices/diff.html", **context), status
+
+
+# ------------------------------------------------------------------ import / export
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@require_role(Role.OPERATOR)
+def import_devices() -> str | Response | tuple[str, int]:
+    """Import devices from CSV or a Nornir inventory; every bad row shown by its line."""
+    if request.method == "GET":
+        return render_template("devices/import.html", kind="csv", partial=False, report=None)
+    kind = form_text("kind") or "csv"
+    partial = form_bool("partial")
+    context: dict[str, Any] = {"kind": kind, "partial": partial, "report": None}
+    try:
+        if kind == "csv":
+            data = _upload("csv_file", required=True, label="a CSV file")
+            report = inventory.import_csv(data or b"", partial=partial, actor=current_user)
+        elif kind == "nornir":
+            hosts = _upload("hosts_file", required=True, label="hosts.yaml")
+            report = inventory.import_nornir(
+                hosts or b"",
+                _upload("groups_file"),
+                _upload("defaults_file"),
+                partial=partial,
+                actor=current_user,
+            )
+        else:
+            raise ValidationError(
+                "Choose CSV or Nornir YAML.", fields={"kind": "Choose CSV or Nornir YAML."}
+            )
+    except ValidationError as exc:
+        return render_template(
+            "devices/import.html", **context, message=exc.message, errors=exc.fields
+        ), 422
+    context["report"] = report
+    if report.errors and not (partial and (report.created or report.updated or report.unchanged)):
+        message = (
+            f"Nothing was imported: {len(report.errors)} bad row(s). Fix them, or tick "
+            "“Import only the good rows”."
+            if not partial
+            else f"No good row to import: {len(report.errors)} bad row(s)."
+        )
+        return render_template("devices/import.html", **context, message=message), 422
+    return render_template("devices/import.html", **context)
+
+
+def _upload(name: str, *, required: bool = False, label: str = "") -> bytes | None:
+    """The bytes of an uploaded file (None when none was chosen); too big is refused."""
+    upload = request.files.get(name)
+    if upload is None or not upload.filename:
+        if required:
+            raise ValidationError(f"Choose {label} to import.", fields={name: "Choose a file."})
+        return None
+    data = upload.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        limit = MAX_IMPORT_BYTES // (1024 * 1024)
+        raise ValidationError(
+            f"{upload.filename} is larger than {limit} MB.", fields={name: f"At most {limit} MB."}
+        )
+    return data
+
+
+@bp.route("/export.csv")
+@login_required
+def export_csv() -> Response:
+    """Every device as a CSV file the import takes back."""
+    return _download(inventory.export_csv(), "devices.csv", "text/csv")
+
+
+@bp.route("/export/<any('hosts.yaml', 'groups.yaml'):file_name>")
+@login_required
+def export_nornir(file_name: str) -> Response:
+    """hosts.yaml or groups.yaml of a Nornir SimpleInventory of every device."""
+    return _download(inventory.export_nornir()[file_name], file_name, "application/yaml")
+
+
+def _download(body: str, file_name: str, mimetype: str) -> Response:
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{file_name}"'},
+    )
+
+
+# -------------------------------------------------------------------------- tags
+
+
+@bp.route("/tags")
+@login_required
+def tags() -> str:
+    """Every tag with the number of devices carrying it."""
+    return render_template(
+        "devices/tags.html", tags=list(db.session.execute(inventory.list_tags()))
+    )
+
+
+@bp.route("/tags/<int:tag_id>/rename", methods=["POST"])
+@require_role(Role.OPERATOR)
+def rename_tag(tag_id: int) -> Response | tuple[str, int]:
+    """Rename a tag; devices, jobs and credentials carrying it follow."""
+    tag = inventory.get_tag(tag_id)
+    old_name = tag.name
+    new_name = form_text("name")
+    try:
+        inventory.rename_tag(tag_id, new_name, actor=current_user)
+    except (ValidationError, Conflict) as exc:
+        status = 422 if isinstance(exc, ValidationError) else 409
+        rows = list(db.session.execute(inventory.list_tags()))
+        return render_template(
+            "devices/tags.html",
+            tags=rows,
+            message=exc.message,
+            failed_tag=tag_id,
+            failed_value=new_name,
+        ), status
+    flash(f"Tag {old_name} renamed to {new_name}.", "success")
+    return redirect(url_for(".tags"))
+
+
+@bp.route("/tags/<int:tag_id>/delete", methods=["POST"])
+@require_role(Role.OPERATOR)
+def delete_tag(tag_id: int) -> Response:
+    """Delete a tag (refused while jobs or credentials use it)."""
+    tag = inventory.get_tag(tag_id)
+    name = tag.name
+    try:
+        inventory.delete_tag(tag_id, actor=current_user)
+    except Conflict as exc:
+        flash(exc.message, "error")
+    else:
+        flash(f"Tag {name} deleted.", "success")
+    return redirect(url_for(".tags"))
