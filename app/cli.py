@@ -1,13 +1,13 @@
-"""The ``rookery`` command: run web and worker, manage the schema, users and the queue.
+"""The ``rookery`` command: run web and worker, manage the schema, users, tokens and the queue.
 
-Every error a person can cause ends in one ``Error: ...`` line and a non-zero exit,
-never a traceback.
+Jobs, runs and schedules live in ``app.cli_jobs``, the inventory in ``app.cli_inventory``;
+both are registered here. Every error a person can cause ends in one ``Error: ...`` line
+and a non-zero exit, never a traceback. People get aligned columns, scripts ``--json``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -19,12 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 from flask_migrate.cli import db as db_group
 from procrastinate.exceptions import ConnectorException
 from sqlalchemy.exc import OperationalError
 
+from app import cli_inventory, cli_jobs, cli_output
 from app.errors import RookeryError
 
 logger = logging.getLogger("app.cli")  # not __main__ under `python -m app.cli`
@@ -74,7 +76,7 @@ cli.add_command(db_group)
 
 
 def _emit(data: Any, as_json: bool, human: str) -> None:
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else human)
+    cli_output.emit(data, as_json, human)
 
 
 # ---------------------------------------------------------------------------- serve
@@ -113,12 +115,28 @@ def prepare_database(*, announce_admin: bool) -> None:
             click.echo("\n  Created the first user 'admin' with ROOKERY_ADMIN_PASSWORD.\n")
 
 
-@cli.command("run")
+@cli.group("run", invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_context
 @with_appcontext
-def run_command(host: str, port: int) -> None:
-    """Start the web server and a worker together; Ctrl-C stops both."""
+def run_command(ctx: click.Context, host: str, port: int) -> None:
+    """Start the web server and a worker together (Ctrl-C stops both); or look at runs.
+
+    `rookery run` alone serves; `rookery run list|show|cancel|relaunch|logs` work on runs.
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [
+            f"--{name}"
+            for name in ("host", "port")
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(
+                f"{' and '.join(given)} start the server: `rookery run {given[0]} ...` alone, "
+                f"without `{ctx.invoked_subcommand}`."
+            )
+        return
     ensure_port_free(host, port)
     prepare_database(announce_admin=True)
     env = dict(os.environ)
@@ -140,6 +158,10 @@ def run_command(host: str, port: int) -> None:
     }
     click.echo(f"Rookery is running at http://{host}:{port}/ (Ctrl-C stops it)")
     sys.exit(_supervise(children, grace))
+
+
+for _command in cli_jobs.RUN_COMMANDS:
+    run_command.add_command(_command)
 
 
 def _supervise(children: dict[str, subprocess.Popen[bytes]], grace: int) -> int:
@@ -325,6 +347,112 @@ def user_list(as_json: bool) -> None:
     _emit(data, as_json, human or "No users.")
 
 
+# ---------------------------------------------------------------------------- tokens
+
+
+@cli.group("token")
+def token_group() -> None:
+    """API tokens: create (shown once), list, revoke."""
+
+
+def _token_dict(token: Any) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "user": token.user.username,
+        "name": token.name,
+        "prefix": f"rk_{token.prefix}_",
+        "created_at": cli_output.iso(token.created_at),
+        "last_used_at": cli_output.iso(token.last_used_at),
+        "expires_at": cli_output.iso(token.expires_at),
+        "revoked_at": cli_output.iso(token.revoked_at),
+    }
+
+
+def _token_state(token: Any) -> str:
+    from app.models import utcnow
+
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= utcnow():
+        return "expired"
+    return "active"
+
+
+@token_group.command("create")
+@click.argument("username")
+@click.option("--name", "label", default="", help="What the token is for (default: api).")
+@click.option(
+    "--expires-days", type=click.IntRange(1, 3650), default=None, help="Expire after N days."
+)
+@with_appcontext
+def token_create(username: str, label: str, expires_days: int | None) -> None:
+    """Create an API token for USERNAME; the token alone is the LAST line printed.
+
+    It is shown this once (only its hash is stored): `rookery token create bob | tail -n1`.
+    """
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from app.services import tokens, users
+
+    user = users.get_user(username)
+    expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
+    token, plaintext = tokens.create_token(user, label, expires_at=expires_at, actor="cli")
+    until = f", expires {cli_output.when(expires_at)} UTC" if expires_at else ""
+    click.echo(
+        f"Created API token #{token.id} {token.name!r} (rk_{token.prefix}_…) for "
+        f"{user.username}{until}. It is shown only this once:"
+    )
+    click.echo(plaintext)
+
+
+@token_group.command("revoke")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def token_revoke(ref: str, as_json: bool) -> None:
+    """Revoke a token by id or prefix (rk_xxxxxxxx); using it afterwards is refused."""
+    from app.services import tokens
+
+    token = tokens.revoke_token(ref, actor="cli")
+    _emit(
+        _token_dict(token),
+        as_json,
+        f"Revoked API token #{token.id} {token.name!r} (rk_{token.prefix}_…) "
+        f"of {token.user.username}.",
+    )
+
+
+@token_group.command("list")
+@click.option("--user", "username", default=None, help="Only this user's tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def token_list(username: str | None, as_json: bool) -> None:
+    """List API tokens (never the tokens themselves: their prefix)."""
+    from app.services import tokens, users
+
+    rows = tokens.list_tokens(users.get_user(username) if username else None)
+    data = [{**_token_dict(t), "state": _token_state(t)} for t in rows]
+    human = cli_output.table(
+        ["ID", "USER", "NAME", "PREFIX", "STATE", "CREATED", "LAST USED", "EXPIRES"],
+        [
+            [
+                t.id,
+                t.user.username,
+                t.name,
+                f"rk_{t.prefix}_…",
+                _token_state(t),
+                cli_output.when(t.created_at),
+                cli_output.when(t.last_used_at),
+                cli_output.when(t.expires_at),
+            ]
+            for t in rows
+        ],
+        empty="No API tokens.",
+    )
+    _emit(data, as_json, human)
+
+
 # ----------------------------------------------------------------------------- queue
 
 
@@ -396,43 +524,9 @@ def new_job(name: str, folder: str | None) -> None:
     click.echo(f"Wrote {target}: edit JOB_META and run(), then restart the worker.")
 
 
-@cli.group("job")
-def job_group() -> None:
-    """Run saved jobs."""
-
-
-@job_group.command("run")
-@click.argument("name")
-@click.option("--now", is_flag=True, help="Execute here, synchronously (run_now), not queued.")
-@click.option("--wait", type=float, default=None, help="Wait up to SECONDS for the end.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@with_appcontext
-def job_run(name: str, now: bool, wait: float | None, as_json: bool) -> None:
-    """Start a run of the job NAME (queued for a worker, or --now in this process)."""
-    from app.extensions import db
-    from app.models import JobRun, RunStatus
-    from app.services import jobs, runs
-
-    if now:
-        message = runs.run_now(name)
-        _emit({"message": message}, as_json, message)
-        return
-    run = runs.start_run(jobs.get_job_by_name(name), triggered_by="cli", actor="cli")
-    if wait:
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            db.session.expire_all()
-            current = db.session.get(JobRun, run.id)
-            if current is not None and RunStatus(current.status).is_final:
-                run = current
-                break
-            time.sleep(0.2)
-    data = {"run_id": run.id, "status": run.status, "message": run.message}
-    _emit(
-        data, as_json, f"Run #{run.id}: {run.status}" + (f" - {run.message}" if run.message else "")
-    )
-    if wait and RunStatus(run.status).is_failure:
-        sys.exit(1)
+cli.add_command(cli_jobs.job_group)
+cli.add_command(cli_jobs.schedule_group)
+cli.add_command(cli_inventory.device_group)
 
 
 # ------------------------------------------------------------------------------ demo
