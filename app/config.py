@@ -109,6 +109,26 @@ SETTINGS: tuple[Setting, ...] = (
         help="Extra folders of job modules, separated by `os.pathsep` (`:` on Linux).",
     ),
     Setting(
+        env="ROOKERY_SSE_MAX_CLIENTS",
+        default=500,
+        parse=_to_positive_int,
+        help="Live streams (SSE) one web process serves at once; more get 503. Under "
+        "gunicorn each stream holds a thread: give it `--threads` to match.",
+    ),
+    Setting(
+        env="ROOKERY_SSE_HEARTBEAT_SECONDS",
+        default=15,
+        parse=_to_positive_int,
+        help="Seconds between heartbeat comments on an idle live stream (keeps proxies open).",
+    ),
+    Setting(
+        env="ROOKERY_SSE_MAX_SECONDS",
+        default=900,
+        parse=_to_positive_int,
+        help="A live stream ends after this long; the browser reconnects at once and "
+        "resumes from its last event, so no thread is held forever.",
+    ),
+    Setting(
         env="ROOKERY_WORKER_CONCURRENCY",
         default=8,
         parse=_to_positive_int,
@@ -278,6 +298,15 @@ SETTINGS: tuple[Setting, ...] = (
         default=900,
         parse=_to_positive_int,
         help="Window of the failed-login limit; a locked name or address waits it out.",
+    ),
+    Setting(
+        env="ROOKERY_METRICS_TOKEN",
+        default=None,
+        parse=_to_str,
+        help="Bearer token `/metrics` requires (`Authorization: Bearer ...`). Unset: "
+        "`/metrics` is open, like most exporters (counts by job type and status: no device "
+        "names, no secrets).",
+        secret=True,
     ),
     Setting(
         env="ROOKERY_ADMIN_PASSWORD",

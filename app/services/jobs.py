@@ -174,7 +174,11 @@ def _create_job(
     actor: User | str | None = None,
     **fields: Any,
 ) -> Job:
-    name = _clean_name(name)
+    problems: dict[str, str] = {}
+    try:
+        name = _clean_name(name)
+    except ValidationError as exc:
+        problems.update(exc.fields)
     unknown = sorted(set(fields) - JOB_FIELDS)
     if unknown:
         raise ValidationError(
@@ -188,7 +192,13 @@ def _create_job(
         no_overlap=kind.targets == "devices",
         owner_id=actor.id if isinstance(actor, User) else None,
     )
-    _apply(job, kind, {"params": {}, "enabled": True, **fields}, creating=True)
+    try:
+        _apply(job, kind, {"params": {}, "enabled": True, **fields}, creating=True)
+    except ValidationError as exc:
+        exc.fields = {**problems, **exc.fields}
+        raise
+    if problems:
+        raise ValidationError("A job needs a name of at most 128 characters.", fields=problems)
     if db.session.scalar(select(Job.id).where(Job.name == name)) is not None:
         raise Conflict(f"A job named {name!r} already exists.")
     db.session.add(job)

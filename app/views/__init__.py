@@ -13,11 +13,21 @@ from flask import Flask
 BLUEPRINTS: tuple[str, ...] = (
     "app.views.main",
     "app.views.health",
+    "app.views.runs",
+    "app.views.jobs",
+    "app.views.metrics",
     "app.views.devices",
+    "app.views.credentials",
+    "app.views.job_types",
+    "app.views.admin",
+    "app.api",
 )
 
 
 def register(app: Flask) -> None:
+    from app.views import common
+
+    app.jinja_env.globals["status_display"] = common.status_display
     for name in BLUEPRINTS:
         module = importlib.import_module(name)
         app.register_blueprint(module.bp)

@@ -29,6 +29,11 @@ def form_list(name: str) -> list[str]:
     return [v for v in values if v]
 
 
+def split_names(text: str) -> list[str]:
+    """Names typed into one field, separated by commas or new lines."""
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
 def form_ints(name: str) -> list[int]:
     """Ids from a multi-select; anything not a number is dropped (the service validates)."""
     ids: list[int] = []
@@ -56,3 +61,39 @@ def query_without(**changes: Any) -> dict[str, Any]:
         else:
             args[key] = value
     return args
+
+
+#: How each run status looks everywhere: (icon, text). Colours: .badge-<status> in CSS.
+STATUS_DISPLAY: dict[str, tuple[str, str]] = {
+    "PENDING": ("…", "Pending"),
+    "QUEUED": ("⏳", "Queued"),
+    "SCHEDULED": ("🕒", "Scheduled"),
+    "WAITING": ("⛓", "Waiting for dependencies"),
+    "RUNNING": ("▶", "Running"),
+    "COMPLETED_SUCCESS": ("✔", "Success"),
+    "COMPLETED_PARTIAL_FAILURE": ("◐", "Partial failure"),
+    "COMPLETED_FAILURE": ("✖", "Failed"),
+    "COMPLETED_NO_DEVICES": ("∅", "No devices"),
+    "COMPLETED_NO_CREDENTIALS": ("🔑", "No credentials found"),
+    "FAILED_CREDENTIAL_RESOLUTION": ("🔒", "Credential error"),
+    "FAILED_DISPATCHER_ERROR": ("⚠", "Dispatcher error"),
+    "FAILED_UNEXPECTED": ("💥", "Unexpected error"),
+    "CANCELLED": ("⏹", "Cancelled"),
+    "TIMEOUT": ("⌛", "Timed out"),
+}
+
+#: Device result statuses (DeviceResult.status) the same way.
+RESULT_DISPLAY: dict[str, tuple[str, str]] = {
+    "success": ("✔", "Success"),
+    "failed": ("✖", "Failed"),
+    "skipped": ("↷", "Skipped"),
+    "no_credentials": ("🔑", "No credentials"),
+    "auth_failed": ("🔒", "Authentication failed"),
+    "unreachable": ("⚡", "Unreachable"),
+    "timeout": ("⌛", "Timed out"),
+    "cancelled": ("⏹", "Cancelled"),
+}
+
+
+def status_display(status: str) -> tuple[str, str]:
+    return STATUS_DISPLAY.get(status, RESULT_DISPLAY.get(status, ("•", status)))

@@ -1,0 +1,448 @@
+"""Jobs: the list, the create/edit form rendered from the job type's params, run now,
+enable/disable, delete, and the job's page with its schedule and recent runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from app import registry
+from app.auth import require_role
+from app.errors import Conflict, NotFound, ValidationError
+from app.extensions import db
+from app.models import Credential, Job, Priority, Role, Schedule, utcnow
+from app.services import inventory, jobs, runs, schedules
+from app.views import common
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+PRIORITIES = [(p.name.lower(), p.name.capitalize()) for p in Priority]
+SCHEDULE_KINDS = [
+    ("none", "No schedule"),
+    ("interval", "Every N minutes"),
+    ("cron", "Cron"),
+    ("once", "Once, at a time"),
+]
+
+
+@bp.route("")
+@login_required
+def index() -> str:
+    """Every job with its labels, type, targets, schedule and last run."""
+    label = request.args.get("label") or None
+    search = request.args.get("q") or None
+    rows = list(db.session.scalars(jobs.list_jobs(label=label, search=search)))
+    labels = sorted({lbl for job in db.session.scalars(select(Job)) for lbl in job.labels})
+    last_runs = {job.id: runs.list_runs(job_id=job.id, limit=1)[0] for job in rows[:200]}
+    return render_template(
+        "jobs/index.html",
+        jobs=rows,
+        labels=labels,
+        last_runs={k: (v[0] if v else None) for k, v in last_runs.items()},
+        describe=schedules.describe,
+    )
+
+
+@bp.route("/new")
+@require_role(Role.OPERATOR)
+def new() -> str:
+    """Pick a job type, then fill in its form."""
+    types = registry.current().types
+    job_type = request.args.get("job_type")
+    if job_type not in types:
+        return render_template("jobs/choose_type.html", types=types)
+    kind = types[job_type]
+    values = _defaults(kind)
+    return _render_form(kind, values=values, errors={}, job=None)
+
+
+@bp.route("/new", methods=["POST"])
+@require_role(Role.OPERATOR)
+def create() -> Response | tuple[str, int]:
+    """Validate and save a new job (and its schedule); errors go next to their fields."""
+    types = registry.current().types
+    kind = types.get(request.form.get("job_type", ""))
+    if kind is None:
+        flash("Choose a job type first.", "error")
+        return redirect(url_for("jobs.new"))
+    values = _form_values(kind)
+    try:
+        fields = _job_fields(kind, values)
+        schedule = _schedule_spec(values)
+        job = jobs.create_job(
+            name=values["name"], job_type=kind.job_type, actor=current_user, **fields
+        )
+    except (ValidationError, Conflict) as exc:
+        return _render_form(
+            kind, values=values, errors=_errors(exc, kind), job=None, message=exc.message
+        ), 422
+    if schedule is not None:
+        schedules.create_schedule(job, actor=current_user, **schedule)
+    flash(f"Job {job.name!r} created.", "success")
+    return redirect(url_for("jobs.detail", job_id=job.id))
+
+
+@bp.route("/<int:job_id>")
+@login_required
+def detail(job_id: int) -> str:
+    """A job: its definition, schedule, dependencies, webhooks and recent runs."""
+    job = _get_job(job_id)
+    recent, _ = runs.list_runs(job_id=job.id, limit=20)
+    kind = registry.current().types.get(job.job_type)
+    return render_template(
+        "jobs/detail.html",
+        job=job,
+        kind=kind,
+        recent=recent,
+        job_schedules=list(db.session.scalars(schedules.list_schedules(job.id))),
+        describe=schedules.describe,
+        webhooks=_webhooks(job.id),
+        shown_params=_shown_params(job, kind),
+    )
+
+
+@bp.route("/<int:job_id>/edit")
+@require_role(Role.OPERATOR)
+def edit(job_id: int) -> str:
+    """The job's form, filled in (secret parameters left empty: empty keeps them)."""
+    job = _get_job(job_id)
+    kind = _kind_of(job)
+    return _render_form(kind, values=_values_of(job, kind), errors={}, job=job)
+
+
+@bp.route("/<int:job_id>/edit", methods=["POST"])
+@require_role(Role.OPERATOR)
+def update(job_id: int) -> Response | tuple[str, int]:
+    """Save changes to a job and its schedule; nothing is saved when anything is wrong."""
+    job = _get_job(job_id)
+    kind = _kind_of(job)
+    values = _form_values(kind)
+    try:
+        fields = _job_fields(kind, values)
+        schedule = _schedule_spec(values)
+        jobs.update_job(job.id, actor=current_user, name=values["name"], **fields)
+    except (ValidationError, Conflict) as exc:
+        job = _get_job(job_id)
+        return _render_form(
+            kind, values=values, errors=_errors(exc, kind), job=job, message=exc.message
+        ), 422
+    existing = list(db.session.scalars(schedules.list_schedules(job.id)))
+    if schedule is None:
+        for old in existing:
+            schedules.delete_schedule(old, actor=current_user)
+    elif existing:
+        schedules.update_schedule(existing[0], actor=current_user, **schedule)
+    else:
+        schedules.create_schedule(job, actor=current_user, **schedule)
+    flash(f"Job {values['name']!r} saved.", "success")
+    return redirect(url_for("jobs.detail", job_id=job_id))
+
+
+@bp.route("/<int:job_id>/run", methods=["POST"])
+@require_role(Role.OPERATOR)
+def run_now(job_id: int) -> Response:
+    """Queue a run of the job now and show it."""
+    job = _get_job(job_id)
+    try:
+        run = runs.start_run(job, triggered_by=f"user:{current_user.username}", actor=current_user)
+    except (Conflict, ValidationError) as exc:
+        flash(exc.message, "error")
+        return redirect(request.referrer or url_for("jobs.detail", job_id=job_id))
+    flash(f"Run #{run.id} of {job.name} queued.", "success")
+    return redirect(url_for("runs.detail", run_id=run.id))
+
+
+@bp.route("/<int:job_id>/enabled", methods=["POST"])
+@require_role(Role.OPERATOR)
+def set_enabled(job_id: int) -> Response:
+    """Enable or disable a job (a disabled job's schedules do not start runs)."""
+    job = _get_job(job_id)
+    enabled = request.form.get("enabled") == "1"
+    jobs.set_enabled(job.id, enabled, actor=current_user)
+    flash(f"Job {job.name!r} {'enabled' if enabled else 'disabled'}.", "success")
+    return redirect(request.referrer or url_for("jobs.detail", job_id=job_id))
+
+
+@bp.route("/<int:job_id>/delete", methods=["POST"])
+@require_role(Role.OPERATOR)
+def delete(job_id: int) -> Response:
+    """Delete a job; refused while a run of it is in flight. Its runs stay readable."""
+    job = _get_job(job_id)
+    try:
+        jobs.delete_job(job.id, actor=current_user)
+    except Conflict as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("jobs.detail", job_id=job_id))
+    flash(f"Job {job.name!r} deleted; its runs stay in the history.", "success")
+    return redirect(url_for("jobs.index"))
+
+
+# -- the form ---------------------------------------------------------------------------
+
+
+def _render_form(
+    kind: registry.JobType,
+    *,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    job: Job | None,
+    message: str | None = None,
+) -> str:
+    other_jobs = db.session.execute(
+        select(Job.id, Job.name).where(Job.id != (job.id if job else -1)).order_by(Job.name)
+    ).all()
+    credential_names = list(db.session.scalars(select(Credential.name).order_by(Credential.name)))
+    now = utcnow()
+    next_fire = None
+    if values.get("schedule_kind") not in (None, "", "none") and not errors:
+        try:
+            spec = _schedule_spec(values)
+            if spec is not None:
+                probe = Schedule(created_at=now, enabled=True, **spec)
+                next_fire = schedules.next_fire_after(probe, now)
+        except (ValidationError, TypeError):
+            next_fire = None
+    return render_template(
+        "jobs/form.html",
+        kind=kind,
+        job=job,
+        values=values,
+        errors=errors,
+        message=message,
+        priorities=PRIORITIES,
+        schedule_kinds=SCHEDULE_KINDS,
+        job_options=[(str(row.id), row.name) for row in other_jobs],
+        credential_options=[(name, name) for name in credential_names],
+        next_fire=next_fire,
+    )
+
+
+def _defaults(kind: registry.JobType) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "name": "",
+        "description": "",
+        "labels": "",
+        "target_tags": "",
+        "target_devices": "",
+        "priority": "normal",
+        "no_overlap": kind.targets == "devices",
+        "enabled": True,
+        "depends_on": [],
+        "credentials": [],
+        "schedule_kind": "none",
+        "timezone": "UTC",
+    }
+    for spec in kind.params:
+        default = spec.default
+        if spec.type == "list" and default:
+            default = "\n".join(str(v) for v in default)
+        values[f"p_{spec.name}"] = "" if default is None or spec.secret else default
+    if kind.default_schedule:
+        schedule = kind.default_schedule
+        values["schedule_kind"] = schedule.get("kind", "none")
+        values["interval_minutes"] = schedule.get("minutes") or schedule.get("interval_minutes")
+        values["cron"] = schedule.get("expression") or schedule.get("cron")
+    return values
+
+
+def _values_of(job: Job, kind: registry.JobType) -> dict[str, Any]:
+    from app import crypto
+
+    params = crypto.reveal_params(job.params or {})
+    values: dict[str, Any] = {
+        "name": job.name,
+        "description": job.description,
+        "labels": ", ".join(job.labels),
+        "target_tags": ", ".join(t.name for t in job.target_tags),
+        "target_devices": ", ".join(d.name for d in job.target_devices),
+        "priority": next(
+            (n for n, p in Priority.__members__.items() if p == job.priority), str(job.priority)
+        ).lower(),
+        "max_retries": job.max_retries,
+        "retry_delay_seconds": job.retry_delay_seconds,
+        "retry_max_delay_seconds": job.retry_max_delay_seconds,
+        "timeout_seconds": job.timeout_seconds,
+        "no_overlap": job.no_overlap,
+        "enabled": job.enabled,
+        "depends_on": [str(d.id) for d in job.depends_on],
+        "credentials": [c.name for c in job.credentials],
+        "schedule_kind": "none",
+        "timezone": "UTC",
+    }
+    for spec in kind.params:
+        value = params.get(spec.name)
+        if spec.secret:
+            value = ""  # never echoed back: left empty, the stored value stays
+        elif spec.type == "list" and isinstance(value, list):
+            value = "\n".join(str(v) for v in value)
+        values[f"p_{spec.name}"] = "" if value is None else value
+    existing = db.session.scalars(schedules.list_schedules(job.id)).first()
+    if existing is not None:
+        values.update(
+            schedule_kind=existing.kind,
+            interval_minutes=existing.interval_minutes,
+            cron=existing.cron,
+            timezone=existing.timezone,
+            run_at=existing.run_at.astimezone(schedules.zone(existing.timezone)).strftime(
+                "%Y-%m-%dT%H:%M"
+            )
+            if existing.run_at
+            else "",
+        )
+    return values
+
+
+def _form_values(kind: registry.JobType) -> dict[str, Any]:
+    """What the person typed, kept as typed (to re-render the form on an error)."""
+    form = request.form
+    values: dict[str, Any] = {
+        name: common.form_text(name)
+        for name in (
+            "name",
+            "description",
+            "labels",
+            "target_tags",
+            "target_devices",
+            "priority",
+            "max_retries",
+            "retry_delay_seconds",
+            "retry_max_delay_seconds",
+            "timeout_seconds",
+            "schedule_kind",
+            "interval_minutes",
+            "cron",
+            "timezone",
+            "run_at",
+        )
+    }
+    values["no_overlap"] = common.form_bool("no_overlap")
+    values["enabled"] = common.form_bool("enabled")
+    values["depends_on"] = form.getlist("depends_on")
+    values["credentials"] = form.getlist("credentials")
+    for spec in kind.params:
+        key = f"p_{spec.name}"
+        values[key] = common.form_bool(key) if spec.type == "boolean" else form.get(key, "")
+    return values
+
+
+def _job_fields(kind: registry.JobType, values: dict[str, Any]) -> dict[str, Any]:
+    """The service's fields from the form values; unknown device names are field errors."""
+    params: dict[str, Any] = {}
+    for spec in kind.params:
+        raw = values[f"p_{spec.name}"]
+        if spec.type == "list" and isinstance(raw, str):
+            raw = [line.strip() for line in raw.replace(",", "\n").splitlines() if line.strip()]
+        params[spec.name] = raw
+    device_ids: list[int] = []
+    missing: list[str] = []
+    for name in common.split_names(values["target_devices"]):
+        try:
+            device_ids.append(inventory.get_by_name(name).id)
+        except NotFound:
+            missing.append(name)
+    if missing:
+        raise ValidationError(
+            f"Unknown devices: {', '.join(missing)}.",
+            fields={"target_devices": f"Unknown: {', '.join(missing)}"},
+        )
+    depends = []
+    for value in values["depends_on"]:
+        try:
+            depends.append(int(value))
+        except ValueError:
+            raise ValidationError(
+                "Unknown job to depend on.", fields={"depends_on": "Unknown job."}
+            ) from None
+    return {
+        "params": params,
+        "description": values["description"],
+        "labels": common.split_names(values["labels"]),
+        "target_tags": common.split_names(values["target_tags"]),
+        "target_device_ids": device_ids,
+        "credential_names": values["credentials"],
+        "priority": values["priority"],
+        "max_retries": values["max_retries"],
+        "retry_delay_seconds": values["retry_delay_seconds"],
+        "retry_max_delay_seconds": values["retry_max_delay_seconds"],
+        "timeout_seconds": values["timeout_seconds"],
+        "no_overlap": values["no_overlap"],
+        "enabled": values["enabled"],
+        "depends_on_job_ids": depends,
+    }
+
+
+def _schedule_spec(values: dict[str, Any]) -> dict[str, Any] | None:
+    """The schedule the form asks for (validated now, so a bad one saves nothing), or None."""
+    kind = values.get("schedule_kind") or "none"
+    if kind == "none":
+        return None
+    spec = schedules.validate(
+        kind,
+        values.get("interval_minutes"),
+        values.get("cron"),
+        values.get("timezone") or "UTC",
+        values.get("run_at") or None,
+        utcnow(),
+    )
+    return {
+        "kind": spec.kind,
+        "interval_minutes": spec.interval_minutes,
+        "cron": spec.cron,
+        "timezone": spec.timezone,
+        "run_at": spec.run_at,
+    }
+
+
+def _errors(exc: Exception, kind: registry.JobType) -> dict[str, str]:
+    """Service field errors under the form's field names (parameters are ``p_<name>``)."""
+    fields = dict(getattr(exc, "fields", None) or {})
+    params = {spec.name for spec in kind.params}
+    renamed = {
+        "target_device_ids": "target_devices",
+        "depends_on_job_ids": "depends_on",
+        "kind": "schedule_kind",
+    }
+    out: dict[str, str] = {}
+    for key, message in fields.items():
+        key = f"p_{key}" if key in params else renamed.get(key, key)
+        out[key] = message
+    if isinstance(exc, Conflict) and "already exists" in str(exc):
+        out["name"] = str(exc)
+    return out
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _get_job(job_id: int) -> Job:
+    try:
+        return jobs.get_job(job_id)
+    except NotFound:
+        abort(404)
+
+
+def _kind_of(job: Job) -> registry.JobType:
+    kind = registry.current().types.get(job.job_type)
+    if kind is None:
+        abort(409, f"Job type {job.job_type!r} is not registered in this process.")
+    return kind
+
+
+def _shown_params(job: Job, kind: registry.JobType | None) -> dict[str, Any]:
+    from app import crypto
+
+    secret = kind.secret_params if kind else ()
+    return crypto.redact_params(job.params or {}, secret)
+
+
+def _webhooks(job_id: int) -> list[Any]:
+    from app.services import webhooks
+
+    return list(webhooks.list_webhooks(job_id))
