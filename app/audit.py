@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import Select, func, select
 
 from app.extensions import db
 from app.models import AuditEntry, User
@@ -66,3 +69,29 @@ def record(
     )
     db.session.add(entry)
     return entry
+
+
+def list_entries(
+    *,
+    actor: str | None = None,
+    object_type: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Select[tuple[AuditEntry]]:
+    """Audit entries, newest first, filtered by actor name, object type, action and time.
+
+    ``since`` is inclusive and ``until`` exclusive; callers page with ``AuditEntry.id``.
+    """
+    query = select(AuditEntry).order_by(AuditEntry.id.desc())
+    if actor:
+        query = query.where(func.lower(AuditEntry.actor) == actor.strip().lower())
+    if object_type:
+        query = query.where(AuditEntry.object_type == object_type)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.at < until)
+    return query

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 
 from app import audit
 from app.errors import Conflict, NotFound, ValidationError
@@ -199,4 +199,19 @@ def authenticate(username: str, password: str, address: str) -> User:
         summary=f"{user.username} logged in",
     )
     db.session.commit()
+    return user
+
+
+# ------------------------------------------------------------------------ pages
+
+
+def list_users() -> Select[tuple[User]]:
+    """Every user, by name."""
+    return select(User).order_by(User.username)
+
+
+def get_user_by_id(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user #{user_id}.")
     return user

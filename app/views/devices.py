@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import (
@@ -35,6 +36,12 @@ PAGE_SIZE = 50
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 FORM_FIELDS = ("name", "host", "port", "platform", "driver", "notes", "tags")
 HISTORY_LIMIT = 100
+
+
+@bp.app_template_filter("utc_time")
+def utc_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored (aware) time shown in UTC, whatever the database session's time zone."""
+    return value.astimezone(UTC).strftime(fmt) if value is not None else ""
 
 
 def _form_values() -> dict[str, Any]:
