@@ -20,12 +20,23 @@ import yaml
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from psycopg import sql
+from sqlalchemy import select
 
 from app import crypto, live
 from app.cli_output import duration, emit, fields, iso, json_option, table, when
-from app.errors import NotFound, ValidationError
+from app.errors import DatabaseUnavailable, NotFound, ValidationError
 from app.extensions import db
-from app.models import Device, DeviceResult, Event, Job, JobLog, JobRun, RunStatus, Schedule
+from app.models import (
+    Device,
+    DeviceResult,
+    Event,
+    Job,
+    JobLog,
+    JobRun,
+    RunStatus,
+    Schedule,
+    utcnow,
+)
 from app.services import jobs, runs, schedules
 from app.services import logs as log_service
 
@@ -161,8 +172,10 @@ def event_dict(event: Event) -> dict[str, Any]:
     }
 
 
-def run_detail(run: JobRun) -> dict[str, Any]:
+def run_detail(run: JobRun, events: list[Event] | None = None) -> dict[str, Any]:
     """Everything ``run show --json`` prints: the run, its device results and events."""
+    if events is None:
+        events = runs.run_events(run.id)
     return {
         **run_dict(run),
         "params": crypto.redact_params(run.params or {}),
@@ -171,7 +184,7 @@ def run_detail(run: JobRun) -> dict[str, Any]:
         "relaunch_of": run.relaunch_of_id,
         "signal_id": run.signal_id,
         "results": [result_dict(r) for r in runs.device_results(run.id)],
-        "events": [event_dict(e) for e in runs.run_events(run.id)],
+        "events": [event_dict(e) for e in events],
     }
 
 
@@ -199,10 +212,18 @@ class RunWatch:
         self._conn: psycopg.Connection[Any] | None = None
 
     def __enter__(self) -> RunWatch:
-        self._conn = psycopg.connect(current_app.config["ROOKERY_PG_DSN"], autocommit=True)
-        for channel in self.channels:
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        try:
+            self._conn = psycopg.connect(current_app.config["ROOKERY_PG_DSN"], autocommit=True)
+            for channel in self.channels:
+                self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.OperationalError as exc:
+            self.__exit__()
+            raise self._lost(exc) from None
         return self
+
+    def _lost(self, exc: Exception) -> DatabaseUnavailable:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return DatabaseUnavailable(f"Lost PostgreSQL while watching run #{self.run_id}: {reason}")
 
     def __exit__(self, *exc: object) -> None:
         if self._conn is not None:
@@ -222,13 +243,16 @@ class RunWatch:
         """
         assert self._conn is not None, "use RunWatch as a context manager"
         heard = False
-        for notify in self._conn.notifies(timeout=max(0.0, timeout)):
-            if self._ours(notify.payload):
-                heard = True
-                break
-        if heard:
-            for _ in self._conn.notifies(timeout=0.05):
-                pass
+        try:
+            for notify in self._conn.notifies(timeout=max(0.0, timeout)):
+                if self._ours(notify.payload):
+                    heard = True
+                    break
+            if heard:
+                for _ in self._conn.notifies(timeout=0.05):
+                    pass
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
         return heard
 
 
@@ -444,7 +468,7 @@ def _ids_by_name_or_id(field: str, refs: list[Any], model: type[Device] | type[J
         if isinstance(ref, int):
             ids.append(ref)
             continue
-        found = db.session.scalar(db.select(model.id).where(model.name == ref.strip()))
+        found = db.session.scalar(select(model.id).where(model.name == ref.strip()))
         if found is not None:
             ids.append(found)
         elif ref.strip().isdigit():
@@ -475,8 +499,6 @@ def schedule_args(value: Any) -> dict[str, Any] | None:
     timing = value.get(primary, value.get(alias))
     args: dict[str, Any] = {"kind": kind, "timezone": value.get("timezone") or "UTC"}
     args[{"interval": "interval_minutes", "cron": "cron", "once": "run_at"}[kind]] = timing
-    from app.models import utcnow
-
     # Checked before the job is created, so a bad schedule leaves nothing behind.
     schedules.validate(
         kind,
@@ -673,7 +695,11 @@ def job_run(job: str, now: bool, wait: float | None, as_json: bool) -> None:
     if now:
         if wait:
             raise click.UsageError("--now already waits; --wait is for queued runs.")
-        message = runs.run_now(find_job(job))
+        try:
+            target: Job | str = find_job(job)
+        except NotFound:
+            target = job  # run_now also takes a registered job type
+        message = runs.run_now(target)
         emit({"message": message}, as_json, message)
         return
     run = runs.start_run(find_job(job), triggered_by="cli", actor=ACTOR)
@@ -751,7 +777,8 @@ def run_list(
 def run_show(run_id: int, as_json: bool) -> None:
     """Show a run: status, progress, timings, per-device results and events."""
     run = runs.get_run(run_id)
-    data = run_detail(run)
+    events = runs.run_events(run.id)
+    data = run_detail(run, events)
     if as_json:
         emit(data, True, "")
         return
@@ -785,7 +812,7 @@ def run_show(run_id: int, as_json: bool) -> None:
     if data["events"]:
         human += "\n\nEvents:\n" + table(
             ["TIME", "TYPE", "MESSAGE"],
-            [[when(e.at), e.type, _first_line(e.message)] for e in runs.run_events(run.id)],
+            [[when(e.at), e.type, _first_line(e.message)] for e in events],
             empty="",
         )
     click.echo(human)

@@ -194,6 +194,15 @@ def test_job_run_wait_returns_the_final_status(runner, app, ctx):
     assert "COMPLETED_FAILURE" in result.output
 
 
+def test_job_run_wait_without_a_worker_exits_1_and_now_takes_a_job_type(runner, ctx):
+    make_job("idle", "noop")
+    result = invoke(runner, "job", "run", "idle", "--wait", "0.5")
+    assert result.exit_code == 1
+    assert "still QUEUED after 0.5s" in result.output
+    now = invoke(runner, "job", "run", "noop", "--now")
+    assert (now.exit_code, now.output.strip()) == (0, "waited 0s")
+
+
 # ------------------------------------------------------------------------------ runs
 
 
