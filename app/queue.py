@@ -139,7 +139,7 @@ async def _announce(worker: Any, concurrency: int) -> None:
 
 queue_app = RookeryQueue(
     connector=procrastinate.PsycopgConnector(conninfo=conninfo, max_size=20),
-    import_paths=["app.queue", "app.tasks", "app.scheduler", "app.retention"],
+    import_paths=["app.queue", "app.tasks", "app.scheduler", "app.retention", "app.webhooks"],
     worker_defaults={
         "task_middleware": [run_in_app_context],
         "update_heartbeat_interval": 5,

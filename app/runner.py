@@ -33,7 +33,7 @@ from flask import Flask, current_app
 from sqlalchemy import or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from app import audit, crypto, dependencies, dispatch, events, logs, registry
+from app import audit, crypto, dependencies, dispatch, events, logs, registry, webhooks
 from app.errors import RookeryError
 from app.extensions import db
 from app.job_api import DeviceTarget, NotRetryable
@@ -882,6 +882,8 @@ def _finish(
     run.finished_at = utcnow()
     if run.started_at is not None:
         run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
+    # Every final status passes here, in the transaction that commits it.
+    webhooks.notify_run_ended(db.session, run)
 
 
 def backoff_delay(run: JobRun, attempt: int) -> int:

@@ -1,0 +1,327 @@
+"""Webhook deliveries: queued with a run's final status, POSTed by a worker after commit.
+
+``notify_run_ended`` is called by the runner where a run gets its final status,
+inside that transaction: for each enabled webhook of the run's job that wants one of
+the run's events, it defers ``rookery.deliver_webhook`` on the session's connection.
+So a delivery exists if and only if the final status committed, an attempt that will
+be retried (not final) notifies nobody, and nothing on the network happens while the
+run holds its row lock. The defer sits in a SAVEPOINT: if it fails, the run still
+ends as it should and the failure is logged.
+
+Events:
+
+- ``failure`` — the final status is a failure (FAILED_*, COMPLETED_FAILURE), after
+  the last attempt;
+- ``timeout`` — the final status is TIMEOUT;
+- ``config_changed`` — the run committed changed device configs to the config store
+  (config_backup); the payload carries the commit, the device names and a unified diff.
+
+A delivery is a JSON POST with ``X-Rookery-Event``, ``X-Rookery-Delivery`` (a UUID,
+the same on every retry) and ``X-Rookery-Signature: sha256=<hex HMAC-SHA256 of the
+raw body with the webhook's secret>``. Anything but a 2xx answer (redirects are not
+followed) is retried by procrastinate with exponential backoff: 6 attempts, waiting
+3, 9, 27, 81 and 243 s between them. Each failed attempt writes a system log line
+(run id, webhook id, the receiver's scheme, host and port, the HTTP status or
+network error): never the secret, nor the URL's path or query, which may hold a token.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app
+from procrastinate import JobContext
+from procrastinate.retry import RetryStrategy
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import config_store, crypto, logs, queue
+from app.errors import RookeryError
+from app.extensions import db
+from app.models import JobRun, RunStatus, Webhook
+from app.services.webhooks import CONFIG_CHANGED, FAILURE, TIMEOUT
+
+logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "rookery.deliver_webhook"
+
+#: attempts of one delivery, first included (procrastinate counts the retries)
+ATTEMPTS = 6
+#: the n-th retry waits BACKOFF_BASE ** n seconds
+BACKOFF_BASE = 3
+#: seconds to connect to the receiver and for it to answer
+TIMEOUT_SECONDS = 10
+#: the diff a config_changed payload carries is cut beyond this many characters
+MAX_DIFF_CHARS = 512_000
+USER_AGENT = "Rookery-Webhook/1"
+
+
+class DeliveryFailed(RookeryError):
+    """The receiver did not accept the delivery."""
+
+
+# ----------------------------------------------------------------- queueing
+
+
+def events_for(run: JobRun) -> list[str]:
+    """The webhook events a run's final status and result stand for."""
+    found: list[str] = []
+    status = RunStatus(run.status)
+    if status is RunStatus.TIMEOUT:
+        found.append(TIMEOUT)
+    elif status.is_failure:
+        found.append(FAILURE)
+    result = run.result or {}
+    if result.get("commit") and result.get("changed"):
+        found.append(CONFIG_CHANGED)
+    return found
+
+
+def notify_run_ended(session: Session, run: JobRun) -> int:
+    """Queue the deliveries a run's final status calls for, in the session's transaction.
+
+    Returns how many were queued. Never raises: a delivery that cannot be queued must
+    not change how the run ends.
+    """
+    if run.job_id is None or not run.run_status.is_final:
+        return 0
+    wanted = events_for(run)
+    if not wanted:
+        return 0
+    queued = 0
+    try:
+        with session.begin_nested():
+            hooks = session.scalars(
+                select(Webhook)
+                .where(Webhook.job_id == run.job_id, Webhook.enabled.is_(True))
+                .order_by(Webhook.id)
+            ).all()
+            connection = session.connection().connection.driver_connection
+            for hook in hooks:
+                for event in wanted:
+                    if event not in (hook.events or []):
+                        continue
+                    queue.defer_in_transaction(
+                        connection,
+                        DELIVER_TASK,
+                        {
+                            "webhook_id": hook.id,
+                            "run_id": run.id,
+                            "event": event,
+                            "delivery_id": str(uuid.uuid4()),
+                        },
+                        priority=run.priority,
+                    )
+                    queued += 1
+    except Exception:
+        logger.exception("Could not queue the webhook deliveries of run %s", run.id)
+        return 0
+    if queued:
+        logger.info("Run %s: %d webhook delivery(ies) queued (%s)", run.id, queued, wanted)
+    return queued
+
+
+# ----------------------------------------------------------------- payloads
+
+
+def build_payload(run: JobRun, webhook_id: int, event: str, delivery_id: str) -> dict[str, Any]:
+    """What a delivery tells (config diffs are added by :func:`config_changes`)."""
+
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "event": event,
+        "delivery_id": delivery_id,
+        "webhook_id": webhook_id,
+        "job": {"id": run.job_id, "name": run.job_name, "job_type": run.job_type},
+        "run": {
+            "id": run.id,
+            "status": run.status,
+            "message": run.message,
+            "error": run.error,
+            "attempt": run.attempt,
+            "max_attempts": run.max_attempts,
+            "triggered_by": run.triggered_by,
+            "signal_id": run.signal_id,
+            "created_at": iso(run.created_at),
+            "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at),
+            "duration_ms": run.duration_ms,
+            "progress": {"done": run.progress_done, "total": run.progress_total},
+            "result": run.result,
+        },
+    }
+
+
+def config_changes(commit: str, devices: list[str]) -> dict[str, Any]:
+    """The commit, its changed devices and one unified diff of them (against each
+    device's previous version; a new device's against nothing)."""
+    store = config_store.store_for(current_app)
+    parts: list[str] = []
+    error = None
+    try:
+        try:
+            store.read(devices[0], commit)
+        except config_store.ConfigStoreError:
+            store.sync()  # a commit another host made: fetch it (no-op without a remote)
+        parts = [_device_diff(store, name, commit) for name in devices]
+    except config_store.ConfigStoreError as exc:
+        error = str(exc)
+    diff = "".join(parts)
+    truncated = len(diff) > MAX_DIFF_CHARS
+    return {
+        "commit": commit,
+        "devices": devices,
+        "diff": diff[:MAX_DIFF_CHARS] if error is None else None,
+        "diff_truncated": truncated,
+        "diff_error": error,
+    }
+
+
+def _device_diff(store: config_store.GitConfigStore, name: str, commit: str) -> str:
+    versions = [v.sha for v in store.history(name, limit=100)]
+    previous = None
+    if commit in versions and versions.index(commit) + 1 < len(versions):
+        previous = versions[versions.index(commit) + 1]
+    if previous is not None:
+        return store.unified_diff(name, previous, commit)
+    new = (store.read(name, commit) or "").splitlines(keepends=True)
+    return "".join(
+        difflib.unified_diff([], new, fromfile="/dev/null", tofile=f"{name}@{commit[:12]}")
+    )
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Rookery-Signature`` value of ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# ----------------------------------------------------------------- delivery
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery: it fails (and is retried) like a 5xx."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST ``body``; the HTTP status of a 2xx answer, else DeliveryFailed with the reason."""
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with _opener.open(request, timeout=TIMEOUT_SECONDS) as answer:
+            answer.read(65536)
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise DeliveryFailed(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise DeliveryFailed(f"cannot reach the receiver: {exc.reason}") from None
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL: what logs may show of it."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}"
+    except ValueError:
+        return "<invalid URL>"
+
+
+def _log(level: str, run: dict[str, Any], message: str, meta: dict[str, Any]) -> None:
+    logs.write(
+        level=level,
+        log_type="system",
+        source="rookery.webhooks",
+        run_id=run["id"],
+        job_id=run["job_id"],
+        job_type=run["job_type"],
+        message=message,
+        meta=meta,
+    )
+    db.session.commit()
+
+
+@queue.queue_app.task(
+    name=DELIVER_TASK,
+    pass_context=True,
+    retry=RetryStrategy(
+        max_attempts=ATTEMPTS - 1, exponential_wait=BACKOFF_BASE, retry_exceptions=[DeliveryFailed]
+    ),
+)
+def deliver_webhook(
+    context: JobContext, webhook_id: int, run_id: int, event: str, delivery_id: str
+) -> str:
+    """POST one signed delivery; raise DeliveryFailed so procrastinate retries it."""
+    attempt = context.job.attempts + 1
+    webhook = db.session.get(Webhook, webhook_id)
+    run = db.session.get(JobRun, run_id)
+    if webhook is None or run is None or not webhook.enabled:
+        db.session.rollback()
+        logger.info("Delivery %s dropped: its webhook or run is gone or disabled", delivery_id)
+        return "dropped"
+    url = webhook.url
+    where = {"id": run.id, "job_id": run.job_id, "job_type": run.job_type}
+    meta = {
+        "webhook_id": webhook_id,
+        "event": event,
+        "delivery_id": delivery_id,
+        "receiver": origin(url),
+        "attempt": attempt,
+        "max_attempts": ATTEMPTS,
+    }
+    try:
+        secret = crypto.decrypt(webhook.secret_enc)
+    except crypto.SecretUnreadable as exc:
+        db.session.rollback()
+        _log("error", where, f"Webhook #{webhook_id} ({event}) not sent: {exc}", meta)
+        return "failed"
+    payload = build_payload(run, webhook_id, event, delivery_id)
+    db.session.rollback()  # no transaction stays open across git and the network
+    if event == CONFIG_CHANGED:
+        result = payload["run"]["result"] or {}
+        payload["config"] = config_changes(result["commit"], list(result["changed"]))
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Rookery-Event": event,
+        "X-Rookery-Delivery": delivery_id,
+        "X-Rookery-Signature": sign(secret, body),
+    }
+    try:
+        status = post(url, body, headers)
+    except DeliveryFailed as exc:
+        final = attempt >= ATTEMPTS
+        then = "giving up" if final else "will retry"
+        _log(
+            "error" if final else "warning",
+            where,
+            f"Webhook #{webhook_id} ({event}) to {origin(url)} failed: {exc} "
+            f"(attempt {attempt} of {ATTEMPTS}, {then})",
+            {**meta, "reason": str(exc)},
+        )
+        raise
+    logger.info(
+        "Webhook %s (%s) of run %s delivered to %s: HTTP %s",
+        webhook_id, event, run_id, origin(url), status,
+    )  # fmt: skip
+    return f"HTTP {status}"
