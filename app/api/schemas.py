@@ -1,0 +1,712 @@
+"""The API's request and response shapes, as pydantic models.
+
+They validate what comes in (unknown fields and wrong types are refused with a 422 that
+names each field), describe what goes out, and are the OpenAPI document's schemas.
+Requests are strict (``"5"`` is not a number, ``1`` is not ``true``); query strings
+are text, so their models convert. Ids are PostgreSQL integers; text never holds NUL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+)
+
+MAX_INT = 2_147_483_647
+MAX_BIGINT = 9_223_372_036_854_775_807
+
+Id = Annotated[int, Field(ge=1, le=MAX_INT)]
+BigId = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00]*$")]
+ShortText = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00]*$")]
+TagName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
+
+
+def _sane_time(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone (e.g. 2026-12-01T10:00:00Z)")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+    if not 1970 <= utc.year <= 9000:
+        raise ValueError("out of range (years 1970 to 9000)")
+    return utc
+
+
+#: a date and time with its time zone, within sane years
+Timestamp = Annotated[datetime, Field(strict=False), AfterValidator(_sane_time)]
+Priority = Literal["low", "normal", "high", "critical"] | Annotated[int, Field(ge=0, le=100)]
+
+
+class Request(BaseModel):
+    """A request body: strict types, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """A query string: values are text and convert; unknown parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Error(BaseModel):
+    """Every error: a title, a message a person can read, and per-field details."""
+
+    error: str
+    message: str
+    fields: dict[str, str] | None = None
+
+
+# ------------------------------------------------------------------------ job types
+
+
+class ParamSpecOut(BaseModel):
+    name: str
+    type: str
+    label: str
+    help: str
+    default: Any = None
+    required: bool
+    choices: list[str]
+    secret: bool
+
+
+class JobTypeOut(BaseModel):
+    job_type: str
+    label: str
+    description: str
+    icon: str
+    default_schedule: dict[str, Any] | None
+    params: list[ParamSpecOut]
+    targets: str
+    needs_credentials: bool
+    source: str
+
+
+class SkippedOut(BaseModel):
+    path: str
+    reason: str
+
+
+class JobTypesOut(BaseModel):
+    job_types: list[JobTypeOut]
+    skipped: list[SkippedOut]
+
+
+class MeOut(BaseModel):
+    id: int
+    username: str
+    role: str
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class IntervalSchedule(Request):
+    kind: Literal["interval"]
+    minutes: Annotated[int, Field(ge=1, le=525_600)]
+    enabled: bool = True
+
+
+class CronSchedule(Request):
+    kind: Literal["cron"]
+    expression: Annotated[
+        str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00]*$")
+    ]
+    timezone: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]*$")
+    ] = "UTC"
+    enabled: bool = True
+
+
+class OnceSchedule(Request):
+    kind: Literal["once"]
+    at: Timestamp
+    enabled: bool = True
+
+
+ScheduleIn = Annotated[IntervalSchedule | CronSchedule | OnceSchedule, Field(discriminator="kind")]
+
+
+class ScheduleCreate(Request):
+    """A schedule of a saved job."""
+
+    job_id: Id
+    schedule: ScheduleIn
+
+
+class SchedulePatch(Request):
+    """New timing (replaces the old one) and/or enabled."""
+
+    schedule: ScheduleIn | None = None
+    enabled: bool | None = None
+
+
+class ScheduleOut(BaseModel):
+    id: int
+    job_id: int
+    job_name: str | None = None
+    kind: str
+    minutes: int | None
+    expression: str | None
+    timezone: str
+    at: datetime | None
+    enabled: bool
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
+    description: str
+    created_at: datetime | None
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleOut]
+
+
+class ScheduleQuery(Query):
+    job_id: Id | None = None
+
+
+# -------------------------------------------------------------------------------- jobs
+
+
+class Targets(Request):
+    tags: list[TagName] = Field(default_factory=list, max_length=500)
+    #: device names, or ids
+    devices: list[Name | Id] = Field(default_factory=list, max_length=10_000)
+
+
+class JobFields(Request):
+    """What a job holds besides its name and type (every field optional)."""
+
+    params: dict[str, Any] | None = None
+    targets: Targets | None = None
+    priority: Priority | None = None
+    max_retries: Annotated[int, Field(ge=0, le=20)] | None = None
+    retry_backoff_seconds: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+    retry_backoff_max_seconds: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+    max_parallel: Annotated[int, Field(ge=1, le=64)] | None = None
+    credentials: list[Name] | None = Field(default=None, max_length=100)
+    description: (
+        Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")] | None
+    ) = None
+    labels: list[Annotated[str, StringConstraints(max_length=64, pattern=r"^[^\x00]*$")]] | None = (
+        Field(default=None, max_length=100)
+    )
+    depends_on: list[Id] | None = Field(default=None, max_length=100)
+    allow_overlap: bool | None = None
+    enabled: bool | None = None
+    schedule: ScheduleIn | None = None
+
+
+class JobCreate(JobFields):
+    name: Name
+    job_type: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
+
+
+class JobPatch(JobFields):
+    """Fields not given keep their values; ``schedule: null`` removes the job's schedules."""
+
+    name: Name | None = None
+
+
+class TargetsOut(BaseModel):
+    tags: list[str]
+    devices: list[int]
+
+
+class JobOut(BaseModel):
+    id: int
+    name: str
+    job_type: str
+    description: str
+    labels: list[str]
+    params: dict[str, Any]
+    targets: TargetsOut
+    priority: int
+    priority_name: str | None
+    max_retries: int | None
+    retry_backoff_seconds: int | None
+    retry_backoff_max_seconds: int | None
+    timeout_seconds: int | None
+    max_parallel: int | None
+    credentials: list[str]
+    depends_on: list[int]
+    allow_overlap: bool
+    enabled: bool
+    schedules: list[ScheduleOut]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+
+
+class JobQuery(Query):
+    label: ShortText | None = None
+    job_type: ShortText | None = None
+    search: ShortText | None = None
+
+
+# -------------------------------------------------------------------------------- runs
+
+
+class RunStart(Request):
+    """Start a run: now in the queue, later, after other runs, or here and now."""
+
+    #: restrict the run to these devices (names or ids)
+    devices: list[Name | Id] | None = Field(default=None, max_length=10_000)
+    schedule_at: Timestamp | None = None
+    depends_on_runs: list[Id] | None = Field(default=None, max_length=100)
+    #: execute in this request through run_now and answer with the result
+    now: bool = False
+
+
+class RunStartQuery(Query):
+    #: wait up to this many seconds for the run to end before answering
+    wait: Annotated[float, Field(ge=0, le=3600)] | None = None
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class DeviceResultOut(BaseModel):
+    device: str
+    device_id: int | None
+    status: str
+    message: str
+    credential: str | None
+    changed: bool | None
+    commit: str | None
+    data: dict[str, Any] | None
+    output: str | None
+    connect_attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class RunOut(BaseModel):
+    id: int
+    job_id: int | None
+    job_name: str
+    job_type: str
+    status: str
+    final: bool
+    attempt: int
+    max_attempts: int
+    priority: int
+    progress: Progress
+    message: str | None
+    result: Any = None
+    error: str | None
+    device_ids: list[int] | None
+    depends_on_runs: list[int]
+    relaunch_of: int | None
+    triggered_by: str
+    signal_id: str
+    worker: str | None
+    cancel_requested: bool
+    created_at: datetime | None
+    queued_at: datetime | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class RunDetail(RunOut):
+    results: list[DeviceResultOut]
+    #: what run_now returned, for ``"now": true``
+    outcome: str | None = None
+
+
+class RunList(BaseModel):
+    items: list[RunOut]
+    next: int | None
+
+
+class RunQuery(Query):
+    status: list[ShortText] | None = None
+    job_type: ShortText | None = None
+    job_id: Id | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    #: the ``next`` of the previous page
+    before: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+class Relaunch(Request):
+    failed_only: bool = False
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    status: str | None
+    message: str
+    run_id: int | None
+    job_id: int | None
+    actor: str | None
+    result: Any = None
+    exception: str | None
+    data: Any = None
+    pre_data: Any = None
+    post_data: Any = None
+    signal_id: str | None
+    created_at: datetime
+
+
+class EventList(RootModel[list[EventOut]]):
+    pass
+
+
+class EventQuery(Query):
+    type: list[ShortText] | None = None
+    after: BigId | None = None
+
+
+# -------------------------------------------------------------------------------- logs
+
+
+class LogOut(BaseModel):
+    id: int
+    at: datetime
+    log_type: str
+    source: str
+    level: str
+    message: str
+    job_id: int | None
+    job_type: str | None
+    run_id: int | None
+    device_id: int | None
+    meta: Any = None
+
+
+class LogList(BaseModel):
+    items: list[LogOut]
+    next: int | None
+
+
+class LogQuery(Query):
+    run_id: Id | None = None
+    job_id: Id | None = None
+    device_id: Id | None = None
+    log_type: ShortText | None = None
+    source: ShortText | None = None
+    level: Literal["debug", "info", "warning", "warn", "error", "critical"] | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    before: BigId | None = None
+    after: BigId | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+class DeviceCreate(Request):
+    name: Name
+    host: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    platform: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
+    driver: Annotated[str, StringConstraints(max_length=32, pattern=r"^[^\x00]*$")] = "netmiko"
+    enabled: bool = True
+    notes: Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")] = ""
+    tags: list[TagName] = Field(default_factory=list, max_length=500)
+
+
+class DevicePatch(Request):
+    name: Name | None = None
+    host: (
+        Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
+        | None
+    ) = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    platform: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]*$")] | None
+    ) = None
+    driver: Annotated[str, StringConstraints(max_length=32, pattern=r"^[^\x00]*$")] | None = None
+    enabled: bool | None = None
+    notes: Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")] | None = None
+    tags: list[TagName] | None = Field(default=None, max_length=500)
+
+
+class DeviceOut(BaseModel):
+    id: int
+    name: str
+    host: str
+    port: int
+    platform: str
+    driver: str
+    enabled: bool
+    notes: str
+    tags: list[str]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class DeviceList(BaseModel):
+    items: list[DeviceOut]
+
+
+class DeviceQuery(Query):
+    tag: ShortText | None = None
+    search: ShortText | None = None
+    enabled: bool | None = None
+    platform: ShortText | None = None
+
+
+class ConfigVersion(BaseModel):
+    commit: str
+    created_at: datetime
+    run_id: int | None
+    message: str
+    author: str
+
+
+class ConfigVersionList(RootModel[list[ConfigVersion]]):
+    pass
+
+
+class DiffQuery(Query):
+    from_: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(alias="from")
+    to: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "HEAD"
+
+
+class ImportIn(Request):
+    """A CSV file (``csv``) or a Nornir SimpleInventory (``hosts``, ``groups``, ``defaults``)."""
+
+    format: Literal["csv", "nornir"]
+    csv: Annotated[str, StringConstraints(max_length=20_000_000, pattern=r"^[^\x00]*$")] | None = (
+        None
+    )
+    hosts: (
+        Annotated[str, StringConstraints(max_length=20_000_000, pattern=r"^[^\x00]*$")] | None
+    ) = None
+    groups: (
+        Annotated[str, StringConstraints(max_length=5_000_000, pattern=r"^[^\x00]*$")] | None
+    ) = None
+    defaults: (
+        Annotated[str, StringConstraints(max_length=5_000_000, pattern=r"^[^\x00]*$")] | None
+    ) = None
+    #: import the good rows even when some are bad
+    partial: bool = False
+
+
+class RowErrorOut(BaseModel):
+    line: int
+    name: str | None
+    message: str
+
+
+class ImportOut(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    errors: list[RowErrorOut]
+
+
+class ImportFailed(Error):
+    """Nothing was imported: every bad row, by line."""
+
+    errors: list[RowErrorOut] | None = None
+
+
+class ExportQuery(Query):
+    format: Literal["csv", "nornir"] = "csv"
+
+
+class ExportOut(BaseModel):
+    format: str
+    #: file name -> content
+    files: dict[str, str]
+
+
+# -------------------------------------------------------------------------------- tags
+
+
+class TagOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    device_count: int
+
+
+class TagList(BaseModel):
+    items: list[TagOut]
+
+
+class TagPatch(Request):
+    name: TagName | None = None
+    description: (
+        Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")] | None
+    ) = None
+
+
+class TagDeleteQuery(Query):
+    force: bool = False
+
+
+# ------------------------------------------------------------------------- credentials
+
+Secret = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00]*$")]
+
+
+class CredentialCreate(Request):
+    name: Name
+    username: Name
+    password: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]*$")
+    ]
+    #: the enable secret
+    secret: Secret | None = None
+    priority: Annotated[int, Field(ge=0, le=1000)] = 100
+    tags: list[TagName] = Field(default_factory=list, max_length=500)
+
+
+class CredentialPatch(Request):
+    """None (or absent) keeps a field; an empty password keeps it; an empty secret clears it."""
+
+    name: Name | None = None
+    username: Name | None = None
+    password: Secret | None = None
+    secret: Secret | None = None
+    priority: Annotated[int, Field(ge=0, le=1000)] | None = None
+    tags: list[TagName] | None = Field(default=None, max_length=500)
+
+
+class CredentialOut(BaseModel):
+    id: int
+    name: str
+    username: str
+    priority: int
+    tags: list[str]
+    has_enable_secret: bool
+    success_count: int
+    failure_count: int
+    last_used_at: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class CredentialList(BaseModel):
+    items: list[CredentialOut]
+
+
+class TagQuery(Query):
+    tag: ShortText | None = None
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class WebhookCreate(Request):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^[^\x00]*$")]
+    events: list[Literal["failure", "timeout", "config_changed"]] = Field(
+        min_length=1, max_length=3
+    )
+    #: the HMAC key; leave it out to have one generated (shown once, in this answer)
+    secret: (
+        Annotated[str, StringConstraints(min_length=16, max_length=256, pattern=r"^[^\x00]*$")]
+        | None
+    ) = None
+    enabled: bool = True
+
+
+class WebhookPatch(Request):
+    url: (
+        Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^[^\x00]*$")]
+        | None
+    ) = None
+    events: list[Literal["failure", "timeout", "config_changed"]] | None = Field(
+        default=None, min_length=1, max_length=3
+    )
+    enabled: bool | None = None
+
+
+class WebhookOut(BaseModel):
+    id: int
+    job_id: int
+    url: str
+    events: list[str]
+    enabled: bool
+    created_at: datetime | None
+
+
+class WebhookCreated(WebhookOut):
+    #: the generated secret, shown this once (absent when you chose it)
+    secret: str | None = None
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookOut]
+
+
+# ---------------------------------------------------------------- statistics and audit
+
+
+class StatsQuery(Query):
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    days: Annotated[int, Field(ge=1, le=366)] = 14
+
+
+class StatsOut(BaseModel):
+    since: str
+    until: str | None
+    now: str
+    runs: dict[str, Any]
+    durations: dict[str, Any]
+    now_running: int
+    now_queued: int
+    now_scheduled: int
+    now_waiting: int
+    oldest_queued_run: dict[str, Any] | None
+    queue: dict[str, Any]
+    workers: dict[str, Any]
+    runs_per_day: list[dict[str, Any]]
+    failing_devices: list[dict[str, Any]]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str | None
+    summary: str
+    before: Any = None
+    after: Any = None
+    address: str | None
+
+
+class AuditList(BaseModel):
+    items: list[AuditOut]
+    next: int | None
+
+
+class AuditQuery(Query):
+    object_type: ShortText | None = None
+    actor: ShortText | None = None
+    action: ShortText | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    before: BigId | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
