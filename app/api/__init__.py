@@ -14,12 +14,12 @@ from typing import Any
 
 from flask import jsonify
 
-from app.api import admin, inventory, jobs, runs
+from app.api import admin, inventory, jobs, runs, webhooks
 from app.api.base import bp, public, spec
 
 __all__ = ["bp", "openapi_document"]
 
-_MODULES = (admin, inventory, jobs, runs)
+_MODULES = (admin, inventory, jobs, runs, webhooks)
 
 #: operations answering text rather than JSON: media type of their 200
 _TEXT_ANSWERS = {

@@ -654,6 +654,19 @@ class WebhookCreated(WebhookOut):
     secret: str | None = None
 
 
+class SecretRotate(Request):
+    #: the new HMAC key; leave it out to have one generated (shown once, in the answer)
+    secret: (
+        Annotated[str, StringConstraints(min_length=16, max_length=256, pattern=r"^[^\x00]*$")]
+        | None
+    ) = None
+
+
+class SecretOut(BaseModel):
+    #: the generated secret (null when you chose it)
+    secret: str | None
+
+
 class WebhookList(BaseModel):
     items: list[WebhookOut]
 
