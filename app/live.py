@@ -39,8 +39,12 @@ EVENT_CHANNEL = "rookery_event"
 LOG_CHANNEL = "rookery_log"
 CHANNELS = (RUN_CHANNEL, EVENT_CHANNEL, LOG_CHANNEL)
 
+#: how the hub's connection shows in pg_stat_activity
+APPLICATION_NAME = "rookery-live"
 #: messages a slow subscriber may have waiting before it is told to resync
 QUEUE_LIMIT = 5000
+#: how long the listener stays connected with nobody watching
+IDLE_SECONDS = 30.0
 #: kinds of message a subscriber can ask for
 KINDS = frozenset({"run", "log", "event", "result"})
 
@@ -119,6 +123,10 @@ class Subscription:
         self.hub = hub
         self.run_id = run_id
         self.kinds = frozenset(kinds) & KINDS
+        #: the LISTEN session this mailbox started under (None: none was up yet)
+        self.generation: int | None = None
+        #: still waiting in subscribe() for the LISTEN: it reads the database after it
+        self.waiting = True
         self._queue: deque[Message] = deque()
         self._cond = threading.Condition()
         self.closed = False
@@ -167,6 +175,8 @@ class LiveHub:
         self._result_cursor: dict[int, int] = {}
         self.connected = False
         self._lost = False
+        #: counts LISTEN sessions; a reconnect resyncs mailboxes of older sessions
+        self.generation = 0
         self.notifications = 0
 
     # -- subscribers ----------------------------------------------------------------
@@ -183,7 +193,10 @@ class LiveHub:
         with self._lock:
             self._subs.add(sub)
             self._start_locked()
-        self._ready.wait(wait)
+        ready = self._ready.wait(wait)
+        with self._lock:
+            sub.waiting = False
+            sub.generation = self.generation if ready else None
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -201,6 +214,7 @@ class LiveHub:
 
     def _start_locked(self) -> None:
         if self._thread is None or not self._thread.is_alive():
+            self._ready.clear()
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="rookery-live", daemon=True)
             self._thread.start()
@@ -216,11 +230,25 @@ class LiveHub:
         delay = self.reconnect_delay
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row) as conn:
+                with psycopg.connect(
+                    self.dsn,
+                    autocommit=True,
+                    row_factory=dict_row,
+                    application_name=APPLICATION_NAME,
+                ) as conn:
                     for channel in CHANNELS:
                         conn.execute(f"LISTEN {channel}")
+                    with self._lock:
+                        self.generation += 1
+                        stale = [
+                            s
+                            for s in self._subs
+                            if not s.waiting and s.generation != self.generation
+                        ]
                     if self._lost:
-                        self._broadcast(RESYNC)  # what happened while we were away is lost
+                        # Whoever read the database before this LISTEN may have missed rows.
+                        for sub in stale:
+                            sub.put(RESYNC)
                         self._lost = False
                     self.connected = True
                     self._ready.set()
@@ -234,17 +262,33 @@ class LiveHub:
                 logger.warning("Live updates: listener lost PostgreSQL (%s); reconnecting", exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+            if self._retire_if_idle():
+                return
         self.connected = False
 
+    def _retire_if_idle(self) -> bool:
+        """Nobody watches: end the thread and free the connection (subscribe restarts it)."""
+        with self._lock:
+            if self._subs and not self._stop.is_set():
+                return False
+            self._thread = None
+            self.connected = False
+            self._ready.clear()
+            return True
+
     def _listen(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        idle_since = time.monotonic()
         while not self._stop.is_set():
             batch = list(conn.notifies(timeout=1.0, stop_after=1))
+            if self.subscriber_count == 0:
+                if time.monotonic() - idle_since > IDLE_SECONDS:
+                    return
+                continue
+            idle_since = time.monotonic()
             if not batch:
                 continue
             heard = time.monotonic()
             self.notifications += len(batch)
-            if self.subscriber_count == 0:
-                continue
             self._dispatch(conn, batch, heard)
 
     def _dispatch(self, conn: psycopg.Connection[Any], batch: list[Any], heard: float) -> None:

@@ -88,16 +88,12 @@ def index_stream() -> Response:
         abort(503, str(exc))
 
     def render(message: live.Message) -> list[tuple[str, str]]:
-        html = message.rendered(
-            "run-cells", lambda m: render_template("runs/_run_cells.html", run=m.data)
-        )
+        html = message.rendered("run-cells", lambda m: _html("runs/_run_cells.html", run=m.data))
         pairs = [(f"run-{message.run_id}", html)]
         if message.data["status"] in ("PENDING", "QUEUED", "SCHEDULED", "WAITING") and (
             message.data["progress_done"] == 0
         ):
-            row = message.rendered(
-                "run-row", lambda m: render_template("runs/_run_row.html", run=m.data)
-            )
+            row = message.rendered("run-row", lambda m: _html("runs/_run_row.html", run=m.data))
             pairs.append(("run-new", row))
         return pairs
 
@@ -154,22 +150,18 @@ def render_message(message: live.Message) -> list[tuple[str, str]]:
     if message.kind == "run":
         html = message.rendered(
             f"status:{current_user.role}",
-            lambda m: render_template("runs/_status.html", run=_RunView(m.data)),
+            lambda m: _html("runs/_status.html", run=_RunView(m.data)),
         )
         return [("status", html)]
     if message.kind == "log":
-        html = message.rendered(
-            "log", lambda m: render_template("runs/_log_line.html", line=_Row(m.data))
-        )
+        html = message.rendered("log", lambda m: _html("runs/_log_line.html", line=_Row(m.data)))
         return [("log", html)]
     if message.kind == "event":
-        html = message.rendered(
-            "event", lambda m: render_template("runs/_event.html", event=_Row(m.data))
-        )
+        html = message.rendered("event", lambda m: _html("runs/_event.html", event=_Row(m.data)))
         return [("event", html)]
     if message.kind == "result":
         html = message.rendered(
-            "result", lambda m: render_template("runs/_result_row.html", result=_Row(m.data))
+            "result", lambda m: _html("runs/_result_row.html", result=_Row(m.data))
         )
         return [("result", html)]
     return []
@@ -261,7 +253,12 @@ def _cursor_of(run_id: int) -> live.Cursor:
 
 
 def _status_html(run_id: int) -> str:
-    return render_template("runs/_status.html", run=runs.get_run(run_id))
+    return _html("runs/_status.html", run=runs.get_run(run_id))
+
+
+def _html(template: str, **context: Any) -> str:
+    """A partial for an SSE message: no blank lines around it (each is a data: line)."""
+    return render_template(template, **context).strip()
 
 
 def _columns(row: Any) -> dict[str, Any]:
