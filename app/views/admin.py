@@ -191,7 +191,7 @@ def audit_list() -> tuple[str, int]:
         "newer_url": newer_url,
     }
     status = 400 if errors else 200
-    if is_htmx():
+    if _wants_partial():
         return render_template("audit/_entries.html", **context), status
     return render_template("audit/index.html", **context), status
 
@@ -201,3 +201,8 @@ def _int_arg(name: str) -> int | None:
     if not raw.isdigit() or len(raw) > 18:
         return None
     return int(raw)
+
+
+def _wants_partial() -> bool:
+    """An HTMX swap of the partial; a history restore (cache miss) wants the whole page."""
+    return is_htmx() and not request.headers.get("HX-History-Restore-Request")

@@ -116,7 +116,7 @@ def index() -> str:
         "next_url": next_url,
         "prev_url": prev_url,
     }
-    if is_htmx():
+    if _wants_partial():
         return render_template("devices/_device_list.html", **context)
     return render_template("devices/index.html", **context)
 
@@ -275,7 +275,7 @@ def diff(device_id: int) -> str | tuple[str, int]:
         "changes": sum(1 for r in rows if r.kind != "equal"),
         "error": error,
     }
-    if is_htmx():
+    if _wants_partial():
         return render_template("devices/_config_diff.html", **context), status
     return render_template("devices/diff.html", **context), status
 
@@ -411,3 +411,8 @@ def delete_tag(tag_id: int) -> Response:
     else:
         flash(f"Tag {name} deleted.", "success")
     return redirect(url_for(".tags"))
+
+
+def _wants_partial() -> bool:
+    """An HTMX swap of the partial; a history restore (cache miss) wants the whole page."""
+    return is_htmx() and not request.headers.get("HX-History-Restore-Request")

@@ -79,6 +79,10 @@ def test_device_list_renders_empty(client, auth):
     assert b'id="no-devices"' in page.data
     assert b"0 devices" in page.data
     assert b'id="new-device"' not in page.data  # a viewer is offered no create button
+    restore = client.get(
+        "/devices", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
+    assert b"<nav" in restore.data  # a history restore gets the whole page, not the partial
 
 
 def test_device_list_pages_through_thousands(client, auth, app):
