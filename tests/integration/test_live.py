@@ -46,7 +46,7 @@ class Stream:
                 if not chunk:
                     break
                 self._chunks.put(chunk.decode())
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+        except Exception as exc:  # closed under the reader by close(), or the server ended
             self.error = exc
         finally:
             self._chunks.put(None)
@@ -86,7 +86,9 @@ class Stream:
         """Like closing the tab: the socket goes away."""
         with contextlib.suppress(OSError):
             self._socket.shutdown(socket.SHUT_RDWR)
+        self.response.close()
         self.connection.close()
+        self._socket.close()
 
 
 def log_in(app, client, auth, base: tuple[str, int]) -> Viewer:
