@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import jsonify
 
-from app.api import admin, inventory, jobs, runs, webhooks
+from app.api import admin, inventory, jobs, runs, schemas, webhooks
 from app.api.base import bp, public, spec
 
 __all__ = ["bp", "openapi_document"]
@@ -37,9 +37,11 @@ def openapi_document() -> dict[str, Any]:
             operation["responses"]["200"]["content"] = {media: {"schema": {"type": "string"}}}
     for path_item in document["paths"].values():
         for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["schema"].get("type") == "integer":
+                    parameter["schema"].update(minimum=1, maximum=schemas.MAX_INT)
             for status, answer in operation.get("responses", {}).items():
-                # spectree names every answer "Unprocessable Content"-style; 204 has no body
-                if status == "204":
+                if status == "204":  # no body
                     answer.pop("content", None)
     return document
 

@@ -36,8 +36,9 @@ csrf.exempt(bp)
 
 #: methods that change something: a token is required, a session cookie is not enough
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: path converters: ids are PostgreSQL integers
-ID = "int(min=1, max=2147483647)"
+#: the converter of ids in paths; ids beyond PostgreSQL's integer are a 404 (see
+#: ``authenticate_and_check``: werkzeug's own ``max`` answers 405 for some methods)
+ID = "int"
 
 #: errors any endpoint may answer, documented on every operation
 ERROR_STATUSES = (400, 401, 403, 404, 409, 415, 422)
@@ -126,18 +127,29 @@ def _authenticate() -> User | None:
     return None
 
 
+def _storable(text: str) -> bool:
+    """Text PostgreSQL takes: no NUL character, no lone surrogate (not UTF-8)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _walk(value: Any, where: str) -> Iterator[str]:
-    """Where in a JSON value PostgreSQL would refuse it: NUL characters, NaN, infinities."""
+    """Where in a JSON value PostgreSQL would refuse it: NUL, lone surrogates, NaN, infinity."""
     if isinstance(value, str):
-        if "\x00" in value:
+        if not _storable(value):
             yield where
     elif isinstance(value, float):
         if not math.isfinite(value):
             yield where
     elif isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                yield f"{where}.{key!r}"
+            if not _storable(key):
+                yield f"{where}.{key!r}" if where else repr(key)
             yield from _walk(item, f"{where}.{key}" if where else key)
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -166,8 +178,8 @@ def _check_body() -> None:
             make_response(
                 schemas.Error(
                     error="ValidationError",
-                    message="Text may not contain NUL characters and numbers must be finite.",
-                    fields={where: "NUL character or non-finite number." for where in bad[:20]},
+                    message="Text must be UTF-8 without NUL characters; numbers must be finite.",
+                    fields={where: "Not UTF-8 text, or not a finite number." for where in bad[:20]},
                 ).model_dump(),
                 422,
             )
@@ -182,6 +194,11 @@ def authenticate_and_check() -> Any:
         return None
     if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
         return _error(422, "ValidationError", "The URL may not contain NUL characters.")
+    if any(
+        isinstance(v, int) and not 1 <= v <= schemas.MAX_INT
+        for v in (request.view_args or {}).values()
+    ):
+        return _error(404, "Not Found", "No such record.")
     if getattr(view, "_api_public", False):
         return None
     user = _authenticate()

@@ -880,7 +880,13 @@ def _yaml_entries(text: str | bytes | None, filename: str) -> list[tuple[int, st
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise _FileError(1, f"{filename} is not UTF-8 text.") from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: refused before parsing
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise _FileError(
+            line, f"{filename} holds a character YAML does not allow (line {line})."
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:

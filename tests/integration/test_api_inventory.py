@@ -130,6 +130,10 @@ def test_nornir_import_and_exports(api: Api) -> None:
         422,
     )
     assert [(e["line"], e["name"]) for e in body["errors"]] == [(5, "r2")]
+    control = error(
+        api.post("/api/v1/imports", json={"format": "nornir", "hosts": "r1:\n  x: \x8f\n"}), 422
+    )
+    assert [e["line"] for e in control["errors"]] == [2]
     hosts = hosts.replace("r2:\n  platform: ios\n", "")
     report = ok(
         api.post("/api/v1/imports", json={"format": "nornir", "hosts": hosts, "groups": groups})
