@@ -58,6 +58,17 @@ def _before_validation(req: Any, resp: Any, error: Exception | None, instance: A
     resp.mimetype = "application/json"
 
 
+def _after_validation(req: Any, resp: Any, error: Exception | None, instance: Any, adapter: Any):
+    """An answer that breaks its own schema is a bug: say which, in the log."""
+    if error is not None:
+        logger.error(
+            "API answer of %s %s does not match its schema: %s",
+            req.method,
+            req.path,
+            adapter.validation_errors(error),
+        )
+
+
 spec = SpecTree(
     "flask",
     title="Rookery API",
@@ -72,6 +83,7 @@ spec = SpecTree(
     validation_error_status=422,
     validation_error_model=schemas.Error,
     before=_before_validation,
+    after=_after_validation,
     security_schemes=[
         SecurityScheme(
             name="bearer",
