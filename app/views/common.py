@@ -9,7 +9,12 @@ from flask import request
 
 def is_htmx() -> bool:
     """True when HTMX asked (a partial is enough); boosted navigations want the page."""
-    return request.headers.get("HX-Request") == "true" and not request.headers.get("HX-Boosted")
+    headers = request.headers
+    return (
+        headers.get("HX-Request") == "true"
+        and not headers.get("HX-Boosted")
+        and not headers.get("HX-History-Restore-Request")  # back button: the whole page
+    )
 
 
 def form_text(name: str, default: str = "") -> str:

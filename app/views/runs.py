@@ -127,6 +127,14 @@ def status(run_id: int) -> str:
     return render_template("runs/_status.html", run=_get_run(run_id))
 
 
+@bp.route("/<int:run_id>/results")
+@login_required
+def results(run_id: int) -> str:
+    """The per-device result rows alone (refreshed once a run has ended)."""
+    run = _get_run(run_id)
+    return render_template("runs/_results.html", results=runs.device_results(run.id))
+
+
 @bp.route("/<int:run_id>/stream")
 @login_required
 def stream(run_id: int) -> Response:
@@ -150,7 +158,7 @@ def render_message(message: live.Message) -> list[tuple[str, str]]:
     if message.kind == "run":
         html = message.rendered(
             f"status:{current_user.role}",
-            lambda m: _html("runs/_status.html", run=_RunView(m.data)),
+            lambda m: _html("runs/_status.html", run=_RunView(m.data), live=True),
         )
         return [("status", html)]
     if message.kind == "log":

@@ -1,0 +1,254 @@
+"""The pages in a real browser against `rookery run` and emulated devices (FakeNOS).
+
+One Rookery (web + worker + embedded PostgreSQL) and one device lab serve the whole
+module; the tests run in order: set up credentials and devices, back up through the
+job form while watching the run live, open the config diff, cancel a long run, and
+check what a viewer may do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from app.demo_lab import DeviceLab, LabDevice
+from tests.acceptance.conftest import (
+    COMMAND_TIMEOUT,
+    HEALTH_TIMEOUT,
+    Launcher,
+    free_port,
+    health_ok,
+    wait_http,
+)
+from tests.acceptance.test_browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, submit_login
+
+ADMIN_PASSWORD = "acceptance-pages-pw"
+VIEWER_PASSWORD = "viewer-pages-pw"
+DEVICE_USER = "netops"
+DEVICE_PASSWORD = "lab-device-pw-7"
+
+pytestmark = [
+    pytest.mark.acceptance,
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        os.environ.get("ROOKERY_SKIP_BROWSER") == "1", reason="ROOKERY_SKIP_BROWSER=1"
+    ),
+]
+
+
+@dataclass
+class Site:
+    base: str
+    env: dict[str, str]
+    launcher: Launcher
+    lab: DeviceLab
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        """Run ``rookery ARGS`` in a child process (``stdin``: a line it reads)."""
+        done = self.launcher.python(
+            "import io, sys\n"
+            "sys.stdin = io.StringIO(sys.argv[1] + '\\n')\n"
+            "from app.cli import main\n"
+            "main(sys.argv[2:])",
+            stdin or "",
+            *args,
+            env=self.env,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium"
+    lab = DeviceLab(
+        [
+            LabDevice(f"edge-{i}", platform, DEVICE_USER, DEVICE_PASSWORD, "enable-pw")
+            for i, platform in enumerate(["cisco_ios", "arista_eos", "cisco_ios", "arista_eos"])
+        ]
+    ).start()
+    root = tmp_path_factory.mktemp("pages")
+    launcher = Launcher(root)
+    try:
+        env = launcher.env(launcher.instance(), ROOKERY_ADMIN_PASSWORD=ADMIN_PASSWORD)
+        port = free_port()
+        run = launcher.start(["run", "--port", str(port)], env)
+        run.wait_for_output(r"Rookery is running at", COMMAND_TIMEOUT)
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health", HEALTH_TIMEOUT, ready=health_ok, proc=run)
+        inventory = root / "devices.csv"
+        inventory.write_text(
+            "name,host,port,platform,tags\n"
+            + "".join(f"{d.name},127.0.0.1,{d.port},{d.platform},lab\n" for d in lab.devices)
+        )
+        site = Site(base, env, launcher, lab)
+        site.cli("device", "import", str(inventory))
+        yield site
+        run.signal(signal.SIGTERM)
+        assert run.wait(60) == 0, run.describe()
+    finally:
+        launcher.close()
+        lab.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def admin(browser, site: Site):  # type: ignore[no-untyped-def]
+    """One admin tab for the module's tests (they build on each other)."""
+    context = browser.new_context()
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{site.base}/login")
+    submit_login(page, "admin", ADMIN_PASSWORD)
+    page.wait_for_url(f"{site.base}/")
+    yield page
+    context.close()
+
+
+def test_admin_adds_a_credential_through_the_form(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    admin.goto(f"{site.base}/credentials/new")
+    admin.fill("#f-name", "lab-login")
+    admin.fill("#f-username", DEVICE_USER)
+    admin.fill("#f-password", DEVICE_PASSWORD)
+    admin.fill("#f-enable_secret", "enable-pw")
+    admin.fill("#f-tags", "lab")
+    admin.get_by_role("button", name=re.compile("Create|Save")).click()
+    expect(admin.get_by_text("lab-login").first).to_be_visible()
+    assert DEVICE_PASSWORD not in admin.content()
+
+
+def test_backup_job_from_the_form_runs_live_without_a_reload(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    admin.goto(f"{site.base}/jobs")
+    admin.click("#new-job")
+    admin.click("#choose-config_backup")
+    admin.fill("#f-name", "lab backup")
+    admin.fill("#f-target_tags", "lab")
+    admin.fill("#f-max_parallel", "1")  # one device at a time: the progress is watchable
+    admin.click("#save-job")
+    expect(admin.locator("h1")).to_have_text("lab backup")
+    admin.click("#run-now")
+    admin.wait_for_url(re.compile(r"/runs/\d+$"))
+    # A marker that a reload would wipe: every change below must arrive over SSE.
+    admin.evaluate("window.__noReload = true")
+    seen: set[str] = set()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        bar = admin.locator("#run-progress")
+        if bar.count():
+            seen.add(bar.get_attribute("aria-valuenow") or "")
+        if admin.locator("#run-status[data-status='COMPLETED_SUCCESS']").count():
+            break
+        time.sleep(0.1)
+    expect(admin.locator("#run-status")).to_have_attribute("data-status", "COMPLETED_SUCCESS")
+    expect(admin.locator("#run-progress-text")).to_contain_text("4 of 4")
+    assert len(seen - {""}) >= 2, f"progress never moved while watched: {seen}"
+    expect(admin.locator("#results-body tr")).to_have_count(4)
+    assert admin.locator("#log-lines .log-line").count() >= 4
+    expect(admin.locator("#events")).to_contain_text("job.completed")
+    assert admin.evaluate("window.__noReload === true"), "the page was reloaded"
+    # The level filter hides lines below the chosen level, live ones included.
+    admin.select_option("#log-level", "error")
+    expect(admin.locator("#log-lines .log-info").first).to_be_hidden()
+
+
+def test_a_changed_config_shows_in_the_side_by_side_diff(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    name = "edge-0"
+    site.lab.set_config(
+        name, site.lab.config_of(name) + "\ninterface Loopback99\n description new\n"
+    )
+    first_run = admin.url
+    admin.click("#relaunch-all")
+    admin.wait_for_url(lambda url: url != first_run and re.search(r"/runs/\d+$", url))
+    expect(admin.locator("#run-status")).to_have_attribute(
+        "data-status", "COMPLETED_SUCCESS", timeout=90_000
+    )
+    expect(admin.locator("#results-body")).to_contain_text("(changed)")
+    admin.goto(f"{site.base}/devices")
+    admin.get_by_role("link", name=name, exact=True).click()
+    expect(admin.locator("#device-name")).to_have_text(name)
+    expect(admin.locator("#diff-table")).to_be_visible()
+    expect(admin.locator("#diff-table")).to_contain_text("Loopback99")
+    assert admin.locator("#diff-table tr.diff-added, #diff-table tr.diff-changed").count() >= 1
+
+
+def test_cancel_a_long_run_from_its_page(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    admin.goto(f"{site.base}/jobs/new?job_type=noop")
+    admin.fill("#f-name", "long wait")
+    admin.fill("#f-p_seconds", "300")
+    admin.click("#save-job")
+    admin.click("#run-now")
+    admin.wait_for_url(re.compile(r"/runs/\d+$"))
+    expect(admin.locator("#run-status")).to_have_attribute("data-status", "RUNNING", timeout=30_000)
+    admin.click("#cancel-run")
+    expect(admin.locator("#run-status")).to_have_attribute(
+        "data-status", "CANCELLED", timeout=30_000
+    )
+
+
+def test_a_viewer_sees_no_create_button_and_gets_403(browser, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    site.cli(
+        "user", "create", "vera", "--role", "viewer", "--password-stdin", stdin=VIEWER_PASSWORD
+    )
+    context = browser.new_context()
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(f"{site.base}/login")
+        submit_login(page, "vera", VIEWER_PASSWORD)
+        page.wait_for_url(f"{site.base}/")
+        page.goto(f"{site.base}/jobs")
+        expect(page.locator("#jobs-table")).to_contain_text("lab backup")
+        expect(page.locator("#new-job")).to_have_count(0)
+        page.get_by_role("link", name="lab backup").click()
+        page.wait_for_url(re.compile(r"/jobs/\d+$"))
+        expect(page.locator("h1")).to_have_text("lab backup")
+        expect(page.locator("#run-now")).to_have_count(0)
+        job_id = re.search(r"/jobs/(\d+)", page.url).group(1)  # type: ignore[union-attr]
+        token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+        answer = page.request.post(
+            f"{site.base}/jobs/{job_id}/run", headers={"X-CSRFToken": token or ""}
+        )
+        assert answer.status == 403
+        answer = page.request.post(
+            f"{site.base}/jobs/new",
+            form={"job_type": "noop", "name": "sneaky"},
+            headers={"X-CSRFToken": token or ""},
+        )
+        assert answer.status == 403
+    finally:
+        context.close()
+
+
+def test_no_device_password_reached_any_page(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/credentials", "/devices", "/jobs", "/runs", "/"):
+        admin.goto(f"{site.base}{path}")
+        assert DEVICE_PASSWORD not in admin.content(), path
