@@ -313,9 +313,9 @@ class LiveHub:
                 event_ids.append(int(payload["id"]))
             elif notify.channel == RUN_CHANNEL and run_id is not None:
                 runs[int(run_id)] = payload
+        # Logs and events first, the run's new state last: a final status ends an API
+        # stream, which must have sent the rows of the same transaction before it.
         messages: list[Message] = []
-        if runs:
-            messages.extend(self._run_messages(conn, runs, watched, heard))
         if log_ids:
             messages.extend(
                 Message("log", row["run_id"], row["id"], row, heard)
@@ -326,6 +326,8 @@ class LiveHub:
                 Message("event", row["run_id"], row["id"], row, heard)
                 for row in conn.execute(EVENT_ROWS, (event_ids,))
             )
+        if runs:
+            messages.extend(self._run_messages(conn, runs, watched, heard))
         for message in messages:
             for sub in subs:
                 if sub.wants(message):
@@ -340,7 +342,8 @@ class LiveHub:
     ) -> list[Message]:
         ids = sorted(runs)
         rows = {row["id"]: row for row in conn.execute(RUN_ROWS, (ids,))}
-        messages = [Message("run", i, i, rows[i], heard) for i in ids if i in rows]
+        states = [Message("run", i, i, rows[i], heard) for i in ids if i in rows]
+        messages: list[Message] = []
         # New device results: only for runs someone watches by id (run pages).
         detail = [i for i in ids if i in watched]
         if detail:
@@ -353,7 +356,7 @@ class LiveHub:
                         self._result_cursor[row["run_id"]] = max(
                             self._result_cursor.get(row["run_id"], 0), row["id"]
                         )
-        return messages
+        return messages + states
 
     def _broadcast(self, message: Message) -> None:
         with self._lock:

@@ -3,8 +3,9 @@
 Each module adds its routes to the one blueprint ``bp`` (see ``app.api.base``):
 ``jobs`` (job types, jobs, starting runs), ``runs`` (runs, events, logs), ``inventory``
 (devices, tags, credentials, imports, config history), ``admin`` (schedules,
-statistics, audit trail), ``webhooks``. Views parse (pydantic, via spectree), call one
-service and serialise (``app.api.present``); errors are JSON (``app.errors_web``).
+statistics, audit trail), ``webhooks``, ``stream`` (a run's live events as SSE).
+Views parse (pydantic, via spectree), call one service and serialise
+(``app.api.present``); errors are JSON (``app.errors_web``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any
 
 from flask import jsonify
 
-from app.api import admin, inventory, jobs, runs, schemas, webhooks
+from app.api import admin, inventory, jobs, runs, schemas, stream, webhooks
 from app.api.base import bp, public, spec
 
 __all__ = ["bp", "openapi_document"]
 
-_MODULES = (admin, inventory, jobs, runs, webhooks)
+_MODULES = (admin, inventory, jobs, runs, stream, webhooks)
 
 #: operations answering text rather than JSON: media type of their 200
 _TEXT_ANSWERS = {
@@ -31,6 +32,7 @@ _TEXT_ANSWERS = {
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API, generated from the routes and their models."""
     document = copy.deepcopy(spec.spec)
+    document["paths"].update(copy.deepcopy(stream.OPENAPI))
     for (path, method), media in _TEXT_ANSWERS.items():
         operation = document["paths"].get(path, {}).get(method)
         if operation is not None:

@@ -723,3 +723,17 @@ class AuditQuery(Query):
     until: Timestamp | None = None
     before: BigId | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 100
+
+
+class StreamQuery(Query):
+    """What a run's event stream sends (GET /runs/{run_id}/stream)."""
+
+    #: which kinds of message: status, log, event, result (default: all)
+    kinds: list[Literal["status", "log", "event", "result"]] | None = None
+    #: only these event types (job.started, job.failed, ...); default: every type
+    event_types: list[ShortText] | None = None
+    #: only log lines at this level or above
+    level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+    #: resume after this cursor (the ``id:`` of the last message seen); the
+    #: Last-Event-ID header does the same. Default: from the run's beginning.
+    last_event_id: ShortText | None = None

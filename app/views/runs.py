@@ -180,9 +180,13 @@ def replay_since(run_id: int, cursor: live.Cursor) -> list[live.Message]:
     messages: list[live.Message] = []
     results = runs.device_results(run_id)
     names = {r.device_id: r.device_name for r in results}
-    lines, _ = query_logs(
-        LogFilter(run_id=run_id), after_id=cursor.log, oldest_first=True, limit=1000
-    )
+    lines: list[JobLog] = []
+    after: int | None = cursor.log
+    while after is not None:
+        page, after = query_logs(
+            LogFilter(run_id=run_id), after_id=after, oldest_first=True, limit=1000
+        )
+        lines.extend(page)
     for line in lines:
         data = _columns(line)
         data["device_name"] = names.get(line.device_id)

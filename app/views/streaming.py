@@ -68,12 +68,14 @@ def sse_response(
     render: Render,
     opening: Iterable[tuple[str, str]] = (),
     until: Callable[[live.Message], bool] | None = None,
+    stop_after_replay: bool = False,
 ) -> Response:
     """Stream ``opening`` events, the ``replay`` rows, then live messages for ``sub``.
 
     ``render`` turns a message into (event name, data) pairs; ``until`` ends the stream
-    after a message it accepts (the API closes a finished run's stream). The caller
-    did its database reads before calling: the session is released here.
+    after a message it accepts (the API closes a finished run's stream), and
+    ``stop_after_replay`` right after the replay. The caller did its database reads
+    before calling: the session is released here.
     """
     db.session.close()  # hand the connection back: the stream itself needs none
     heartbeat = current_app.config["ROOKERY_SSE_HEARTBEAT_SECONDS"]
@@ -90,6 +92,8 @@ def sse_response(
                 chunks.extend(format_event(e, d, str(position)) for e, d in render(message))
             if chunks:
                 yield "".join(chunks)
+            if stop_after_replay:
+                return
             while time.monotonic() < ends_at:
                 batch = sub.get(timeout=min(heartbeat, max(0.1, ends_at - time.monotonic())))
                 if not batch:

@@ -290,3 +290,95 @@ def test_a_lost_listen_connection_tells_streams_to_resync(app, viewer_client, st
         write_log(run_id, "and live again")
     resumed.until("and live again")
     assert live.hub_for(app).connected
+
+
+@pytest.fixture
+def api_token(app) -> str:
+    from app.services import tokens, users
+
+    with app.app_context():
+        user = users.create_user("script", "script-pw-123", "viewer", actor="test")
+        return tokens.create_token(user, "stream", actor="test")[1]
+
+
+@pytest.fixture
+def base(app) -> Iterator[tuple[str, int]]:
+    yield from serve(app)
+
+
+def api_stream(base, path: str, token: str, opened: list[Stream], **headers: str) -> Stream:
+    stream = Stream(base, path, {"Authorization": f"Bearer {token}", **headers})
+    opened.append(stream)
+    return stream
+
+
+def test_api_stream_replays_a_finished_run_then_ends(app, base, api_token, streams):
+    import json
+
+    with app.app_context():
+        run_id = runs.start_run(make_job("done"), triggered_by="test").id
+        drain(app)
+    stream = api_stream(base, f"/api/v1/runs/{run_id}/stream", api_token, streams)
+    assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+    assert stream.ended(timeout=10), "a finished run's stream closes after its replay"
+    events = re.findall(r"event: (\w+)\ndata: (.*)\n", stream.text)
+    names = [name for name, _ in events]
+    assert names[0] == "status" and names[-1] == "end"
+    assert "log" in names and "event" in names
+    end = json.loads(events[-1][1])
+    assert end["status"] == "COMPLETED_SUCCESS" and end["final"] is True
+    logged = [json.loads(data) for name, data in events if name == "log"]
+    assert all(line["run_id"] == run_id for line in logged)
+    types = [json.loads(data)["type"] for name, data in events if name == "event"]
+    assert types[0] == "job.created" and "job.completed" in types
+
+
+def test_api_stream_filters_kinds_levels_and_event_types_live(app, base, api_token, streams):
+    import json
+
+    with app.app_context():
+        run_id = runs.start_run(make_job("filtered"), triggered_by="test").id
+    stream = api_stream(
+        base,
+        f"/api/v1/runs/{run_id}/stream?kinds=log&kinds=event&level=warning"
+        "&event_types=job.cancelled",
+        api_token,
+        streams,
+    )
+    assert stream.status_code == 200
+    stream.until("event: status")
+    with app.app_context():
+        write_log(run_id, "just info")
+        row = logs.write(
+            level="warning", log_type="system", source="t", message="look here", run_id=run_id
+        )
+        db.session.commit()
+        warning_id = row.id
+        runs.cancel_run(run_id, actor="test")
+    stream.until("event: end")
+    assert stream.ended(timeout=10)
+    assert "look here" in stream.text and "just info" not in stream.text
+    assert "job.created" not in stream.text and "job.cancelled" in stream.text
+    # Resuming after the warning's cursor sends nothing of it again.
+    cursor = re.search(rf"id: ({warning_id}\.\d+\.\d+)\nevent: log", stream.text).group(1)
+    again = api_stream(
+        base, f"/api/v1/runs/{run_id}/stream", api_token, streams, **{"Last-Event-ID": cursor}
+    )
+    assert again.ended(timeout=10)
+    assert (
+        "look here" not in again.text
+        and json.loads(re.findall(r"event: end\ndata: (.*)\n", again.text)[-1])["status"]
+        == "CANCELLED"
+    )
+
+
+def test_api_stream_needs_a_token_and_a_known_run(app, base, api_token, streams):
+    with app.app_context():
+        run_id = runs.start_run(make_job("guarded"), triggered_by="test").id
+    nobody = Stream(base, f"/api/v1/runs/{run_id}/stream", {})
+    streams.append(nobody)
+    assert nobody.status_code == 401
+    missing = api_stream(base, "/api/v1/runs/99999/stream", api_token, streams)
+    assert missing.status_code == 404
+    bad_level = api_stream(base, f"/api/v1/runs/{run_id}/stream?level=loud", api_token, streams)
+    assert bad_level.status_code == 422
