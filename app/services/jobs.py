@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
 from app import audit, crypto, registry
 from app.errors import Conflict, NotFound, ValidationError
@@ -121,6 +121,12 @@ def list_jobs(
     if search:
         query = query.where(Job.name.ilike(f"%{search.replace('%', r'%').replace('_', r'_')}%"))
     return query
+
+
+def all_labels() -> list[str]:
+    """Every label some job carries, sorted (one query, however many jobs)."""
+    label = func.jsonb_array_elements_text(Job.labels).label("label")
+    return list(db.session.scalars(select(label).distinct().order_by(label)))
 
 
 def create_job(**fields: Any) -> Job:

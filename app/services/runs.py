@@ -15,6 +15,7 @@ from typing import Any
 from flask import current_app
 from procrastinate import exceptions as procrastinate_exceptions
 from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from app import audit, crypto, dependencies, events, queue, registry
 from app.errors import Conflict, NotFound, ValidationError
@@ -461,3 +462,16 @@ def run_events(run_id: int, *, types: list[str] | None = None, after_id: int = 0
     if types:
         query = query.where(Event.type.in_(types))
     return list(db.session.scalars(query))
+
+
+def last_runs(job_ids: list[int]) -> dict[int, JobRun]:
+    """The newest run of each job, in one query (DISTINCT ON over the job/created index)."""
+    if not job_ids:
+        return {}
+    rows = db.session.scalars(
+        select(JobRun)
+        .where(JobRun.job_id.in_(job_ids))
+        .order_by(JobRun.job_id, JobRun.created_at.desc(), JobRun.id.desc())
+        .ext(distinct_on(JobRun.job_id))
+    )
+    return {run.job_id: run for run in rows if run.job_id is not None}

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from app import registry
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
+JOBS_PAGE = 100
 PRIORITIES = [(p.name.lower(), p.name.capitalize()) for p in Priority]
 SCHEDULE_KINDS = [
     ("none", "No schedule"),
@@ -35,18 +37,26 @@ SCHEDULE_KINDS = [
 @bp.route("")
 @login_required
 def index() -> str:
-    """Every job with its labels, type, targets, schedule and last run."""
+    """Every job with its labels, type, targets, schedule and last run; 100 per page."""
     label = request.args.get("label") or None
     search = request.args.get("q") or None
-    rows = list(db.session.scalars(jobs.list_jobs(label=label, search=search)))
-    labels = sorted({lbl for job in db.session.scalars(select(Job)) for lbl in job.labels})
-    last_runs = {job.id: runs.list_runs(job_id=job.id, limit=1)[0] for job in rows[:200]}
+    page = max(1, common.arg_int("page", 1) or 1)
+    query = jobs.list_jobs(label=label, search=search).options(
+        selectinload(Job.target_tags),
+        selectinload(Job.target_devices),
+        selectinload(Job.schedules),  # type: ignore[attr-defined]
+    )
+    rows = list(db.session.scalars(query.offset((page - 1) * JOBS_PAGE).limit(JOBS_PAGE + 1)))
+    more = len(rows) > JOBS_PAGE
+    rows = rows[:JOBS_PAGE]
     return render_template(
         "jobs/index.html",
         jobs=rows,
-        labels=labels,
-        last_runs={k: (v[0] if v else None) for k, v in last_runs.items()},
+        labels=jobs.all_labels(),
+        last_runs=runs.last_runs([job.id for job in rows]),
         describe=schedules.describe,
+        next_url=url_for("jobs.index", **common.query_without(page=page + 1)) if more else None,
+        prev_url=url_for("jobs.index", **common.query_without(page=page - 1)) if page > 1 else None,
     )
 
 

@@ -320,3 +320,27 @@ def test_every_status_has_a_badge_with_colour_icon_and_text(app):
         assert f".badge-{status.value.lower()}" in stylesheet
     assert STATUS_DISPLAY["COMPLETED_NO_CREDENTIALS"][1] == "No credentials found"
     assert STATUS_DISPLAY["FAILED_CREDENTIAL_RESOLUTION"][1] == "Credential error"
+
+
+def test_jobs_page_renders_thousands_of_jobs_in_pages(app, client, viewer):
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO jobs (name, description, labels, job_type, params, priority,"
+                " no_overlap, enabled, created_at, updated_at)"
+                " SELECT 'job-' || lpad(g::text, 5, '0'), '', jsonb_build_array('l' || (g % 7)),"
+                " 'noop', '{}', 5, false, true, now(), now() FROM generate_series(1, 3000) g"
+            )
+        )
+        db.session.commit()
+        job_id = db.session.scalar(select(Job.id).where(Job.name == "job-00002"))
+        runs.start_run(db.session.get(Job, job_id), triggered_by="test")
+    first = client.get("/jobs")
+    assert first.status_code == 200
+    assert len(re.findall(r'<tr id="job-\d+"', first.text)) == 100
+    assert "job-00001" in first.text and "Queued" in first.text
+    second = client.get(re.search(r'href="([^"]+)" id="next-page"', first.text).group(1))
+    assert "job-00101" in second.text and "job-00001" not in second.text
+    labelled = client.get("/jobs?label=l3")
+    assert len(re.findall(r'<tr id="job-\d+"', labelled.text)) == 100
+    assert "<option selected>l3</option>" in labelled.text
