@@ -27,7 +27,12 @@ BLUEPRINTS: tuple[str, ...] = (
 def register(app: Flask) -> None:
     from app.views import common
 
-    app.jinja_env.globals["status_display"] = common.status_display
+    app.jinja_env.globals.update(
+        status_display=common.status_display,
+        badge_html=common.badge,
+        time_html=common.when,
+        duration_html=common.duration,
+    )
     for name in BLUEPRINTS:
         module = importlib.import_module(name)
         app.register_blueprint(module.bp)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import request
+from markupsafe import Markup, escape
 
 
 def is_htmx() -> bool:
@@ -102,3 +104,33 @@ RESULT_DISPLAY: dict[str, tuple[str, str]] = {
 
 def status_display(status: str) -> tuple[str, str]:
     return STATUS_DISPLAY.get(status, RESULT_DISPLAY.get(status, ("•", status)))
+
+
+def badge(status: str, id: str | None = None) -> Markup:
+    """A status badge: colour (``.badge-<status>``), icon and text (the _badges macro)."""
+    icon, text = status_display(status)
+    ident = f' id="{escape(id)}"' if id else ""
+    return Markup(
+        f'<span class="badge badge-{escape(status.lower())}" data-status="{escape(status)}" '
+        f'title="{escape(status)}"{ident}><span aria-hidden="true">{escape(icon)}</span> '
+        f"{escape(text)}</span>"
+    )
+
+
+def when(value: datetime | None) -> Markup:
+    """A timestamp as ``<time>`` (its zone as PostgreSQL sent it), or a muted dash."""
+    if value is None:
+        return Markup('<span class="muted">—</span>')
+    iso = value.isoformat()
+    return Markup(f'<time datetime="{iso}" title="{iso}">{iso[:10]} {iso[11:19]}</time>')
+
+
+def duration(ms: int | None) -> Markup:
+    """Milliseconds for people: 840 ms, 3.2 s, 4 min 12 s."""
+    if ms is None:
+        return Markup('<span class="muted">—</span>')
+    if ms < 1000:
+        return Markup(f"{ms} ms")
+    if ms < 60_000:
+        return Markup(f"{ms / 1000:.1f} s")
+    return Markup(f"{ms // 60_000} min {(ms % 60_000) // 1000} s")
