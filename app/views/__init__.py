@@ -15,6 +15,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.views.health",
     "app.views.runs",
     "app.views.jobs",
+    "app.views.tokens",
     "app.views.metrics",
     "app.views.devices",
     "app.views.credentials",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.acceptance.browser import CHROMIUM, STEP_TIMEOUT_MS, launch, submit_login
 from tests.acceptance.conftest import (
     COMMAND_TIMEOUT,
     HEALTH_TIMEOUT,
@@ -18,17 +18,7 @@ from tests.acceptance.conftest import (
     wait_http,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "acceptance-browser-pw"
-STEP_TIMEOUT_MS = 15_000
 
 pytestmark = [
     pytest.mark.acceptance,
@@ -64,16 +54,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from launch()
 
 
 @pytest.fixture
@@ -84,17 +65,6 @@ def page(browser):  # type: ignore[no-untyped-def]
         yield context.new_page()
     finally:
         context.close()
-
-
-def submit_login(page, username: str, password: str):  # type: ignore[no-untyped-def]
-    """Fill the login form, click "Log in"; return the POST /login response."""
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(password)
-    with page.expect_response(
-        lambda r: r.request.method == "POST" and r.url.endswith("/login")
-    ) as posted:
-        page.get_by_role("button", name="Log in").click()
-    return posted.value
 
 
 def test_log_in_and_out(page, base_url: str) -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from app.demo_lab import DeviceLab, LabDevice
+from tests.acceptance.browser import CHROMIUM, STEP_TIMEOUT_MS, launch, submit_login
 from tests.acceptance.conftest import (
     COMMAND_TIMEOUT,
     HEALTH_TIMEOUT,
@@ -26,7 +27,6 @@ from tests.acceptance.conftest import (
     health_ok,
     wait_http,
 )
-from tests.acceptance.test_browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, submit_login
 
 ADMIN_PASSWORD = "acceptance-pages-pw"
 VIEWER_PASSWORD = "viewer-pages-pw"
@@ -99,16 +99,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from launch()
 
 
 @pytest.fixture(scope="module")
