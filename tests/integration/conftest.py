@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from pathlib import Path
 
@@ -83,3 +84,19 @@ def app(engine_config, app_factory):  # overrides the plain app: test job module
 def ctx(app):
     with app.app_context():
         yield app
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_password_hashes():
+    """Cheap password hashes for these tests only.
+
+    scrypt costs about 0.15 s per hash here, and most tests hash twice (create a user,
+    log in): minutes per suite run. These tests are about who may do what, not about
+    the hash's cost; tests/unit/test_passwords.py checks the real one is scrypt.
+    """
+    import app.models as models
+
+    original = models.generate_password_hash
+    models.generate_password_hash = functools.partial(original, method="pbkdf2:sha256:1000")
+    yield
+    models.generate_password_hash = original
