@@ -30,20 +30,22 @@ from types import MappingProxyType
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import or_, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Boolean, Integer, bindparam, or_, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from app import audit, crypto, dependencies, dispatch, events, logs, registry, webhooks
 from app.errors import RookeryError
 from app.extensions import db
 from app.job_api import DeviceTarget, NotRetryable
 from app.models import (
+    ACTIVE_STATUSES,
     Device,
     DeviceResult,
     Job,
     JobRun,
     RunStatus,
     Tag,
+    TZDateTime,
     device_tags,
     job_target_devices,
     job_target_tags,
@@ -277,36 +279,66 @@ def execute(
     return _run_devices(run_id, attempt, job_type, config, eventlog, control)
 
 
-def _begin(
-    run_id: int, attempt: int, worker_name: str | None, eventlog: bool
-) -> tuple[str, int | None, Mapping[str, Any]] | None:
-    """Mark the run RUNNING (committed); return its job type, timeout and job config."""
-    run = _lock_run(run_id)
-    if run is None:
-        logger.warning("Run %s no longer exists; nothing to do", run_id)
+def _begin(run_id: int, attempt: int, worker_name: str | None, eventlog: bool) -> Any:
+    """Mark the run RUNNING with its ``job.started`` event (committed); return its row.
+
+    One statement: the UPDATE takes the same row lock as SELECT ... FOR NO KEY UPDATE
+    and re-checks the status once it holds it, and the event is inserted from the
+    updated row in a CTE. None when the run is gone or already ended.
+    """
+    now = utcnow()
+    row = db.session.execute(
+        _BEGIN_SQL,
+        {
+            "run_id": run_id,
+            "attempt": attempt,
+            "now": now,
+            "worker": worker_name,
+            "on_worker": f" on {worker_name}" if worker_name else "",
+            "data": {"attempt": attempt, "worker": worker_name},
+            "eventlog": events.enabled(eventlog),
+        },
+    ).one_or_none()
+    if row is None:
+        status = db.session.scalar(select(JobRun.status).where(JobRun.id == run_id))
+        if status is None:
+            logger.warning("Run %s no longer exists; nothing to do", run_id)
+        else:
+            logger.info("Run %s is already %s; nothing to do", run_id, status)
         db.session.rollback()
         return None
-    if run.run_status.is_final:
-        logger.info("Run %s is already %s; nothing to do", run_id, run.status)
-        db.session.rollback()
-        return None
-    run.status = RunStatus.RUNNING.value
-    run.attempt = attempt
-    run.max_attempts = max(run.max_attempts, attempt)
-    run.started_at = run.started_at or utcnow()
-    run.scheduled_at = None
-    run.worker_name = worker_name
-    run.progress_done = 0
-    events.record(
-        db.session,
-        run,
-        events.STARTED,
-        f"attempt {attempt} of {run.max_attempts}" + (f" on {worker_name}" if worker_name else ""),
-        eventlog=eventlog,
-        data={"attempt": attempt, "worker": worker_name},
-    )
     db.session.commit()
-    return run
+    return row
+
+
+_ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES, key=lambda s: s.value))
+
+#: RUNNING and its event in one round trip (was: SELECT FOR UPDATE, INSERT, UPDATE).
+_BEGIN_SQL = text(
+    f"""
+    WITH r AS (
+        UPDATE job_runs SET status = 'RUNNING', attempt = :attempt,
+            max_attempts = greatest(max_attempts, :attempt),
+            started_at = coalesce(started_at, :now), scheduled_at = NULL,
+            worker_name = :worker, progress_done = 0
+        WHERE id = :run_id AND status IN ({_ACTIVE_SQL})
+        RETURNING id, job_id, job_name, job_type, params, attempt, max_attempts,
+            timeout_seconds, signal_id
+    ), e AS (
+        INSERT INTO events (at, type, status, message, run_id, job_id, data, signal_id)
+        SELECT :now, '{events.STARTED}', 'RUNNING',
+            'attempt ' || :attempt || ' of ' || r.max_attempts || :on_worker,
+            r.id, r.job_id, :data, r.signal_id
+        FROM r WHERE :eventlog
+    )
+    SELECT * FROM r
+    """
+).bindparams(
+    bindparam("now", type_=TZDateTime),
+    bindparam("data", type_=JSONB),
+    bindparam("attempt", type_=Integer),
+    bindparam("eventlog", type_=Boolean),
+)
 
 
 def _lock_run(run_id: int) -> JobRun | None:
@@ -414,31 +446,92 @@ def _global_unit(
                 db.session.rollback()
                 raise
             result = UnitResult.from_value(value)
+            status = RunStatus.COMPLETED_SUCCESS if result.success else RunStatus.COMPLETED_FAILURE
             # The unit's own writes and the final status commit together — unless the
             # run was cancelled or timed out meanwhile: then the unit is rolled back.
-            run = _lock_if_current(run_id, attempt)
-            if run is None:
+            if not _finish_global(run_id, attempt, status, result, eventlog):
+                db.session.rollback()
                 return None
-            status = RunStatus.COMPLETED_SUCCESS if result.success else RunStatus.COMPLETED_FAILURE
-            if run.progress_total == 0:
-                run.progress_total = 1
-            run.progress_done = run.progress_total
-            _finish(run, status, result.message, result.to_dict())
-            events.record(
-                db.session,
-                run,
-                events.COMPLETED,
-                result.message or status.value,
-                eventlog=eventlog,
-                result=result.to_dict(),
-                pre_data=result.pre_data,
-                post_data=result.post_data if result.post_data is not None else result.data,
-            )
-            dependencies.release_dependants(db.session, run)
             db.session.commit()
             return Outcome(run_id, status, result.message, result.to_dict())
         finally:
             db.session.remove()
+
+
+def _finish_global(
+    run_id: int, attempt: int, status: RunStatus, result: UnitResult, eventlog: bool
+) -> bool:
+    """Write a global unit's final status and ``job.completed`` event (no commit).
+
+    What ``_lock_if_current`` + ``_finish`` + ``events.record`` +
+    ``release_dependants`` do, in one statement for the common case: the UPDATE only
+    matches while the run is RUNNING this attempt (it locks the row and re-checks), the
+    event is inserted from the updated row, and the same statement says whether any
+    run waits for this one. Only when some run waits, or a webhook may be due, is the
+    run loaded and handed to the usual ORM helpers, still in this transaction.
+    False when the run is no longer RUNNING this attempt.
+    """
+    db.session.flush()  # the unit's own pending ORM writes go first, as before
+    values = result.to_dict()
+    row = db.session.execute(
+        _FINISH_GLOBAL_SQL,
+        {
+            "run_id": run_id,
+            "attempt": attempt,
+            "now": utcnow(),
+            "status": status.value,
+            "message": result.message,
+            "result": values,
+            "event_message": result.message or status.value,
+            "pre_data": result.pre_data,
+            "post_data": result.post_data if result.post_data is not None else result.data,
+            "eventlog": events.enabled(eventlog),
+        },
+    ).one_or_none()
+    if row is None:
+        return False
+    if row.waiting or (row.job_id is not None and webhooks.events_for(row)):
+        run = db.session.get(JobRun, run_id, populate_existing=True)
+        assert run is not None
+        webhooks.notify_run_ended(db.session, run)
+        dependencies.release_dependants(db.session, run)
+    return True
+
+
+#: A global run's ending in one round trip (was: SELECT FOR UPDATE, SELECT of the
+#: waiting dependants, INSERT event, UPDATE run).
+_FINISH_GLOBAL_SQL = text(
+    f"""
+    WITH r AS (
+        UPDATE job_runs SET status = :status, message = :message, result = :result,
+            finished_at = :now,
+            duration_ms = CASE WHEN started_at IS NULL THEN duration_ms
+                ELSE floor(extract(epoch FROM (:now - started_at)) * 1000)::integer END,
+            progress_total = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END,
+            progress_done = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END
+        WHERE id = :run_id AND status = 'RUNNING' AND attempt = :attempt
+        RETURNING id, job_id, status, result, signal_id
+    ), e AS (
+        INSERT INTO events (at, type, status, message, run_id, job_id, result, pre_data,
+            post_data, signal_id)
+        SELECT :now, '{events.COMPLETED}', r.status, :event_message, r.id, r.job_id,
+            :result, :pre_data, :post_data, r.signal_id
+        FROM r WHERE :eventlog
+    )
+    SELECT r.id, r.job_id, r.status, r.result, EXISTS (
+        SELECT 1 FROM run_dependencies d JOIN job_runs w ON w.id = d.run_id
+        WHERE d.depends_on_run_id = r.id AND w.status = '{RunStatus.WAITING.value}'
+    ) AS waiting
+    FROM r
+    """
+).bindparams(
+    bindparam("now", type_=TZDateTime),
+    bindparam("result", type_=JSONB),
+    bindparam("pre_data", type_=JSONB),
+    bindparam("post_data", type_=JSONB),
+    bindparam("attempt", type_=Integer),
+    bindparam("eventlog", type_=Boolean),
+)
 
 
 # ---------------------------------------------------------------------- devices

@@ -589,8 +589,9 @@ def report(rounds: list[Round], rows: dict[str, float]) -> list[dict[str, Any]]:
             )
         )
     say(
-        f"  Rookery per run: start_run sends {rounds[-1].statements:.0f} SQL statements through "
-        "SQLAlchemy (counted on warm-up runs, untimed) besides the defer and the COMMIT;"
+        f"  Rookery per run: {rounds[-1].statements:.0f} SQL statement(s) through SQLAlchemy "
+        "(loading the job included; counted on warm-up runs, untimed), and start_run's 2 on "
+        "its psycopg connection (run row, queue entry, events, audit entry; then QUEUED);"
     )
     say(
         f"  rows written per run: {rows['events']:.1f} events (announced by a trigger), "

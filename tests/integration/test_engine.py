@@ -40,6 +40,8 @@ def test_start_run_commits_row_and_queue_entry_together(ctx):
 
 def test_failure_between_insert_and_commit_leaves_nothing(ctx, monkeypatch):
     job = make_job()
+    # The ORM path (jobs with dependencies): its events go through events.record.
+    monkeypatch.setattr(runs, "_start_run_direct", lambda *args, **kwargs: None)
     real_record = events.record
 
     def failing_record(session, run, type_, *args, **kwargs):
@@ -54,6 +56,28 @@ def test_failure_between_insert_and_commit_leaves_nothing(ctx, monkeypatch):
     assert db.session.scalar(select(func.count()).select_from(JobRun)) == 0
     assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 0
     assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+
+
+def test_failure_after_the_direct_statements_leaves_nothing(ctx, monkeypatch):
+    """The one-statement path: run, queue entry, events and audit written, then a crash."""
+    from sqlalchemy.orm import make_transient_to_detached
+
+    job = make_job()
+
+    def crash(run):
+        make_transient_to_detached(run)
+        assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 1
+        raise RuntimeError("crash before commit")
+
+    monkeypatch.setattr(runs, "make_transient_to_detached", crash)
+    with pytest.raises(RuntimeError, match="crash before commit"):
+        runs.start_run(job, triggered_by="test")
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(JobRun)) == 0
+    assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 0
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+    audit_rows = text("SELECT count(*) FROM audit_log WHERE action = 'run'")
+    assert db.session.execute(audit_rows).scalar() == 0
 
 
 def test_no_overlap_refuses_a_second_start_clearly(ctx):
