@@ -43,8 +43,14 @@ def configure_logging(level: str) -> None:
     root.setLevel(logging.WARNING)
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the Flask app from the environment; ``config`` overrides (tests)."""
+def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> Flask:
+    """Build the Flask app from the environment; ``config`` overrides (tests).
+
+    ``web=False`` builds a worker's app: settings, database, queue and job registry,
+    without the pages, the JSON API, login and CSRF. A worker never serves a request,
+    and the web side's imports (the API's pydantic models and spectree, the views and
+    their forms) would cost every worker process about 15 MiB for nothing.
+    """
     overrides = dict(config or {})
     values = settings.read_settings(os.environ, overrides)
     configure_logging(values["ROOKERY_LOG_LEVEL"])
@@ -73,14 +79,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(migrations_dir()), compare_type=True)
-    csrf.init_app(app)
-    login_manager.init_app(app)
 
-    from app import auth, errors_web, queue, registry, views
+    from app import queue, registry
 
     registry.init_app(app)
-    auth.init_app(app)
-    errors_web.init_app(app)
-    views.register(app)
+    if web:
+        from app import auth, errors_web, views
+
+        csrf.init_app(app)
+        login_manager.init_app(app)
+        auth.init_app(app)
+        errors_web.init_app(app)
+        views.register(app)
     queue.bind(app)
     return app

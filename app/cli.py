@@ -21,7 +21,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from flask_migrate.cli import db as db_group
 from procrastinate.exceptions import ConnectorException
 from sqlalchemy.exc import OperationalError
@@ -236,9 +236,25 @@ def web_command(host: str, port: int) -> None:
     help="Runs at once (default: ROOKERY_WORKER_CONCURRENCY).",
 )
 @click.option("--name", default=None, help="Worker name shown in logs.")
-@with_appcontext
-def worker_command(concurrency: int | None, name: str | None) -> None:
+@click.pass_context
+def worker_command(ctx: click.Context, concurrency: int | None, name: str | None) -> None:
     """Run a worker: takes runs from the queue until Ctrl-C / SIGTERM."""
+    info = ctx.ensure_object(ScriptInfo)
+    if info.create_app is _make_app:
+        # A worker serves no pages: its app skips them and their imports (less memory
+        # per worker). A caller's own app factory (tests) is used as it is.
+        info.create_app = _make_worker_app
+    with info.load_app().app_context():
+        _serve_worker(concurrency, name)
+
+
+def _make_worker_app():
+    from app import create_app
+
+    return create_app(web=False)
+
+
+def _serve_worker(concurrency: int | None, name: str | None) -> None:
     from app import database, worker_runner
     from app.extensions import db
 

@@ -49,7 +49,9 @@ def flask_app() -> Flask:
         if _flask_app is None:
             from app import create_app
 
-            _flask_app = create_app()  # create_app binds itself
+            # Nothing bound it: procrastinate's own CLI (a worker) or a script. Neither
+            # serves pages, so the app is built without them (less memory per worker).
+            _flask_app = create_app(web=False)  # create_app binds itself
         return _flask_app
 
 
