@@ -8,6 +8,12 @@ moves to the next one), retries connection errors with backoff, keeps the
 credentials' success and failure counts, and opens the device's circuit after
 ROOKERY_CIRCUIT_FAILURES consecutive connection failures. Breaker state lives in
 PostgreSQL, so every worker sees it.
+
+Round trips per device are what a run of many fast devices pays for (each one also
+waits for the GIL among the run's busy threads), so the device path keeps them few:
+the breaker is read in one autocommit statement, written only when its state
+changes, and a device's successful login is counted in the statement that writes
+the device's result (see ``Connector``); refusals are counted at once.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 
 from flask import Flask
@@ -94,8 +100,9 @@ def _decrypt(credential: Credential) -> ResolvedCredential:
 
 def circuit_check(device_id: int) -> int:
     """Raise CircuitOpen while the device's cool-down lasts; else its failure streak."""
-    with Session(db.engine) as session:
-        row = session.execute(
+    # Autocommit: one statement, without the BEGIN and ROLLBACK of a session around it.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        row = conn.execute(
             text(
                 "SELECT consecutive_failures, open_until FROM device_circuits WHERE device_id = :id"
             ),
@@ -175,40 +182,60 @@ def session_options(config: dict) -> drivers.SessionOptions:
     )
 
 
-def make_connector(app: Flask) -> Callable[[DeviceTarget], drivers.DriverSession]:
-    """What ``DeviceTarget.connect()`` calls, configured from the app's settings."""
-    config = app.config
-    options = session_options(config)
-    retries = config["ROOKERY_CONNECT_RETRIES"]
-    threshold = config["ROOKERY_CIRCUIT_FAILURES"]
-    cooldown = config["ROOKERY_CIRCUIT_COOLDOWN_SECONDS"]
+class Connector:
+    """What ``DeviceTarget.connect()`` calls, configured from the app's settings.
 
-    def connect(target: DeviceTarget) -> drivers.DriverSession:
+    One per run. A successful login is not counted on its own: it waits, per device,
+    for the statement that writes the device's result (``peek_login``, then
+    ``take_login`` once that committed); the runner counts whatever a unit leaves
+    behind with ``record_logins``. A
+    second credential succeeding for the same device (a job that connects again) is
+    counted at once, as refusals are.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        config = app.config
+        self.options = session_options(config)
+        self.retries = config["ROOKERY_CONNECT_RETRIES"]
+        self.threshold = config["ROOKERY_CIRCUIT_FAILURES"]
+        self.cooldown = config["ROOKERY_CIRCUIT_COOLDOWN_SECONDS"]
+        self._logins: dict[int, tuple[int, int]] = {}  # device id -> (credential id, count)
+        self._lock = threading.Lock()
+
+    def __call__(self, target: DeviceTarget) -> drivers.DriverSession:
         if not target.credentials:
             raise NoCredentials(f"{target.name}: no credential matches this device's tags.")
         streak = circuit_check(target.id)
         refused: list[str] = []
         for credential in target.credentials:
-            for attempt in range(retries + 1):
+            for attempt in range(self.retries + 1):
                 target.connect_attempts += 1
                 try:
-                    session = drivers.open_session(target, credential, options)
+                    session = drivers.open_session(target, credential, self.options)
                 except drivers.AuthenticationFailed:
                     credentials.record_use(credential.id, False)
                     refused.append(credential.name)
                     break
                 except drivers.ConnectionFailed as exc:
-                    if attempt < retries:
+                    if attempt < self.retries:
                         time.sleep(min(2.0**attempt, 5.0))
                         continue
                     circuit_record(
-                        target.id, False, str(exc), threshold=threshold, cooldown_seconds=cooldown
+                        target.id,
+                        False,
+                        str(exc),
+                        threshold=self.threshold,
+                        cooldown_seconds=self.cooldown,
                     )
                     raise
-                credentials.record_use(credential.id, True)
+                self._count_login(target.id, credential.id)
                 if streak:  # a clean record needs no write
                     circuit_record(
-                        target.id, True, None, threshold=threshold, cooldown_seconds=cooldown
+                        target.id,
+                        True,
+                        None,
+                        threshold=self.threshold,
+                        cooldown_seconds=self.cooldown,
                     )
                 target.used_credential = credential.name
                 return session
@@ -216,7 +243,36 @@ def make_connector(app: Flask) -> Callable[[DeviceTarget], drivers.DriverSession
             f"{target.name}: every credential was refused ({', '.join(refused)})."
         )
 
-    return connect
+    def _count_login(self, device_id: int, credential_id: int) -> None:
+        with self._lock:
+            pending = self._logins.get(device_id)
+            if pending is None or pending[0] == credential_id:
+                self._logins[device_id] = (credential_id, (pending or (0, 0))[1] + 1)
+                return
+        credentials.record_use(credential_id, True)
+
+    def peek_login(self, device_id: int) -> tuple[int, int] | None:
+        """The device's uncounted successful logins: (credential id, count), or None."""
+        with self._lock:
+            return self._logins.get(device_id)
+
+    def take_login(self, device_id: int) -> tuple[int, int] | None:
+        """As ``peek_login``, and forget them: the caller has counted them (or will)."""
+        with self._lock:
+            return self._logins.pop(device_id, None)
+
+
+def record_logins(login: tuple[int, int] | None) -> None:
+    """Count logins that ``take_login`` handed out but no result statement counted."""
+    if login is not None:
+        credential_id, count = login
+        for _ in range(count):
+            credentials.record_use(credential_id, True)
+
+
+def make_connector(app: Flask) -> Connector:
+    """What ``DeviceTarget.connect()`` calls, configured from the app's settings."""
+    return Connector(app)
 
 
 #: the device result status each driver error ends in

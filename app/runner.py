@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Boolean, Integer, bindparam, or_, select, text
+from sqlalchemy import Boolean, Integer, String, bindparam, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from app import audit, crypto, dependencies, dispatch, events, logs, registry, webhooks
@@ -786,8 +786,19 @@ def _device_unit(
                 return _device_work(run_id, attempt, job_type, config, target, eventlog, control)
             finally:
                 slots.release()
+                # A login no result statement counted (an interrupted unit, a failed
+                # write) is counted on its own.
+                dispatch.record_logins(_pending_login(target))
         finally:
             db.session.remove()
+
+
+def _pending_login(target: DeviceTarget, *, take: bool = True) -> tuple[int, int] | None:
+    """The device's successful login not counted yet (see dispatch.Connector)."""
+    connector = target.connector
+    if not isinstance(connector, dispatch.Connector):
+        return None
+    return connector.take_login(target.id) if take else connector.peek_login(target.id)
 
 
 def _device_work(
@@ -851,43 +862,96 @@ def _device_result(
     data: dict[str, Any] | None = None,
     output: str | None = None,
 ) -> str:
-    """Write the device's result and progress with the unit's writes, then commit."""
-    run = _lock_if_current(run_id, attempt)
-    if run is None:  # cancelled or timed out meanwhile: the unit's writes roll back
-        return "interrupted"
-    db.session.add(
-        DeviceResult(
-            run_id=run_id,
-            device_id=target.id,
-            device_name=target.name,
-            status=status,
-            message=message[:10000],
-            data=data,
-            output=output,
-            credential_name=target.used_credential,
-            connect_attempts=target.connect_attempts,
-            started_at=started,
-            finished_at=utcnow(),
-            duration_ms=int((time.monotonic() - clock) * 1000),
-        )
-    )
-    run.progress_done += 1
-    events.record(
-        db.session,
-        run,
-        events.PROGRESS,
-        f"{target.name}: {status}",
-        eventlog=eventlog,
-        data={
-            "device_id": target.id,
-            "device": target.name,
-            "status": status,
-            "done": run.progress_done,
-            "total": run.progress_total,
-        },
-    )
-    db.session.commit()
+    """Write the device's result and progress with the unit's writes, then commit.
+
+    One statement (see _DEVICE_RESULT_SQL), so the run's row lock, which every device
+    of the run takes in turn, is held for one round trip and the commit, not for a
+    locking read, three ORM writes and the commit. The device's successful login is
+    counted in it too (one transaction fewer per device).
+    """
+    now = utcnow()
+    login = _pending_login(target, take=False)
+    params = {
+        "run_id": run_id,
+        "attempt": attempt,
+        "device_id": target.id,
+        "device_name": target.name,
+        "status": status,
+        "message": message[:10000],
+        "data": data,
+        "output": output,
+        "credential_name": target.used_credential,
+        "connect_attempts": target.connect_attempts,
+        "started_at": started,
+        "finished_at": now,
+        "duration_ms": int((time.monotonic() - clock) * 1000),
+        "event_message": f"{target.name}: {status}",
+        "eventlog": events.enabled(eventlog),
+        "credential_id": login[0] if login else None,
+        "logins": login[1] if login else 0,
+    }
+    if db.session().in_transaction():  # the job module wrote (or read): commit with it
+        row = db.session.execute(_DEVICE_RESULT_SQL, params).first()
+        if row is None:  # cancelled or timed out meanwhile: the unit's writes roll back
+            db.session.rollback()
+            return "interrupted"  # _device_unit counts the login on its own
+        db.session.commit()
+    else:
+        # Nothing else to commit (config_backup): the statement is its own transaction,
+        # without a BEGIN and a COMMIT round trip around it.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.execute(_DEVICE_RESULT_SQL, params).first()
+        if row is None:
+            return "interrupted"
+    _pending_login(target)  # counted now
     return status
+
+
+#: A device's result, the run's progress, the ``job.progress`` event and the count of
+#: the device's successful login, in one round trip. The UPDATE takes the row lock
+#: SELECT ... FOR NO KEY UPDATE took and re-checks, once it holds it, that the run is
+#: still RUNNING this attempt; when it is not, the statement writes nothing and returns
+#: no row. The credential's row is locked after the run's (``c`` reads ``r``), always
+#: in that order, and one credential at most: no lock cycle with other devices.
+_DEVICE_RESULT_SQL = text(
+    f"""
+    WITH r AS (
+        UPDATE job_runs SET progress_done = progress_done + 1
+        WHERE id = :run_id AND status = 'RUNNING' AND attempt = :attempt
+        RETURNING id, job_id, status, progress_done, progress_total, signal_id
+    ), d AS (
+        INSERT INTO device_results (run_id, device_id, device_name, status, message, data,
+            output, credential_name, connect_attempts, started_at, finished_at, duration_ms)
+        SELECT r.id, :device_id, :device_name, :status, :message, :data, :output,
+            :credential_name, :connect_attempts, :started_at, :finished_at, :duration_ms
+        FROM r
+    ), e AS (
+        INSERT INTO events (at, type, status, message, run_id, job_id, data, signal_id)
+        SELECT :finished_at, '{events.PROGRESS}', r.status, :event_message, r.id, r.job_id,
+            jsonb_build_object('device_id', :device_id, 'device', :device_name,
+                'status', :status, 'done', r.progress_done, 'total', r.progress_total),
+            r.signal_id
+        FROM r WHERE :eventlog
+    ), c AS (
+        UPDATE credentials SET success_count = success_count + :logins, last_used_at = now()
+        WHERE id = :credential_id AND EXISTS (SELECT 1 FROM r)
+    )
+    SELECT progress_done FROM r
+    """
+).bindparams(
+    bindparam("attempt", type_=Integer),
+    bindparam("device_id", type_=Integer),
+    bindparam("device_name", type_=String),
+    bindparam("status", type_=String),
+    bindparam("data", type_=JSONB),
+    bindparam("connect_attempts", type_=Integer),
+    bindparam("started_at", type_=TZDateTime),
+    bindparam("finished_at", type_=TZDateTime),
+    bindparam("duration_ms", type_=Integer),
+    bindparam("eventlog", type_=Boolean),
+    bindparam("credential_id", type_=Integer),
+    bindparam("logins", type_=Integer),
+)
 
 
 # ------------------------------------------------------------------ interruption
