@@ -228,7 +228,7 @@ def web_command(host: str, port: int) -> None:
         logger.info("Web server stopped")
 
 
-@cli.command("worker")
+@cli.command("worker", with_appcontext=False)  # it builds a worker's app itself
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 512),

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
+import time
 from typing import Any
 
 import psycopg
@@ -24,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 30
 HEALTHY_LIFE_SECONDS = 60
+#: seconds between the worker's own full garbage collections
+GC_SECONDS = 5.0
 
 
 async def _database_answers() -> bool:
@@ -47,6 +51,12 @@ async def _one_life(options: dict[str, Any]) -> None:
 
 async def serve(**options: Any) -> int:
     """Run the worker until a signal; return the process exit code."""
+    # What start-up built (modules, the app, the job registry) lives as long as the
+    # process: out of the collector's sight, a full collection stays cheap and comes
+    # soon enough to return each run's garbage (SSH sessions, sessions' rows form
+    # cycles), instead of letting it pile up behind ~half a million old objects.
+    gc.freeze()
+    collector = asyncio.create_task(_collect_garbage())
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     current: dict[str, asyncio.Task[None] | None] = {"task": None}
@@ -93,5 +103,20 @@ async def serve(**options: Any) -> int:
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             if await _database_answers():
                 break
+    collector.cancel()
     logger.info("Worker stopped")
     return 0
+
+
+async def _collect_garbage() -> None:
+    """A full collection every few seconds: each run's cyclic garbage goes back soon.
+
+    Left to the interpreter's thresholds, a worker's peak memory crept up by a few MiB
+    per run over its first runs. With start-up frozen, a collection walks only what
+    the runs in flight built (a few ms under the GIL).
+    """
+    while True:
+        await asyncio.sleep(GC_SECONDS)
+        started = time.perf_counter()
+        found = gc.collect()
+        logger.debug("gc: %d unreachable in %.1f ms", found, 1000 * (time.perf_counter() - started))
