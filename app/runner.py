@@ -30,7 +30,8 @@ from types import MappingProxyType
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Boolean, Integer, String, bindparam, or_, select, text
+from psycopg.types.json import Jsonb
+from sqlalchemy import Boolean, Integer, bindparam, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from app import audit, crypto, dependencies, dispatch, events, logs, registry, webhooks
@@ -869,7 +870,6 @@ def _device_result(
     locking read, three ORM writes and the commit. The device's successful login is
     counted in it too (one transaction fewer per device).
     """
-    now = utcnow()
     login = _pending_login(target, take=False)
     params = {
         "run_id": run_id,
@@ -878,12 +878,12 @@ def _device_result(
         "device_name": target.name,
         "status": status,
         "message": message[:10000],
-        "data": data,
+        "data": Jsonb(data),
         "output": output,
         "credential_name": target.used_credential,
         "connect_attempts": target.connect_attempts,
         "started_at": started,
-        "finished_at": now,
+        "finished_at": utcnow(),
         "duration_ms": int((time.monotonic() - clock) * 1000),
         "event_message": f"{target.name}: {status}",
         "eventlog": events.enabled(eventlog),
@@ -891,67 +891,53 @@ def _device_result(
         "logins": login[1] if login else 0,
     }
     if db.session().in_transaction():  # the job module wrote (or read): commit with it
-        row = db.session.execute(_DEVICE_RESULT_SQL, params).first()
+        row = db.session.connection().exec_driver_sql(_DEVICE_RESULT_SQL, params).first()
         if row is None:  # cancelled or timed out meanwhile: the unit's writes roll back
             db.session.rollback()
             return "interrupted"  # _device_unit counts the login on its own
         db.session.commit()
-    else:
-        # Nothing else to commit (config_backup): the statement is its own transaction,
-        # without a BEGIN and a COMMIT round trip around it.
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            row = conn.execute(_DEVICE_RESULT_SQL, params).first()
-        if row is None:
-            return "interrupted"
+    elif dispatch.autocommit_row(_DEVICE_RESULT_SQL, params) is None:
+        # Nothing else to commit (config_backup): the statement is its own transaction.
+        return "interrupted"
     _pending_login(target)  # counted now
     return status
 
 
 #: A device's result, the run's progress, the ``job.progress`` event and the count of
-#: the device's successful login, in one round trip. The UPDATE takes the row lock
-#: SELECT ... FOR NO KEY UPDATE took and re-checks, once it holds it, that the run is
-#: still RUNNING this attempt; when it is not, the statement writes nothing and returns
-#: no row. The credential's row is locked after the run's (``c`` reads ``r``), always
-#: in that order, and one credential at most: no lock cycle with other devices.
-_DEVICE_RESULT_SQL = text(
-    f"""
+#: the device's successful login, in one round trip (psycopg's parameter style: it also
+#: runs straight on the driver's connection). The UPDATE takes the row lock SELECT ...
+#: FOR NO KEY UPDATE took and re-checks, once it holds it, that the run is still
+#: RUNNING this attempt; when it is not, the statement writes nothing and returns no
+#: row. The credential's row is locked after the run's (``c`` reads ``r``), always in
+#: that order, and one credential at most: no lock cycle with other devices.
+_DEVICE_RESULT_SQL = f"""
     WITH r AS (
         UPDATE job_runs SET progress_done = progress_done + 1
-        WHERE id = :run_id AND status = 'RUNNING' AND attempt = :attempt
+        WHERE id = %(run_id)s AND status = 'RUNNING' AND attempt = %(attempt)s
         RETURNING id, job_id, status, progress_done, progress_total, signal_id
     ), d AS (
         INSERT INTO device_results (run_id, device_id, device_name, status, message, data,
             output, credential_name, connect_attempts, started_at, finished_at, duration_ms)
-        SELECT r.id, :device_id, :device_name, :status, :message, :data, :output,
-            :credential_name, :connect_attempts, :started_at, :finished_at, :duration_ms
+        SELECT r.id, %(device_id)s, %(device_name)s, %(status)s, %(message)s, %(data)s,
+            %(output)s, %(credential_name)s, %(connect_attempts)s, %(started_at)s,
+            %(finished_at)s, %(duration_ms)s
         FROM r
     ), e AS (
         INSERT INTO events (at, type, status, message, run_id, job_id, data, signal_id)
-        SELECT :finished_at, '{events.PROGRESS}', r.status, :event_message, r.id, r.job_id,
-            jsonb_build_object('device_id', :device_id, 'device', :device_name,
-                'status', :status, 'done', r.progress_done, 'total', r.progress_total),
+        SELECT %(finished_at)s, '{events.PROGRESS}', r.status, %(event_message)s, r.id,
+            r.job_id,
+            jsonb_build_object('device_id', %(device_id)s::bigint,
+                'device', %(device_name)s::text, 'status', %(status)s::text,
+                'done', r.progress_done, 'total', r.progress_total),
             r.signal_id
-        FROM r WHERE :eventlog
+        FROM r WHERE %(eventlog)s
     ), c AS (
-        UPDATE credentials SET success_count = success_count + :logins, last_used_at = now()
-        WHERE id = :credential_id AND EXISTS (SELECT 1 FROM r)
+        UPDATE credentials SET success_count = success_count + %(logins)s,
+            last_used_at = now()
+        WHERE id = %(credential_id)s AND EXISTS (SELECT 1 FROM r)
     )
     SELECT progress_done FROM r
-    """
-).bindparams(
-    bindparam("attempt", type_=Integer),
-    bindparam("device_id", type_=Integer),
-    bindparam("device_name", type_=String),
-    bindparam("status", type_=String),
-    bindparam("data", type_=JSONB),
-    bindparam("connect_attempts", type_=Integer),
-    bindparam("started_at", type_=TZDateTime),
-    bindparam("finished_at", type_=TZDateTime),
-    bindparam("duration_ms", type_=Integer),
-    bindparam("eventlog", type_=Boolean),
-    bindparam("credential_id", type_=Integer),
-    bindparam("logins", type_=Integer),
-)
+"""
 
 
 # ------------------------------------------------------------------ interruption
