@@ -18,6 +18,7 @@ attempt, together with releasing (or cancelling) the runs that wait for it.
 from __future__ import annotations
 
 import logging
+import os
 import queue as queue_module
 import threading
 import time
@@ -232,6 +233,105 @@ class UnitPool:
             self._work.put(None)
 
 
+class _UnitThread:
+    """One reusable daemon thread of ``UnitThreads``: one unit at a time, then back idle."""
+
+    def __init__(self, pool: UnitThreads, name: str) -> None:
+        self._pool = pool
+        self._work: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
+        #: set by the supervisor when it gave up on this thread's unit (see abandon)
+        self.abandoned = False
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
+
+    def give(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._work.put((future, fn, args))
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                item = self._work.get(timeout=self._pool.idle_seconds)
+            except queue_module.Empty:
+                if self._pool._retire(self):
+                    return
+                continue  # handed work at the moment it timed out: it is on its way
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+            del item, future, fn, args  # hold nothing of the last unit while idle
+            if not self._pool._checkin(self):
+                return
+
+
+class UnitThreads:
+    """Reusable threads for global units, one pool per process (the worker's).
+
+    A thread per run cost 1-2 ms under load; these threads are kept idle between
+    runs instead. The guarantee of UnitPool is unchanged: a unit the supervisor gives
+    up on (cancelled, timed out, worker stopping) keeps its thread, which is marked
+    abandoned and never comes back to the pool (it ends when the unit ends, or with
+    the process: daemon threads); the next run gets another thread, so the worker's
+    slot is free at once. Idle threads end after ``idle_seconds``.
+    """
+
+    def __init__(self, name: str, idle_seconds: float = 60.0) -> None:
+        self.name = name
+        self.idle_seconds = idle_seconds
+        self._idle: list[_UnitThread] = []
+        self._lock = threading.Lock()
+        self._count = 0
+        # A forked child (gunicorn, multiprocessing) inherits the list, not the threads.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._idle = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> tuple[Future[Any], _UnitThread]:
+        """Run ``fn(*args)`` on an idle thread (or a new one); its future and thread."""
+        with self._lock:
+            unit_thread = self._idle.pop() if self._idle else None
+            self._count += 1
+            number = self._count
+        if unit_thread is None:
+            unit_thread = _UnitThread(self, f"{self.name}-{number}")
+        future: Future[Any] = Future()
+        unit_thread.give(future, fn, args)
+        return future, unit_thread
+
+    def abandon(self, unit_thread: _UnitThread) -> None:
+        """The supervisor gave up on this thread's unit: it must not serve another."""
+        with self._lock:
+            if unit_thread not in self._idle:  # else it finished meanwhile and is clean
+                unit_thread.abandoned = True
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def _checkin(self, unit_thread: _UnitThread) -> bool:
+        with self._lock:
+            if unit_thread.abandoned:
+                return False
+            self._idle.append(unit_thread)
+            return True
+
+    def _retire(self, unit_thread: _UnitThread) -> bool:
+        """Leave the pool after idling; False when it was just handed work."""
+        with self._lock:
+            if unit_thread in self._idle:
+                self._idle.remove(unit_thread)
+                return True
+            return False
+
+
+#: the worker process's threads for global units (see UnitThreads)
+GLOBAL_UNITS = UnitThreads("global-unit")
+
+
 def _cancel_requested(run_id: int) -> bool:
     value = db.session.execute(
         text("SELECT cancel_requested_at IS NOT NULL FROM job_runs WHERE id = :id"),
@@ -411,11 +511,13 @@ def _run_global(
     control: Control,
 ) -> Outcome | None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    pool = UnitPool(1, f"run{run_id}-global")
-    future = pool.submit(_global_unit, app, run_id, attempt, job_type, config, eventlog)
+    future, unit_thread = GLOBAL_UNITS.submit(
+        _global_unit, app, run_id, attempt, job_type, config, eventlog
+    )
     _supervise(control, [future])
-    pool.shutdown()
     if not future.done():
+        # Stopped while the unit runs: its thread stays with it and leaves the pool.
+        GLOBAL_UNITS.abandon(unit_thread)
         return _interrupt(run_id, attempt, control, eventlog, targets=[])
     try:
         return future.result()
