@@ -19,7 +19,7 @@ from procrastinate import jobs as procrastinate_jobs
 from psycopg.types.json import Jsonb
 from sqlalchemy import inspect, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import load_only, make_transient_to_detached
 
 from app import audit, crypto, dependencies, events, queue, registry
 from app.errors import Conflict, NotFound, ValidationError
@@ -626,6 +626,21 @@ def _resolve_for_run_now(job: Job | str) -> tuple[Job | None, registry.JobType]:
 MAX_PAGE = 500
 
 
+#: the columns a list of runs shows (``list_runs(brief=True)``)
+BRIEF_COLUMNS = (
+    "id",
+    "job_id",
+    "job_name",
+    "job_type",
+    "status",
+    "progress_done",
+    "progress_total",
+    "triggered_by",
+    "created_at",
+    "duration_ms",
+)
+
+
 def list_runs(
     *,
     status: str | list[str] | None = None,
@@ -635,6 +650,7 @@ def list_runs(
     until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 50,
+    brief: bool = False,
 ) -> tuple[list[JobRun], int | None]:
     """Runs newest first, filtered; keyset-paginated on the id (``before_id``).
 
@@ -643,6 +659,8 @@ def list_runs(
     """
     limit = max(1, min(int(limit), MAX_PAGE))
     query = select(JobRun).order_by(JobRun.id.desc()).limit(limit + 1)
+    if brief:  # what a list shows: not params, results, tracebacks
+        query = query.options(load_only(*(getattr(JobRun, name) for name in BRIEF_COLUMNS)))
     statuses = [status] if isinstance(status, str) else list(status or [])
     if statuses:
         valid = {s.value for s in RunStatus}

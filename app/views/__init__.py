@@ -33,6 +33,8 @@ def register(app: Flask) -> None:
         badge_html=common.badge,
         time_html=common.when,
         duration_html=common.duration,
+        run_row=common.run_row,
+        run_cells=common.run_cells,
     )
     for name in BLUEPRINTS:
         module = importlib.import_module(name)

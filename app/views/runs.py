@@ -60,6 +60,7 @@ def index() -> str | tuple[str, int]:
             until=day + timedelta(days=1) if day else None,
             before_id=before,
             limit=PAGE_SIZE,
+            brief=True,
         )
     except ValidationError as exc:
         errors = exc.fields
@@ -88,12 +89,16 @@ def index_stream() -> Response:
         abort(503, str(exc))
 
     def render(message: live.Message) -> list[tuple[str, str]]:
-        html = message.rendered("run-cells", lambda m: _html("runs/_run_cells.html", run=m.data))
+        html = message.rendered(
+            "run-cells", lambda m: _html("runs/_run_cells.html", run=_Row(m.data))
+        )
         pairs = [(f"run-{message.run_id}", html)]
         if message.data["status"] in ("PENDING", "QUEUED", "SCHEDULED", "WAITING") and (
             message.data["progress_done"] == 0
         ):
-            row = message.rendered("run-row", lambda m: _html("runs/_run_row.html", run=m.data))
+            row = message.rendered(
+                "run-row", lambda m: _html("runs/_run_row.html", run=_Row(m.data))
+            )
             pairs.append(("run-new", row))
         return pairs
 
