@@ -26,7 +26,7 @@ from flask_migrate.cli import db as db_group
 from procrastinate.exceptions import ConnectorException
 from sqlalchemy.exc import OperationalError
 
-from app import cli_inventory, cli_jobs, cli_output
+from app import cli_inventory, cli_jobs, cli_output, present
 from app.errors import RookeryError
 
 logger = logging.getLogger("app.cli")  # not __main__ under `python -m app.cli`
@@ -377,10 +377,10 @@ def _token_dict(token: Any) -> dict[str, Any]:
         "user": token.user.username,
         "name": token.name,
         "prefix": f"rk_{token.prefix}_",
-        "created_at": cli_output.iso(token.created_at),
-        "last_used_at": cli_output.iso(token.last_used_at),
-        "expires_at": cli_output.iso(token.expires_at),
-        "revoked_at": cli_output.iso(token.revoked_at),
+        "created_at": present.iso(token.created_at),
+        "last_used_at": present.iso(token.last_used_at),
+        "expires_at": present.iso(token.expires_at),
+        "revoked_at": present.iso(token.revoked_at),
     }
 
 

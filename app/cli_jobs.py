@@ -22,13 +22,12 @@ from flask.cli import AppGroup, with_appcontext
 from psycopg import sql
 from sqlalchemy import select
 
-from app import crypto, live
-from app.cli_output import duration, emit, fields, iso, json_option, table, when
+from app import crypto, live, present
+from app.cli_output import duration, emit, fields, json_option, table, when
 from app.errors import DatabaseUnavailable, NotFound, ValidationError
 from app.extensions import db
 from app.models import (
     Device,
-    DeviceResult,
     Event,
     Job,
     JobLog,
@@ -37,6 +36,7 @@ from app.models import (
     Schedule,
     utcnow,
 )
+from app.present import iso
 from app.services import jobs, runs, schedules
 from app.services import logs as log_service
 
@@ -115,76 +115,14 @@ def job_dict(job: Job) -> dict[str, Any]:
     }
 
 
-def run_dict(run: JobRun) -> dict[str, Any]:
-    """A run's summary, as ``run list --json`` shows it."""
-    return {
-        "id": run.id,
-        "job_id": run.job_id,
-        "job_name": run.job_name,
-        "job_type": run.job_type,
-        "status": run.status,
-        "attempt": run.attempt,
-        "max_attempts": run.max_attempts,
-        "progress": {"done": run.progress_done, "total": run.progress_total},
-        "priority": run.priority,
-        "triggered_by": run.triggered_by,
-        "created_at": iso(run.created_at),
-        "queued_at": iso(run.queued_at),
-        "scheduled_at": iso(run.scheduled_at),
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "duration_ms": run.duration_ms,
-        "message": run.message,
-        "error": run.error,
-    }
-
-
-def result_dict(result: DeviceResult) -> dict[str, Any]:
-    return {
-        "device": result.device_name,
-        "device_id": result.device_id,
-        "status": result.status,
-        "message": result.message,
-        "credential": result.credential_name,
-        "changed": result.changed,
-        "commit": result.commit_sha,
-        "connect_attempts": result.connect_attempts,
-        "started_at": iso(result.started_at),
-        "finished_at": iso(result.finished_at),
-        "duration_ms": result.duration_ms,
-    }
-
-
-def event_dict(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type,
-        "status": event.status,
-        "message": event.message,
-        "created_at": iso(event.at),
-        "actor": event.actor,
-        "result": event.result,
-        "exception": event.exception,
-        "data": event.data,
-        "pre_data": event.pre_data,
-        "post_data": event.post_data,
-        "signal_id": event.signal_id,
-    }
-
-
 def run_detail(run: JobRun, events: list[Event] | None = None) -> dict[str, Any]:
     """Everything ``run show --json`` prints: the run, its device results and events."""
     if events is None:
         events = runs.run_events(run.id)
     return {
-        **run_dict(run),
+        **present.run_detail(run, runs.device_results(run.id)),
         "params": crypto.redact_params(run.params or {}),
-        "result": run.result,
-        "worker": run.worker_name,
-        "relaunch_of": run.relaunch_of_id,
-        "signal_id": run.signal_id,
-        "results": [result_dict(r) for r in runs.device_results(run.id)],
-        "events": [event_dict(e) for e in events],
+        "events": [present.event(e) for e in events],
     }
 
 
@@ -360,7 +298,7 @@ def job_show(job: str, as_json: bool) -> None:
     found = find_job(job)
     data = job_dict(found)
     latest, _ = runs.list_runs(job_id=found.id, limit=5)
-    data["latest_runs"] = [run_dict(r) for r in latest]
+    data["latest_runs"] = [present.run(r) for r in latest]
     if as_json:
         emit(data, True, "")
         return
@@ -767,7 +705,7 @@ def run_list(
     )
     if more is not None:
         human += f"\n(more: --before {more})"
-    emit([run_dict(r) for r in rows], as_json, human)
+    emit([present.run(r) for r in rows], as_json, human)
 
 
 @click.command("show")
@@ -830,7 +768,7 @@ def run_cancel(run_id: int, as_json: bool) -> None:
         if run.status == RunStatus.RUNNING.value
         else f"Run #{run.id}: {run.status}."
     )
-    emit(run_dict(run), as_json, human)
+    emit(present.run(run), as_json, human)
 
 
 @click.command("relaunch")
@@ -841,7 +779,7 @@ def run_cancel(run_id: int, as_json: bool) -> None:
 def run_relaunch(run_id: int, failed_only: bool, as_json: bool) -> None:
     """Start a new run like a finished one (all its devices, or --failed-only)."""
     run = runs.relaunch_run(run_id, failed_only=failed_only, actor=ACTOR)
-    emit(run_dict(run), as_json, f"Relaunched run #{run_id} as run #{run.id}: {run.status}.")
+    emit(present.run(run), as_json, f"Relaunched run #{run_id} as run #{run.id}: {run.status}.")
 
 
 @click.command("logs")

@@ -43,10 +43,6 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def duration(ms: int | None) -> str:
     """12ms, 3.4s, 2m05s, 1h02m."""
     if ms is None:

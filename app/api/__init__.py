@@ -5,7 +5,7 @@ Each module adds its routes to the one blueprint ``bp`` (see ``app.api.base``):
 (devices, tags, credentials, imports, config history), ``admin`` (schedules,
 statistics, audit trail), ``webhooks``, ``stream`` (a run's live events as SSE).
 Views parse (pydantic, via spectree), call one service and serialise
-(``app.api.present``); errors are JSON (``app.errors_web``).
+(``app.present``); errors are JSON (``app.errors_web``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,8 @@ from typing import Any
 
 from flask import request
 
-from app import audit
+from app import audit, present
 from app.api import jobs as job_views
-from app.api import present
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.extensions import db

@@ -6,8 +6,7 @@ import logging
 
 from flask import Response, current_app, request
 
-from app import config_store
-from app.api import present
+from app import config_store, present
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.errors import NotFound, ValidationError

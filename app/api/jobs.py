@@ -9,8 +9,7 @@ from typing import Any
 from flask import current_app, request
 from sqlalchemy import select
 
-from app import registry
-from app.api import present
+from app import present, registry
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.errors import Conflict, ValidationError

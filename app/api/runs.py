@@ -6,7 +6,7 @@ import logging
 
 from flask import request
 
-from app.api import present
+from app import present
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.models import Role

@@ -1,4 +1,6 @@
-"""Rows as the API shows them: plain JSON-able dicts, secrets redacted or left out."""
+"""Rows as the JSON API and the CLI's ``--json`` show them: plain JSON-able dicts, secrets
+redacted or left out. (Outside ``app.api``, so the CLI need not import the API's stack.)
+"""
 
 from __future__ import annotations
 
