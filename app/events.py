@@ -48,15 +48,16 @@ def record(
     data: dict[str, Any] | None = None,
     pre_data: dict[str, Any] | None = None,
     post_data: dict[str, Any] | None = None,
+    status: str | None = None,
 ) -> Event | None:
-    """Add the event for ``run``'s current status to ``session`` (no commit)."""
+    """Add the event for ``run``'s current status (or ``status``) to ``session`` (no commit)."""
     if type_ not in TYPES:
         raise ValueError(f"unknown event type {type_!r}")
     if not enabled(eventlog):
         return None
     event = Event(
         type=type_,
-        status=run.status,
+        status=status or run.status,
         message=message,
         run_id=run.id,
         job_id=run.job_id,

@@ -155,13 +155,19 @@ def _start_run(
     max_attempts, delay, cap = retry_policy(job)
     now = utcnow()
     later = schedule_at is not None and schedule_at > now + timedelta(seconds=1)
+    pending = [d for d in waits_for if d.status != RunStatus.COMPLETED_SUCCESS.value]
+    status = RunStatus.SCHEDULED if later else RunStatus.QUEUED
+    if pending:
+        status = RunStatus.WAITING
+    # Inserted with the status it is committed with: PENDING is never seen outside,
+    # not even in the insert's notification.
     run = JobRun(
         job_id=job.id,
         job_name=job.name,
         job_type=job.job_type,
         params=dict(job.params or {}),
         device_ids=device_ids,
-        status=RunStatus.PENDING.value,
+        status=status.value,
         priority=job.priority,
         attempt=1,
         max_attempts=max_attempts,
@@ -173,6 +179,8 @@ def _start_run(
         signal_id=signal_id,
         relaunch_of_id=relaunch_of,
         depends_on=waits_for,
+        queued_at=None if pending else now,
+        scheduled_at=schedule_at if later and not pending else None,
     )
     db.session.add(run)
     db.session.flush()
@@ -191,10 +199,9 @@ def _start_run(
         f"run of {job.name} created",
         actor=_actor_name(actor),
         pre_data=pre_data,
+        status=RunStatus.PENDING.value,
     )
-    pending = [d for d in waits_for if d.status != RunStatus.COMPLETED_SUCCESS.value]
     if pending:
-        run.status = RunStatus.WAITING.value
         events.record(
             db.session,
             run,
@@ -204,10 +211,8 @@ def _start_run(
             data={"depends_on_runs": [d.id for d in waits_for]},
         )
     else:
+        # Sets only the queue's id: the run's notification trigger stays quiet.
         run.procrastinate_job_id = _defer(run, job, schedule_at if later else None)
-        run.status = (RunStatus.SCHEDULED if later else RunStatus.QUEUED).value
-        run.queued_at = now
-        run.scheduled_at = schedule_at if later else None
         events.record(
             db.session,
             run,
@@ -251,8 +256,8 @@ def _start_run_direct(
 
     The first statement (``_DIRECT_SQL``) draws the run's id, defers procrastinate's
     job with it through procrastinate's own SQL function (what ``defer_in_transaction``
-    runs), and inserts the run — PENDING, as the ORM path does, so the first
-    notification still says PENDING — with its ``job.created`` and ``job.queued``
+    runs), and inserts the run with its final status (QUEUED or SCHEDULED: PENDING is
+    never seen outside) with its ``job.created`` and ``job.queued``
     events and the audit entry. The second moves it to QUEUED/SCHEDULED. Same rows,
     same notifications, same transaction as the ORM path; 2 statements instead of 7,
     sent on the session's psycopg connection (the SQLAlchemy layer cost more than the
@@ -279,7 +284,7 @@ def _start_run_direct(
         "job_type": job.job_type,
         "params": params,
         "device_ids": device_ids,
-        "status": RunStatus.PENDING.value,
+        "status": status.value,
         "priority": job.priority,
         "attempt": 1,
         "max_attempts": max_attempts,
@@ -323,14 +328,14 @@ def _start_run_direct(
     )
     connection = db.session.connection().connection.driver_connection
     if not job.no_overlap:
-        row = _run_direct(connection, arguments, status)
+        row = _run_direct(connection, arguments)
     else:
         # A queueing lock refuses a second queued run of this job even when two starts
         # race past the check above; the savepoint keeps that refusal from breaking the
         # transaction.
         try:
             with db.session.begin_nested():
-                row = _run_direct(connection, arguments, status)
+                row = _run_direct(connection, arguments)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != QUEUEING_LOCK_CONSTRAINT:
                 raise
@@ -341,20 +346,15 @@ def _start_run_direct(
         return None
     # The run as the session would hold it after a flush, without reading it back.
     run = JobRun(**values, id=row[0], procrastinate_job_id=row[1])
-    run.status = status.value
     make_transient_to_detached(run)
     db.session.add(run)
     return run
 
 
-def _run_direct(connection: Any, arguments: dict[str, Any], status: RunStatus) -> Any:
+def _run_direct(connection: Any, arguments: dict[str, Any]) -> Any:
     """(run id, procrastinate job id) of the run ``_DIRECT_SQL`` wrote, or None."""
     with connection.cursor() as cursor:
-        row = cursor.execute(_DIRECT_SQL, arguments).fetchone()
-        if row is not None:
-            # Its own statement, so the run's trigger announces PENDING, then this.
-            cursor.execute("UPDATE job_runs SET status = %s WHERE id = %s", (status.value, row[0]))
-    return row
+        return cursor.execute(_DIRECT_SQL, arguments).fetchone()
 
 
 #: procrastinate's unique index behind a queueing lock (procrastinate/manager.py)

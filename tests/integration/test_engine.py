@@ -327,7 +327,9 @@ def test_logs_events_and_status_are_announced(ctx, database_url):
     statuses = [
         n["status"] for p in by_channel["rookery_run"] if (n := json.loads(p))["run_id"] == run.id
     ]
-    assert statuses[0] == "PENDING" and statuses[-1] == "COMPLETED_SUCCESS"
+    # PENDING is never seen outside: the insert is announced with the committed status.
+    assert statuses[0] == "QUEUED" and statuses[-1] == "COMPLETED_SUCCESS"
+    assert "PENDING" not in statuses
     assert "RUNNING" in statuses
 
 
