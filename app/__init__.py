@@ -12,7 +12,7 @@ from flask import Flask
 
 from app import config as settings
 from app import database
-from app.extensions import csrf, db, login_manager, migrate
+from app.extensions import db
 
 __all__ = ["create_app", "migrations_dir"]
 
@@ -47,9 +47,11 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
     """Build the Flask app from the environment; ``config`` overrides (tests).
 
     ``web=False`` builds a worker's app: settings, database, queue and job registry,
-    without the pages, the JSON API, login and CSRF. A worker never serves a request,
-    and the web side's imports (the API's pydantic models and spectree, the views and
-    their forms) would cost every worker process about 15 MiB for nothing.
+    without the pages, the JSON API, login, CSRF and Flask-Migrate. A worker never
+    serves a request nor migrates (it checks the schema with
+    ``database.schema_state``, which reads the revisions without alembic), and those
+    imports (the API's pydantic models and spectree, the views and their forms,
+    alembic) would cost every worker process about 25 MiB for nothing.
     """
     overrides = dict(config or {})
     values = settings.read_settings(os.environ, overrides)
@@ -78,14 +80,15 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
     app.config.update({k: v for k, v in overrides.items() if k not in settings.SETTINGS_BY_ENV})
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(migrations_dir()), compare_type=True)
 
     from app import queue, registry
 
     registry.init_app(app)
     if web:
         from app import auth, errors_web, views
+        from app.extensions import csrf, login_manager, migrate
 
+        migrate.init_app(app, db, directory=str(migrations_dir()), compare_type=True)
         csrf.init_app(app)
         login_manager.init_app(app)
         auth.init_app(app)

@@ -22,7 +22,6 @@ import click
 from click.core import ParameterSource
 from flask import current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
-from flask_migrate.cli import db as db_group
 from procrastinate.exceptions import ConnectorException
 from sqlalchemy.exc import OperationalError
 
@@ -39,7 +38,22 @@ def _make_app():
 
 
 class RookeryGroup(FlaskGroup):
-    """FlaskGroup whose commands turn Rookery's errors into one ``Error: ...`` line."""
+    """FlaskGroup whose commands turn Rookery's errors into one ``Error: ...`` line.
+
+    ``rookery db`` is Flask-Migrate's group, imported only when it is asked for: it
+    imports alembic (about 10 MiB with Mako and Pygments), which every other command,
+    a worker included, would pay for nothing.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "db"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "db":
+            from flask_migrate.cli import db
+
+            return db
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -70,9 +84,6 @@ class RookeryGroup(FlaskGroup):
 )
 def cli() -> None:
     """Rookery: network-automation jobs (config backups into git, reachability, commands)."""
-
-
-cli.add_command(db_group)
 
 
 def _emit(data: Any, as_json: bool, human: str) -> None:
@@ -258,7 +269,7 @@ def _serve_worker(concurrency: int | None, name: str | None) -> None:
     from app import database, worker_runner
     from app.extensions import db
 
-    state = database.migration_state(db.engine)
+    state = database.schema_state(db.engine)  # not migration_state: no alembic in a worker
     if not state["up_to_date"]:
         raise click.ClickException(
             f"The database schema is at {state['current'] or 'nothing'}, not "

@@ -125,3 +125,51 @@ def migration_state(engine: sa.Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         current = sorted(MigrationContext.configure(conn).get_current_heads())
     return {"current": current, "heads": heads, "up_to_date": current == heads}
+
+
+def revision_heads(versions: Path) -> list[str]:
+    """The head revisions of the Alembic scripts in ``versions``, without importing alembic.
+
+    Each script names itself (``revision = "..."``) and its parent(s)
+    (``down_revision = "..."``, a tuple for a merge, None for the first); a head is a
+    revision no other script names as its parent. The assignments are read with
+    ``ast`` (the scripts are not run), so this costs a worker nothing it has not
+    imported already.
+    """
+    import ast
+
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted(versions.glob("*.py")):
+        names: dict[str, Any] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in {"revision", "down_revision"}:
+                names[target.id] = ast.literal_eval(value)
+        if not isinstance(names.get("revision"), str):
+            continue  # not a revision script
+        revisions.add(names["revision"])
+        down = names.get("down_revision")
+        parents.update([down] if isinstance(down, str) else down or ())
+    return sorted(revisions - parents)
+
+
+def schema_state(engine: sa.Engine) -> dict[str, Any]:
+    """``migration_state``'s answer without alembic (its import costs a worker ~10 MiB).
+
+    The heads come from the migration scripts (``revision_heads``), the current
+    revisions from the ``alembic_version`` table (none when it does not exist yet).
+    """
+    from app import migrations_dir
+
+    heads = revision_heads(migrations_dir() / "versions")
+    with engine.connect() as conn:
+        exists = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar()
+        rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version") if exists else []
+        current = sorted(row[0] for row in rows)
+    return {"current": current, "heads": heads, "up_to_date": current == heads}

@@ -137,3 +137,34 @@ def test_db_upgrade_is_idempotent(runner, app):
     with app.app_context():
         state = database.migration_state(db.engine)
     assert state["up_to_date"] and state["current"] == state["heads"]
+
+
+def test_schema_state_agrees_with_alembic(app):
+    """The worker's alembic-free check answers as alembic does: up to date, behind, empty."""
+    from sqlalchemy import text
+
+    from app import database
+
+    with app.app_context():
+        assert database.schema_state(db.engine) == database.migration_state(db.engine)
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0001_procrastinate'"))
+        behind = database.schema_state(db.engine)
+        assert behind == database.migration_state(db.engine)
+        assert behind["current"] == ["0001_procrastinate"] and not behind["up_to_date"]
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE alembic_version"))
+        empty = database.schema_state(db.engine)
+        assert empty == database.migration_state(db.engine)
+        assert empty["current"] == [] and not empty["up_to_date"]
+
+
+def test_worker_refuses_a_schema_that_is_behind(runner, app):
+    from sqlalchemy import text
+
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001_procrastinate'"))
+    result = invoke(runner, "worker")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: The database schema is at ['0001_procrastinate'], not")
+    assert "run `rookery db upgrade` first." in result.output
