@@ -198,6 +198,10 @@ def test_exception_rolls_back_the_unit_and_retries_with_growing_delays(ctx):
     assert queue_rows(run.id)[0][0] == "failed"
     runner_errors = db.session.scalars(select(JobLog).where(JobLog.log_type == "runner")).all()
     assert [r.meta["error_type"] for r in runner_errors] == ["UNEXPECTED"] * 3
+    # The job's own line of each attempt was committed on its own: the rollback kept it.
+    lines = db.session.scalars(select(JobLog).where(JobLog.log_type == "job")).all()
+    assert [(r.message, r.run_id, r.job_id) for r in lines] == [("writing", run.id, job.id)] * 3
+    assert lines[0].meta == {"tag": "written", "password": "***"}
 
 
 def test_unregistered_job_type_fails_unexpected_without_retry(ctx):
