@@ -16,7 +16,6 @@ from typing import IO, Any
 
 import click
 import psycopg
-import yaml
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from psycopg import sql
@@ -368,6 +367,8 @@ _SCHEDULE_KEYS = {
 
 def read_spec(stream: IO[str]) -> dict[str, Any]:
     """A job file (YAML or JSON: JSON is YAML) as a mapping; a clear error otherwise."""
+    import yaml  # here, not at the top: `rookery worker` imports this module
+
     label = getattr(stream, "name", "the file")
     try:
         spec = yaml.safe_load(stream.read())

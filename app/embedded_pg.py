@@ -23,7 +23,6 @@ import threading
 import warnings
 from pathlib import Path
 
-import psutil
 import psycopg
 from psycopg import sql
 
@@ -55,6 +54,8 @@ def prune_dead_holders(pgdata: Path) -> list[int]:
         pids = json.loads(handle_file.read_text() or "[]")
     except (OSError, ValueError):
         pids = []
+    import psutil  # here: a worker on DATABASE_URL imports this module, never calls this
+
     alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
     dead = [pid for pid in pids if pid not in alive]
     if dead:

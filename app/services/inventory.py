@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from flask import current_app
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -880,6 +879,8 @@ def _yaml_entries(text: str | bytes | None, filename: str) -> list[tuple[int, st
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise _FileError(1, f"{filename} is not UTF-8 text.") from None
+    import yaml  # here, not at the top: a worker imports this module, never YAML
+
     try:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:  # a control character: refused before parsing
@@ -1087,6 +1088,8 @@ def export_nornir() -> dict[str, str]:
 
 
 def _dump(value: Any) -> str:
+    import yaml
+
     return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
