@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,7 @@ def engine_options() -> dict[str, Any]:
     return {"pool_pre_ping": False, "pool_recycle": 1800, "pool_size": 10, "max_overflow": 20}
 
 
-def connection_is_alive(connection: psycopg.Connection) -> bool:
+def connection_is_alive(connection: psycopg.Connection | psycopg.AsyncConnection) -> bool:
     """False when an idle connection is known dead, without a round trip to the server.
 
     An idle connection has nothing to read. When the server ends it (a restart,
@@ -111,6 +113,18 @@ def drop_dead_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> No
 
 
 sa.event.listen(Pool, "checkout", drop_dead_connection)
+
+
+@contextmanager
+def autocommit(engine: sa.Engine) -> Iterator[psycopg.Connection]:
+    """A pooled psycopg connection in autocommit mode, for self-contained statements.
+
+    One statement is one transaction: no BEGIN and no COMMIT round trips. Only for
+    statements that must not join a caller's transaction (the runner's status steps).
+    """
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection.connection.driver_connection
 
 
 def migration_state(engine: sa.Engine) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import procrastinate
+import psycopg
+import psycopg_pool
 from flask import Flask
 from procrastinate import JobContext
 
@@ -139,8 +141,28 @@ async def _announce(worker: Any, concurrency: int) -> None:
         logger.warning("Could not record this worker's details: %s", exc)
 
 
+async def _check_alive(connection: Any) -> None:
+    """The worker pool's check of a connection it hands out: no round trip.
+
+    procrastinate's default check runs a query on every checkout (two per job: the
+    fetch and the status update). ``connection_is_alive`` notices a connection the
+    server ended from its socket alone; the pool then discards it and takes another.
+    """
+    from app.database import connection_is_alive
+
+    if not connection_is_alive(connection):
+        raise psycopg.OperationalError("the server closed this connection")
+
+
+def _worker_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
+    kwargs["check"] = _check_alive
+    return psycopg_pool.AsyncConnectionPool(**kwargs)
+
+
 queue_app = RookeryQueue(
-    connector=procrastinate.PsycopgConnector(conninfo=conninfo, max_size=20),
+    connector=procrastinate.PsycopgConnector(
+        conninfo=conninfo, max_size=20, pool_factory=_worker_pool
+    ),
     import_paths=["app.queue", "app.tasks", "app.scheduler", "app.retention", "app.webhooks"],
     worker_defaults={
         "task_middleware": [run_in_app_context],

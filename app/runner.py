@@ -31,11 +31,12 @@ from types import MappingProxyType
 from typing import Any
 
 from flask import Flask, current_app
+from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import Boolean, Integer, bindparam, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from app import audit, crypto, dependencies, dispatch, events, logs, registry, webhooks
+from app import audit, crypto, database, dependencies, dispatch, events, logs, registry, webhooks
 from app.errors import RookeryError
 from app.extensions import db
 from app.job_api import DeviceTarget, NotRetryable
@@ -383,23 +384,26 @@ def execute(
 def _begin(run_id: int, attempt: int, worker_name: str | None, eventlog: bool) -> Any:
     """Mark the run RUNNING with its ``job.started`` event (committed); return its row.
 
-    One statement: the UPDATE takes the same row lock as SELECT ... FOR NO KEY UPDATE
-    and re-checks the status once it holds it, and the event is inserted from the
-    updated row in a CTE. None when the run is gone or already ended.
+    One statement, in autocommit (it is its own transaction: one round trip): the
+    UPDATE takes the same row lock as SELECT ... FOR NO KEY UPDATE and re-checks the
+    status once it holds it, and the event is inserted from the updated row in a CTE.
+    None when the run is gone or already ended.
     """
     now = utcnow()
-    row = db.session.execute(
-        _BEGIN_SQL,
-        {
-            "run_id": run_id,
-            "attempt": attempt,
-            "now": now,
-            "worker": worker_name,
-            "on_worker": f" on {worker_name}" if worker_name else "",
-            "data": {"attempt": attempt, "worker": worker_name},
-            "eventlog": events.enabled(eventlog),
-        },
-    ).one_or_none()
+    with database.autocommit(db.engine) as connection:
+        cursor = connection.cursor(row_factory=namedtuple_row)
+        row = cursor.execute(
+            _BEGIN_SQL,
+            {
+                "run_id": run_id,
+                "attempt": attempt,
+                "now": now,
+                "worker": worker_name,
+                "on_worker": f" on {worker_name}" if worker_name else "",
+                "data": Jsonb({"attempt": attempt, "worker": worker_name}),
+                "eventlog": events.enabled(eventlog),
+            },
+        ).fetchone()
     if row is None:
         status = db.session.scalar(select(JobRun.status).where(JobRun.id == run_id))
         if status is None:
@@ -408,38 +412,31 @@ def _begin(run_id: int, attempt: int, worker_name: str | None, eventlog: bool) -
             logger.info("Run %s is already %s; nothing to do", run_id, status)
         db.session.rollback()
         return None
-    db.session.commit()
     return row
 
 
 _ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES, key=lambda s: s.value))
 
-#: RUNNING and its event in one round trip (was: SELECT FOR UPDATE, INSERT, UPDATE).
-_BEGIN_SQL = text(
-    f"""
+#: RUNNING and its event in one round trip (was: BEGIN, SELECT FOR UPDATE, INSERT,
+#: UPDATE, COMMIT).
+_BEGIN_SQL = f"""
     WITH r AS (
-        UPDATE job_runs SET status = 'RUNNING', attempt = :attempt,
-            max_attempts = greatest(max_attempts, :attempt),
-            started_at = coalesce(started_at, :now), scheduled_at = NULL,
-            worker_name = :worker, progress_done = 0
-        WHERE id = :run_id AND status IN ({_ACTIVE_SQL})
+        UPDATE job_runs SET status = 'RUNNING', attempt = %(attempt)s,
+            max_attempts = greatest(max_attempts, %(attempt)s),
+            started_at = coalesce(started_at, %(now)s), scheduled_at = NULL,
+            worker_name = %(worker)s, progress_done = 0
+        WHERE id = %(run_id)s AND status IN ({_ACTIVE_SQL})
         RETURNING id, job_id, job_name, job_type, params, attempt, max_attempts,
             timeout_seconds, signal_id
     ), e AS (
         INSERT INTO events (at, type, status, message, run_id, job_id, data, signal_id)
-        SELECT :now, '{events.STARTED}', 'RUNNING',
-            'attempt ' || :attempt || ' of ' || r.max_attempts || :on_worker,
-            r.id, r.job_id, :data, r.signal_id
-        FROM r WHERE :eventlog
+        SELECT %(now)s, '{events.STARTED}', 'RUNNING',
+            'attempt ' || %(attempt)s::integer || ' of ' || r.max_attempts || %(on_worker)s,
+            r.id, r.job_id, %(data)s, r.signal_id
+        FROM r WHERE %(eventlog)s
     )
     SELECT * FROM r
     """
-).bindparams(
-    bindparam("now", type_=TZDateTime),
-    bindparam("data", type_=JSONB),
-    bindparam("attempt", type_=Integer),
-    bindparam("eventlog", type_=Boolean),
-)
 
 
 def _lock_run(run_id: int) -> JobRun | None:
@@ -576,21 +573,37 @@ def _finish_global(
     """
     db.session.flush()  # the unit's own pending ORM writes go first, as before
     values = result.to_dict()
-    row = db.session.execute(
-        _FINISH_GLOBAL_SQL,
-        {
-            "run_id": run_id,
-            "attempt": attempt,
-            "now": utcnow(),
-            "status": status.value,
-            "message": result.message,
-            "result": values,
-            "event_message": result.message or status.value,
-            "pre_data": result.pre_data,
-            "post_data": result.post_data if result.post_data is not None else result.data,
-            "eventlog": events.enabled(eventlog),
-        },
-    ).one_or_none()
+    arguments = {
+        "run_id": run_id,
+        "attempt": attempt,
+        "now": utcnow(),
+        "status": status.value,
+        "message": result.message,
+        "result": values,
+        "event_message": result.message or status.value,
+        "pre_data": result.pre_data,
+        "post_data": result.post_data if result.post_data is not None else result.data,
+        "eventlog": events.enabled(eventlog),
+    }
+    if not db.session().in_transaction() and not webhooks.events_for_outcome(status.value, values):
+        # The unit wrote nothing and no webhook is due: the ending is one statement,
+        # its own transaction (one round trip instead of BEGIN, statement, COMMIT).
+        # It does nothing when some run waits for this one: the transaction below
+        # releases them with the ending.
+        with database.autocommit(db.engine) as connection:
+            alone = connection.execute(
+                _FINISH_GLOBAL_ALONE_SQL,
+                {
+                    key: Jsonb(value) if key in _JSON_ARGUMENTS and value is not None else value
+                    for key, value in arguments.items()
+                },
+            ).fetchone()
+        ended, waiting = alone
+        if ended:
+            return True
+        if not waiting:
+            return False  # no longer RUNNING this attempt
+    row = db.session.execute(_FINISH_GLOBAL_SQL, arguments).one_or_none()
     if row is None:
         return False
     if row.waiting or (row.job_id is not None and webhooks.events_for(row)):
@@ -600,6 +613,12 @@ def _finish_global(
         dependencies.release_dependants(db.session, run)
     return True
 
+
+#: Runs waiting for the run {run} (a SQL expression).
+_WAITING_DEPENDANTS_SQL = (
+    "SELECT 1 FROM run_dependencies d JOIN job_runs w ON w.id = d.run_id "
+    "WHERE d.depends_on_run_id = {run} AND w.status = '" + RunStatus.WAITING.value + "'"
+)
 
 #: A global run's ending in one round trip (was: SELECT FOR UPDATE, SELECT of the
 #: waiting dependants, INSERT event, UPDATE run).
@@ -621,10 +640,8 @@ _FINISH_GLOBAL_SQL = text(
             :result, :pre_data, :post_data, r.signal_id
         FROM r WHERE :eventlog
     )
-    SELECT r.id, r.job_id, r.status, r.result, EXISTS (
-        SELECT 1 FROM run_dependencies d JOIN job_runs w ON w.id = d.run_id
-        WHERE d.depends_on_run_id = r.id AND w.status = '{RunStatus.WAITING.value}'
-    ) AS waiting
+    SELECT r.id, r.job_id, r.status, r.result,
+        EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="r.id")}) AS waiting
     FROM r
     """
 ).bindparams(
@@ -635,6 +652,34 @@ _FINISH_GLOBAL_SQL = text(
     bindparam("attempt", type_=Integer),
     bindparam("eventlog", type_=Boolean),
 )
+
+
+_JSON_ARGUMENTS = frozenset({"result", "pre_data", "post_data"})
+
+#: The ending of a global run that wrote nothing, in autocommit. The UPDATE only
+#: matches while the run is RUNNING this attempt and no run waits for it; the final
+#: SELECT says which (one snapshot for both, so the answer is consistent).
+_FINISH_GLOBAL_ALONE_SQL = f"""
+    WITH r AS (
+        UPDATE job_runs SET status = %(status)s, message = %(message)s,
+            result = %(result)s::jsonb, finished_at = %(now)s,
+            duration_ms = CASE WHEN started_at IS NULL THEN duration_ms
+                ELSE floor(extract(epoch FROM (%(now)s - started_at)) * 1000)::integer END,
+            progress_total = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END,
+            progress_done = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END
+        WHERE id = %(run_id)s AND status = 'RUNNING' AND attempt = %(attempt)s
+            AND NOT EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="%(run_id)s")})
+        RETURNING id, job_id, status, signal_id
+    ), e AS (
+        INSERT INTO events (at, type, status, message, run_id, job_id, result, pre_data,
+            post_data, signal_id)
+        SELECT %(now)s, '{events.COMPLETED}', r.status, %(event_message)s, r.id, r.job_id,
+            %(result)s::jsonb, %(pre_data)s::jsonb, %(post_data)s::jsonb, r.signal_id
+        FROM r WHERE %(eventlog)s
+    )
+    SELECT EXISTS (SELECT 1 FROM r),
+        EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="%(run_id)s")})
+    """
 
 
 # ---------------------------------------------------------------------- devices

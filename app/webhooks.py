@@ -75,14 +75,19 @@ class DeliveryFailed(RookeryError):
 
 def events_for(run: JobRun) -> list[str]:
     """The webhook events a run's final status and result stand for."""
+    return events_for_outcome(run.status, run.result)
+
+
+def events_for_outcome(status: str, result: dict[str, Any] | None) -> list[str]:
+    """The webhook events a final ``status`` with ``result`` stands for."""
     found: list[str] = []
-    status = RunStatus(run.status)
-    if status is RunStatus.TIMEOUT:
+    ended = RunStatus(status)
+    if ended is RunStatus.TIMEOUT:
         found.append(TIMEOUT)
-    elif status.is_failure:
+    elif ended.is_failure:
         found.append(FAILURE)
-    result = run.result or {}
-    if result.get("commit") and result.get("changed"):
+    values = result or {}
+    if values.get("commit") and values.get("changed"):
         found.append(CONFIG_CHANGED)
     return found
 
