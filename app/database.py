@@ -119,12 +119,22 @@ sa.event.listen(Pool, "checkout", drop_dead_connection)
 def autocommit(engine: sa.Engine) -> Iterator[psycopg.Connection]:
     """A pooled psycopg connection in autocommit mode, for self-contained statements.
 
-    One statement is one transaction: no BEGIN and no COMMIT round trips. Only for
-    statements that must not join a caller's transaction (the runner's status steps).
+    One statement is one transaction: no BEGIN and no COMMIT (or ROLLBACK) round
+    trips, and none of SQLAlchemy's per-call work. Only for statements that must not
+    join a caller's transaction (the runner's status steps, a device's bookkeeping,
+    log lines). The pool gets the connection back in its usual state.
     """
-    with engine.connect() as connection:
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection.connection.driver_connection
+    pooled = engine.raw_connection()
+    connection = pooled.driver_connection
+    try:
+        connection.autocommit = True
+        yield connection
+    finally:
+        try:
+            connection.autocommit = False
+        except psycopg.Error:  # the connection broke: the pool drops it
+            pooled.invalidate()
+        pooled.close()
 
 
 def migration_state(engine: sa.Engine) -> dict[str, Any]:
