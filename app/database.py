@@ -107,7 +107,9 @@ def connection_is_alive(connection: psycopg.Connection | psycopg.AsyncConnection
 
 def drop_dead_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Pool checkout listener: a dead connection is discarded, the pool tries another."""
-    if not connection_is_alive(dbapi_connection):
+    if isinstance(dbapi_connection, psycopg.Connection) and not connection_is_alive(
+        dbapi_connection
+    ):
         logger.info("Dropping a dead database connection from the pool")
         raise DisconnectionError("the server closed this connection")
 
