@@ -16,23 +16,31 @@ updates refs atomically, so a reader sees the state before or after a commit.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import hashlib
 import logging
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from git import Repo
 from git.exc import GitCommandError, GitError
+from git.objects import Commit, Tree
+from git.refs import SymbolicReference
+from gitdb import OStream
+from gitdb.exc import ODBError
+from gitdb.pack import PackEntity
 from sqlalchemy import text
 
 from app.errors import RookeryError
@@ -71,6 +79,11 @@ SUBJECT_NAMES = 10
 OPEN_ATTEMPTS = 5
 #: an index.lock older than this was left by a process that died mid-commit
 STALE_LOCK_SECONDS = 300
+#: the file a commit keeps in .git while it moves the branch, the files and the index
+COMMIT_MARKER = "rookery-commit"
+#: ``git gc --auto`` after this many commits of a store object (git commit runs it after
+#: every commit; plumbing does not, and loose objects would pile up)
+GC_EVERY = 50
 #: what a secret is replaced by
 REMOVED = "<removed>"
 
@@ -366,7 +379,7 @@ def _without_credentials(value: str) -> str:
     return _CREDENTIALS.sub("", value)
 
 
-def _reason(exc: GitError) -> str:
+def _reason(exc: GitError | ODBError) -> str:
     """The one line of git's complaint a person needs ("fatal: ..." without the prefix)."""
     if not isinstance(exc, GitCommandError):
         return str(exc) or type(exc).__name__
@@ -393,6 +406,15 @@ class GitConfigStore:
         with self._errors("rev-parse"):
             object_format = self._git("rev-parse", "--show-object-format").strip()
         self._hash = hashlib.sha256 if object_format == "sha256" else hashlib.sha1
+        # GitPython's object database writes SHA-1 objects only: a SHA-256 store
+        # commits with git commands (the way every store did before).
+        self._in_process = object_format == "sha1"
+        #: (commit sha, its tree's entries): the tree the next commit builds on
+        self._tree_cache: tuple[str, dict[bytes, tuple[bytes, bytes]]] | None = None
+        #: a full clean-up (reset, clean) is due: at the first commit of this object,
+        #: then only when an interrupted operation left evidence (see _recover)
+        self._clean_due = True
+        self._commits = 0
 
     def __repr__(self) -> str:
         remote = f", remote={self.remote_display!r}" if self.remote else ""
@@ -509,7 +531,7 @@ class GitConfigStore:
             yield
         except ConfigStoreError:
             raise
-        except GitError as exc:
+        except (GitError, ODBError) as exc:
             raise ConfigStoreError(f"git {action} in {self.path} failed: {_reason(exc)}") from None
         except OSError as exc:
             raise ConfigStoreError(
@@ -522,6 +544,30 @@ class GitConfigStore:
         # connection while it waits for another thread of its own process.
         with self._lock, lock if lock is not None else nullcontext():
             yield
+
+    def _recover(self) -> None:
+        """Clean up (``_clean``) only when something says an operation was interrupted.
+
+        A commit (``_commit_in_process``) leaves the working tree and index alone until
+        its objects are written, and marks the window in which it changes the branch,
+        the files and the index with ``.git/rookery-commit``; a process that died inside
+        it leaves that file behind. The first commit of each store object cleans up
+        unconditionally (what an older version or a person left), so do a stale
+        index.lock and an unfinished rebase. Otherwise no ``git`` process runs here.
+        """
+        git_dir = self.path / ".git"
+        if (
+            self._clean_due
+            or (git_dir / COMMIT_MARKER).exists()
+            or (git_dir / "index.lock").exists()
+            or (git_dir / "rebase-merge").exists()
+            or (git_dir / "rebase-apply").exists()
+        ):
+            if not self._clean_due:
+                logger.warning("Config store %s: cleaning up an interrupted operation", self.path)
+            self._clean()
+            (git_dir / COMMIT_MARKER).unlink(missing_ok=True)
+            self._clean_due = False
 
     def _clean(self) -> None:
         """Undo what an interrupted operation left behind (files, index, a rebase)."""
@@ -670,29 +716,21 @@ class GitConfigStore:
                     f"Devices {owners[file_name]!r} and {name!r} map to one file {file_name}."
                 )
             owners[file_name] = name
+        data = {
+            name: content.encode("utf-8", errors="replace") for name, content in configs.items()
+        }
         with self._locked(lock), self._errors("commit"):
-            self._clean()
+            if self._in_process:
+                self._recover()
+            else:
+                self._clean()
             if self.remote:
                 self._pull_quietly()
-            tree = self._tree()
-            candidates: list[str] = []
-            for name, content in configs.items():
-                data = content.encode("utf-8", errors="replace")
-                file_name = files[name]
-                if tree.get(file_name) != self._blob_id(data):
-                    (self.path / file_name).write_bytes(data)
-                    candidates.append(file_name)
-            for start in range(0, len(candidates), 500):
-                self._git("add", "--", *candidates[start : start + 500])
-            staged = set(self._git("diff", "--cached", "--name-only", "-z").split("\0"))
-            changed = [name for name in configs if files[name] in staged]
-            unchanged = [name for name in configs if files[name] not in staged]
-            sha = None
-            if changed:
-                self._git(
-                    "commit", "-q", "--no-verify", "-m", _run_message(run_id, job_name, changed)
-                )
-                sha = self._head()
+            commit = self._commit_in_process if self._in_process else self._commit_with_git
+            sha, changed = commit(run_id, job_name, files, data)
+            committed = set(changed)
+            unchanged = [name for name in configs if name not in committed]
+            if sha is not None:
                 logger.info(
                     "Config store %s: run %s committed %s (%d changed, %d unchanged)",
                     self.path, run_id, sha, len(changed), len(unchanged),
@@ -700,6 +738,119 @@ class GitConfigStore:
             result = CommitResult(sha=sha, changed=changed, unchanged=unchanged)
             self._publish(result)
             return result
+
+    def _commit_with_git(
+        self, run_id: int, job_name: str, files: Mapping[str, str], data: Mapping[str, bytes]
+    ) -> tuple[str | None, list[str]]:
+        """Write, ``git add`` and ``git commit`` the changed files (a SHA-256 store)."""
+        tree = self._tree()
+        candidates = []
+        for name, content in data.items():
+            if tree.get(files[name]) != self._blob_id(content):
+                (self.path / files[name]).write_bytes(content)
+                candidates.append(files[name])
+        for start in range(0, len(candidates), 500):
+            self._git("add", "--", *candidates[start : start + 500])
+        staged = set(self._git("diff", "--cached", "--name-only", "-z").split("\0"))
+        changed = [name for name in data if files[name] in staged]
+        if not changed:
+            return None, changed
+        self._git("commit", "-q", "--no-verify", "-m", _run_message(run_id, job_name, changed))
+        return self._head(), changed
+
+    def _commit_in_process(
+        self, run_id: int, job_name: str, files: Mapping[str, str], data: Mapping[str, bytes]
+    ) -> tuple[str | None, list[str]]:
+        """Commit the changed files with two ``git`` processes instead of nine.
+
+        The blobs, the (flat) tree and the commit are written by GitPython's object
+        database in this process, on top of HEAD's tree (remembered from the previous
+        commit, or read with ``git cat-file``), as one pack. Then ``git
+        update-ref`` moves the branch only if it still points at the commit the tree was
+        built on, the changed files are written and ``git update-index`` stages them, so
+        the working tree and index match the new commit (``git status`` is clean). The
+        objects come before ``.git/rookery-commit``: a process dying before it leaves
+        only unreferenced objects, one dying after it gets cleaned up by the next commit.
+        """
+        repo = self._repo
+        try:  # read from the ref files (repo.head.commit would ask git for its type)
+            parent: str | None = SymbolicReference.dereference_recursive(repo, "HEAD")
+        except ValueError:  # no commit yet
+            parent = None
+        entries = self._entries(parent)
+        changed: list[str] = []
+        objects: list[tuple[bytes, bytes, bytes]] = []  # (id, kind, data) for the pack
+        new_entries = dict(entries)
+        for name, content in data.items():
+            key = files[name].encode()
+            binsha = _object_id(b"blob", content)
+            old = entries.get(key)
+            if old is not None and old[1] == binsha:
+                continue
+            objects.append((binsha, b"blob", content))
+            new_entries[key] = (old[0] if old is not None else b"100644", binsha)
+            changed.append(name)
+        if not changed:
+            return None, changed
+        tree_data = b"".join(
+            b"%s %s\0%s" % (mode, key, binsha)
+            for key, (mode, binsha) in sorted(
+                new_entries.items(), key=lambda e: e[0] + b"/" if e[1][0] == b"40000" else e[0]
+            )
+        )
+        tree_sha = _object_id(b"tree", tree_data)
+        objects.append((tree_sha, b"tree", tree_data))
+        message = _run_message(run_id, job_name, changed)
+        commit = _UnstoredCommit.create_from_tree(
+            repo,
+            Tree(repo, tree_sha),
+            _cleaned_message(message),
+            parent_commits=[_UnstoredCommit(repo, bytes.fromhex(parent))] if parent else [],
+            head=False,
+        )
+        objects.append((commit.binsha, b"commit", _serialized(commit)))
+        _write_pack(Path(repo.common_dir) / "objects" / "pack", objects)
+        subject = message.partition("\n")[0]
+        marker = self.path / ".git" / COMMIT_MARKER
+        marker.write_bytes(b"")
+        try:
+            # "" as the old value: the branch must not exist yet
+            self._git(
+                "update-ref", "-m",
+                f"commit{'' if parent else ' (initial)'}: {subject}",
+                "HEAD", commit.hexsha, parent or "",
+            )  # fmt: skip
+        except GitCommandError:
+            marker.unlink()  # nothing moved: nothing to clean up
+            raise
+        for name in changed:
+            (self.path / files[name]).write_bytes(data[name])
+        written = [files[name] for name in changed]
+        for start in range(0, len(written), 500):
+            self._git("update-index", "--add", "--", *written[start : start + 500])
+        marker.unlink()
+        self._tree_cache = (commit.hexsha, new_entries)
+        self._commits += 1
+        if self._commits % GC_EVERY == 0:
+            self._try("gc", "--auto", "--quiet")
+        return commit.hexsha, changed
+
+    def _entries(self, commit_sha: str | None) -> dict[bytes, tuple[bytes, bytes]]:
+        """The entries of a commit's tree: file name -> (mode, binary object id)."""
+        if commit_sha is None:
+            return {}
+        if self._tree_cache is not None and self._tree_cache[0] == commit_sha:
+            return self._tree_cache[1]
+        raw = self._bytes("cat-file", "tree", f"{commit_sha}^{{tree}}")
+        entries: dict[bytes, tuple[bytes, bytes]] = {}
+        at = 0
+        while at < len(raw):
+            space = raw.index(b" ", at)
+            nul = raw.index(b"\0", space)
+            entries[raw[space + 1 : nul]] = (raw[at:space], raw[nul + 1 : nul + 21])
+            at = nul + 21
+        self._tree_cache = (commit_sha, entries)
+        return entries
 
     def rename(
         self, old_name: str, new_name: str, *, lock: AbstractContextManager[Any] | None = None
@@ -840,6 +991,69 @@ def side_by_side(old: Sequence[str], new: Sequence[str]) -> list[DiffRow]:
 def _shown(name: str) -> str:
     """A device name safe for a one-line commit message."""
     return "".join(c if c.isprintable() else "?" for c in name)
+
+
+def _object_id(kind: bytes, data: bytes) -> bytes:
+    """The binary (SHA-1) id of a git object."""
+    return hashlib.sha1(b"%s %d\0" % (kind, len(data)) + data).digest()
+
+
+def _serialized(commit: Commit) -> bytes:
+    stream = BytesIO()
+    commit._serialize(stream)
+    return stream.getvalue()
+
+
+class _UnstoredCommit(Commit):
+    """``Commit.create_from_tree`` (identity from the environment and the repository's
+    config, dates, encoding: exactly as GitPython does it) without storing the commit:
+    GitPython stores it with a ``git hash-object`` process; it goes into the run's pack.
+    """
+
+    @classmethod
+    def _calculate_sha_(cls, repo: Repo, commit: Commit) -> bytes:
+        return _object_id(b"commit", _serialized(commit))
+
+
+def _write_pack(pack_dir: Path, objects: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+    """Write ``objects`` (id, kind, data) as one pack and its index, in this process.
+
+    Two files instead of a loose object file (and often a folder) per object: creating
+    files is what a commit of many new configs spends most of its time on. The index
+    is renamed into place last: git (and this store) only sees a pack through it.
+    ``git gc --auto`` (see GC_EVERY) merges the packs of many commits.
+    """
+    streams = [OStream(binsha, kind, len(data), BytesIO(data)) for binsha, kind, data in objects]
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    pack_fd, pack_tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=pack_dir)
+    index_fd, index_tmp = tempfile.mkstemp(prefix="tmp_idx_", dir=pack_dir)
+    try:
+        with os.fdopen(pack_fd, "wb") as pack_file, os.fdopen(index_fd, "wb") as index_file:
+            pack_sha, _ = PackEntity.write_pack(
+                streams, pack_file.write, index_file.write, object_count=len(streams)
+            )
+        name = pack_dir / f"pack-{pack_sha.hex()}"
+        for tmp in (pack_tmp, index_tmp):
+            os.chmod(tmp, 0o444)
+        os.replace(pack_tmp, name.with_suffix(".pack"))
+        os.replace(index_tmp, name.with_suffix(".idx"))
+    except BaseException:
+        for tmp in (pack_tmp, index_tmp):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+
+
+def _cleaned_message(message: str) -> str:
+    """The message as ``git commit -m`` stores it: no trailing blanks, one final newline."""
+    lines = [line.rstrip() for line in message.split("\n")]
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    return "\n".join(kept) + "\n"
 
 
 def _run_message(run_id: int, job_name: str, changed: Sequence[str]) -> str:

@@ -97,6 +97,68 @@ def test_many_changed_devices_are_listed_in_the_body(store: GitConfigStore) -> N
     assert rest.split() == sorted(configs)
 
 
+def test_commits_leave_a_sound_repository_and_a_clean_working_tree(
+    store: GitConfigStore,
+) -> None:
+    store.commit_run(run_id=1, job_name="n", configs=CONFIGS)
+    store.commit_run(run_id=2, job_name="n", configs={**CONFIGS, "r1": "hostname r1\nv2\n"})
+    store.rename("r2", "r2-new")
+    last = store.commit_run(run_id=3, job_name="n", configs={"r2-new": "v3\n", "sw4": "x \n"})
+
+    assert commit_count(store.path) == 4
+    assert git(store.path, "fsck", "--strict", "--no-dangling") == ""
+    assert git(store.path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert (store.path / "r2-new.cfg").read_text() == "v3\n"
+    assert (store.path / "sw4.cfg").read_text() == "x \n"
+    assert git(store.path, "show", "HEAD:sw4.cfg") == "x \n"
+    assert git(store.path, "log", "-1", "--format=%an <%ae>|%cn <%ce>|%B") == (
+        "Rookery <rookery@localhost>|Rookery <rookery@localhost>|"
+        "Backup run #3 (n): 2 changed: r2-new, sw4\n\n"
+    )
+    assert git(store.path, "reflog", "-1", "--format=%gs", "main").strip() == (
+        "commit: Backup run #3 (n): 2 changed: r2-new, sw4"
+    )
+    assert git(store.path, "rev-parse", "HEAD").strip() == last.sha
+
+
+def test_a_commit_interrupted_by_a_dead_process_is_cleaned_up(tmp_path: Path) -> None:
+    first = GitConfigStore(tmp_path / "configs")
+    first.commit_run(run_id=1, job_name="n", configs=CONFIGS)
+    # What a process that died inside a commit leaves: its marker, a file written but
+    # not committed, a staged entry.
+    (first.path / ".git" / config_store.COMMIT_MARKER).write_bytes(b"")
+    (first.path / "r1.cfg").write_text("half written\n")
+    (first.path / "ghost.cfg").write_text("ghost\n")
+    git(first.path, "add", "ghost.cfg")
+
+    result = first.commit_run(run_id=2, job_name="n", configs={"r2": "hostname r2\nv2\n"})
+
+    assert result.changed == ["r2"] and changed_files(first.path, result.sha or "") == ["r2.cfg"]
+    assert git(first.path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert (first.path / "r1.cfg").read_text() == "hostname r1\n"
+    assert not (first.path / ".git" / config_store.COMMIT_MARKER).exists()
+    # A new store object (a restarted worker) cleans up whatever it finds.
+    (first.path / "stray.cfg").write_text("stray\n")
+    again = GitConfigStore(tmp_path / "configs")
+    again.commit_run(run_id=3, job_name="n", configs={"r3": "hostname r3\n"})
+    assert git(first.path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(first.path, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_the_branch_moves_only_from_the_commit_the_tree_was_built_on(
+    store: GitConfigStore,
+) -> None:
+    store.commit_run(run_id=1, job_name="n", configs=CONFIGS)
+    # Someone commits behind the store's back: the store builds on the new HEAD.
+    (store.path / "r1.cfg").write_text("by hand\n")
+    git(store.path, "commit", "-q", "-am", "by hand")
+    result = store.commit_run(run_id=2, job_name="n", configs={"sw3": "hostname sw3\nv2\n"})
+
+    assert commit_count(store.path) == 3 and result.changed == ["sw3"]
+    assert store.read("r1") == "by hand\n" and store.read("sw3") == "hostname sw3\nv2\n"
+    assert git(store.path, "status", "--porcelain") == ""
+
+
 def test_a_subset_of_devices_leaves_the_others_alone(store: GitConfigStore) -> None:
     store.commit_run(run_id=1, job_name="nightly", configs=CONFIGS)
     result = store.commit_run(run_id=2, job_name="one", configs={"r1": "hostname r1\n"})
