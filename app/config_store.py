@@ -81,9 +81,9 @@ OPEN_ATTEMPTS = 5
 STALE_LOCK_SECONDS = 300
 #: the file a commit keeps in .git while it moves the branch, the files and the index
 COMMIT_MARKER = "rookery-commit"
-#: ``git gc --auto`` after this many commits of a store object (git commit runs it after
-#: every commit; plumbing does not, and loose objects would pile up)
-GC_EVERY = 50
+#: ``git gc --auto`` after a commit once there are more packs than this (each commit writes
+#: one; gc's default gc.autoPackLimit is 50, and git commit would have run it anyway)
+GC_PACKS = 50
 #: what a secret is replaced by
 REMOVED = "<removed>"
 
@@ -414,7 +414,6 @@ class GitConfigStore:
         #: a full clean-up (reset, clean) is due: at the first commit of this object,
         #: then only when an interrupted operation left evidence (see _recover)
         self._clean_due = True
-        self._commits = 0
 
     def __repr__(self) -> str:
         remote = f", remote={self.remote_display!r}" if self.remote else ""
@@ -809,7 +808,8 @@ class GitConfigStore:
             head=False,
         )
         objects.append((commit.binsha, b"commit", _serialized(commit)))
-        _write_pack(Path(repo.common_dir) / "objects" / "pack", objects)
+        pack_dir = Path(repo.common_dir) / "objects" / "pack"
+        _write_pack(pack_dir, objects)
         subject = message.partition("\n")[0]
         marker = self.path / ".git" / COMMIT_MARKER
         marker.write_bytes(b"")
@@ -830,9 +830,8 @@ class GitConfigStore:
             self._git("update-index", "--add", "--", *written[start : start + 500])
         marker.unlink()
         self._tree_cache = (commit.hexsha, new_entries)
-        self._commits += 1
-        if self._commits % GC_EVERY == 0:
-            self._try("gc", "--auto", "--quiet")
+        if sum(name.endswith(".idx") for name in os.listdir(pack_dir)) > GC_PACKS:
+            self._try("gc", "--auto", "--quiet")  # merges the packs (in the background)
         return commit.hexsha, changed
 
     def _entries(self, commit_sha: str | None) -> dict[bytes, tuple[bytes, bytes]]:
@@ -1021,7 +1020,7 @@ def _write_pack(pack_dir: Path, objects: Sequence[tuple[bytes, bytes, bytes]]) -
     Two files instead of a loose object file (and often a folder) per object: creating
     files is what a commit of many new configs spends most of its time on. The index
     is renamed into place last: git (and this store) only sees a pack through it.
-    ``git gc --auto`` (see GC_EVERY) merges the packs of many commits.
+    ``git gc --auto`` (see GC_PACKS) merges the packs of many commits.
     """
     streams = [OStream(binsha, kind, len(data), BytesIO(data)) for binsha, kind, data in objects]
     pack_dir.mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,21 @@ def test_commits_leave_a_sound_repository_and_a_clean_working_tree(
     assert git(store.path, "rev-parse", "HEAD").strip() == last.sha
 
 
+def test_the_packs_of_many_commits_are_merged_by_gc(
+    store: GitConfigStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(config_store, "GC_PACKS", 3)
+    git(store.path, "config", "gc.autoPackLimit", "3")
+    git(store.path, "config", "gc.autoDetach", "false")  # the test waits for it
+    for run_id in range(1, 7):
+        store.commit_run(run_id=run_id, job_name="n", configs={"r1": f"v{run_id}\n"})
+
+    packs = list((store.path / ".git" / "objects" / "pack").glob("*.idx"))
+    assert 1 <= len(packs) <= 3  # 6 commits wrote 6 packs; gc merged the first 4
+    assert commit_count(store.path) == 6 and store.read("r1") == "v6\n"
+    assert git(store.path, "fsck", "--strict", "--no-dangling") == ""
+
+
 def test_a_commit_interrupted_by_a_dead_process_is_cleaned_up(tmp_path: Path) -> None:
     first = GitConfigStore(tmp_path / "configs")
     first.commit_run(run_id=1, job_name="n", configs=CONFIGS)
