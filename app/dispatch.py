@@ -11,8 +11,9 @@ PostgreSQL, so every worker sees it.
 
 Round trips per device are what a run of many fast devices pays for (each one also
 waits for the GIL among the run's busy threads), so the device path keeps them few:
-the breaker is read in one autocommit statement on the driver's connection
-(``autocommit_row``), written only when its state changes, and a device's successful
+the breakers of a run's devices are read in one autocommit statement when the run
+starts (``circuit_states``; a device's state may be seconds old when it connects, see
+``Connector``), written only when their state changes, and a device's successful
 login is counted in the statement that writes the device's result (see ``Connector``);
 refusals are counted at once.
 """
@@ -23,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -113,14 +114,39 @@ def autocommit_row(sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | Non
 _CIRCUIT_SQL = (
     "SELECT consecutive_failures, open_until FROM device_circuits WHERE device_id = %(id)s"
 )
+_CIRCUITS_SQL = (
+    "SELECT device_id, consecutive_failures, open_until FROM device_circuits "
+    "WHERE device_id = ANY(%(ids)s)"
+)
+
+#: a device's breaker as read: (consecutive failures, open until); no row = a clean record
+CircuitState = tuple[int, datetime | None]
+
+
+def circuit_states(device_ids: Iterable[int]) -> dict[int, CircuitState]:
+    """The breakers of many devices (a run's) in one autocommit statement.
+
+    Only devices with a breaker row are in the answer; the others have a clean record.
+    """
+    ids = sorted(set(device_ids))
+    if not ids:
+        return {}
+    with database.autocommit(db.engine) as connection:
+        rows = connection.execute(_CIRCUITS_SQL, {"ids": ids}).fetchall()
+    return {int(device_id): (int(failures), until) for device_id, failures, until in rows}
 
 
 def circuit_check(device_id: int) -> int:
     """Raise CircuitOpen while the device's cool-down lasts; else its failure streak."""
     row = autocommit_row(_CIRCUIT_SQL, {"id": device_id})
-    if row is None:
+    return circuit_verdict(None if row is None else (int(row[0]), row[1]))
+
+
+def circuit_verdict(state: CircuitState | None) -> int:
+    """Raise CircuitOpen while the cool-down of ``state`` lasts; else its failure streak."""
+    if state is None:
         return 0
-    failures, open_until = row
+    failures, open_until = state
     if open_until is not None and open_until > utcnow():
         raise CircuitOpen(
             f"Skipped: too many connection failures in a row; retried after "
@@ -196,16 +222,25 @@ def session_options(config: dict) -> drivers.SessionOptions:
 class Connector:
     """What ``DeviceTarget.connect()`` calls, configured from the app's settings.
 
-    One per run. A successful login is not counted on its own: it waits, per device,
-    for the statement that writes the device's result (``peek_login``, then
-    ``take_login`` once that committed); the runner counts whatever a unit leaves
-    behind with ``record_logins``. A
-    second credential succeeding for the same device (a job that connects again) is
-    counted at once, as refusals are.
+    One per run. Given ``circuits`` (``circuit_states`` of the run's devices, read when
+    the run starts), it checks each device's breaker against that snapshot instead of
+    reading it again per device: one statement per run instead of one per device. The
+    snapshot may be a few seconds old by the time a device's turn comes: a breaker
+    another run opened in the meantime is seen by the next run (its cool-down end is
+    still compared with the time of the connection), and a device whose breaker opens
+    during this run is not connected again by it anyway (its unit has failed). Without
+    ``circuits`` each device's breaker is read when it connects.
+
+    A successful login is not counted on its own: it waits, per device, for the
+    statement that writes the device's result (``peek_login``, then ``take_login`` once
+    that committed); the runner counts whatever a unit leaves behind with
+    ``record_logins``. A second credential succeeding for the same device (a job that
+    connects again) is counted at once, as refusals are.
     """
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, circuits: Mapping[int, CircuitState] | None = None) -> None:
         config = app.config
+        self._circuits = circuits
         self.options = session_options(config)
         self.retries = config["ROOKERY_CONNECT_RETRIES"]
         self.threshold = config["ROOKERY_CIRCUIT_FAILURES"]
@@ -216,7 +251,10 @@ class Connector:
     def __call__(self, target: DeviceTarget) -> drivers.DriverSession:
         if not target.credentials:
             raise NoCredentials(f"{target.name}: no credential matches this device's tags.")
-        streak = circuit_check(target.id)
+        if self._circuits is None:
+            streak = circuit_check(target.id)
+        else:
+            streak = circuit_verdict(self._circuits.get(target.id))
         refused: list[str] = []
         for credential in target.credentials:
             for attempt in range(self.retries + 1):
@@ -281,9 +319,13 @@ def record_logins(login: tuple[int, int] | None) -> None:
             credentials.record_use(credential_id, True)
 
 
-def make_connector(app: Flask) -> Connector:
-    """What ``DeviceTarget.connect()`` calls, configured from the app's settings."""
-    return Connector(app)
+def make_connector(app: Flask, device_ids: Iterable[int] | None = None) -> Connector:
+    """What ``DeviceTarget.connect()`` calls, configured from the app's settings.
+
+    With ``device_ids`` (a run's devices) their breakers are read now, in one statement,
+    and checked from that snapshot (see ``Connector``).
+    """
+    return Connector(app, None if device_ids is None else circuit_states(device_ids))
 
 
 #: the device result status each driver error ends in

@@ -788,7 +788,8 @@ def _run_devices(
         return Outcome(run_id, RunStatus.COMPLETED_NO_DEVICES, run.message or "")
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    connector = dispatch.make_connector(app)
+    # The breakers of all the run's devices in one statement, not one per device.
+    connector = dispatch.make_connector(app, [target.id for target in targets])
     for target in targets:
         target.connector = connector
     pool = UnitPool(max_parallel, f"run{run_id}-dev")

@@ -13,8 +13,10 @@ import git
 import pytest
 from sqlalchemy import select, text
 
+from app import dispatch
 from app.extensions import db
-from app.models import Credential, DeviceResult, JobRun
+from app.job_api import DeviceTarget
+from app.models import Credential, Device, DeviceResult, JobRun
 from app.services import credentials, inventory, jobs, runs
 from tests.conftest import make_config
 from tests.integration.helpers import drain, reload
@@ -208,6 +210,18 @@ def test_circuit_opens_after_repeated_connection_failures(app, fleet, closed_por
     assert statuses == ["unreachable", "unreachable", "skipped"]
     run = reload(db.session.scalar(select(JobRun.id).order_by(JobRun.id.desc())))
     assert "too many connection failures" in results(run.id)["flaky"].message
+
+    # Runs read their devices' breakers in one statement at the start (a snapshot).
+    flaky = db.session.scalar(select(Device.id).where(Device.name == "flaky"))
+    others = list(db.session.scalars(select(Device.id).where(Device.name != "flaky")))
+    assert flaky is not None and others
+    states = dispatch.circuit_states([flaky, *others])
+    assert list(states) == [flaky] and states[flaky][0] == 2 and states[flaky][1] is not None
+    connector = dispatch.make_connector(app, [flaky, *others])
+    target = DeviceTarget(id=flaky, name="flaky", host="127.0.0.1", port=closed_port,
+                          platform="cisco_ios", credentials=(object(),))  # fmt: skip
+    with pytest.raises(dispatch.CircuitOpen):
+        connector(target)
 
 
 def test_no_credentials_and_resolver_failure(app, fleet, lab_config, app_factory):
