@@ -299,6 +299,27 @@ class Measure:
     first_error: str = ""
     cpu_seconds: float | None = None
     peak_rss_kb: float | None = None
+    timeline: str = ""  # Rookery: where the run's time went
+
+
+def run_timeline(conn: Any, run_id: int) -> str:
+    """Where a run's time went, from its own timestamps (ms after it was created)."""
+    row = conn.execute(
+        "SELECT extract(epoch FROM r.started_at - r.created_at) * 1000,"
+        " extract(epoch FROM min(d.started_at) - r.created_at) * 1000,"
+        " extract(epoch FROM max(d.finished_at) - r.created_at) * 1000,"
+        " extract(epoch FROM r.finished_at - r.created_at) * 1000"
+        " FROM job_runs r LEFT JOIN device_results d ON d.run_id = r.id"
+        " WHERE r.id = %s GROUP BY r.id",
+        (run_id,),
+    ).fetchone()
+    if row is None or None in row:
+        return ""
+    running, first, last, final = (float(v) for v in row)
+    return (
+        f"created +0, running +{running:.0f}, first device +{first:.0f}, "
+        f"last device done +{last:.0f}, final +{final:.0f} ms"
+    )
 
 
 @dataclass
@@ -594,6 +615,7 @@ class Rookery:
             message, result = conn.execute(
                 "SELECT coalesce(message, ''), result FROM job_runs WHERE id = %s", (run_id,)
             ).fetchone()
+            timeline = run_timeline(conn, run_id)
             first_error = ""
             if by_status.get("success", 0) != job.devices:
                 row = conn.execute(
@@ -617,6 +639,7 @@ class Rookery:
             errors=errors,
             first_error=first_error[:300],
             cpu_seconds=cpu,
+            timeline=timeline,
         )
 
     def _check_commit(self, run_id: int, result: dict[str, Any], ok: int) -> None:
@@ -863,6 +886,7 @@ def run(
                 say(
                     f"  fast round {number}: {LABELS[side]} {result[side].seconds:.2f}s, "
                     f"{result[side].ok}/{args.devices} backed up"
+                    + (f" ({result[side].timeline})" if result[side].timeline else "")
                 )
             fast_rounds.append(result)
         processes.stop_lab(lab)
