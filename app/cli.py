@@ -8,6 +8,7 @@ and a non-zero exit, never a traceback. People get aligned columns, scripts ``--
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -628,6 +629,11 @@ def demo_command(devices: int) -> None:
             "Ctrl-C here stops the devices."
         )
 
+    if importlib.util.find_spec("fakenos") is None:
+        raise click.ClickException(
+            "rookery demo needs the device emulator (fakenos), an optional extra: "
+            "run `.venv/bin/pip install -e '.[demo]'` in the Rookery folder, then try again."
+        )
     demo_lab.serve_forever(demo_lab.default_fleet(devices), load)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from app import registry
@@ -105,3 +106,22 @@ def test_demo_loads_emulated_devices_that_back_up(runner, app, monkeypatch):
         names = sorted(db.session.scalars(select(Device.name)))
     assert names == ["demo-eos-002", "demo-ios-001", "demo-nxos-003"]
     assert served[0].status == "COMPLETED_SUCCESS", served[0].message
+
+
+def test_demo_without_the_emulator_says_how_to_install_it(runner, monkeypatch):
+    """A ./run.sh install has no fakenos (an extra): one clear line, no traceback."""
+    import importlib.util
+
+    from app import demo_lab
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "fakenos" else real_find_spec(name, *a),
+    )
+    monkeypatch.setattr(demo_lab, "serve_forever", lambda *a: pytest.fail("must not start"))
+    result = runner.invoke(cli, ["demo"])
+    assert result.exit_code == 1
+    assert "pip install -e '.[demo]'" in result.output
+    assert "Traceback" not in result.output
