@@ -33,8 +33,8 @@ from typing import Any
 from flask import Flask, current_app
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
-from sqlalchemy import Boolean, Integer, bindparam, or_, select, text
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import or_, select, text
+from sqlalchemy.dialects.postgresql import insert
 
 from app import audit, crypto, database, dependencies, dispatch, events, logs, registry, webhooks
 from app.errors import RookeryError
@@ -48,7 +48,6 @@ from app.models import (
     JobRun,
     RunStatus,
     Tag,
-    TZDateTime,
     device_tags,
     job_target_devices,
     job_target_tags,
@@ -585,25 +584,23 @@ def _finish_global(
         "post_data": result.post_data if result.post_data is not None else result.data,
         "eventlog": events.enabled(eventlog),
     }
+    for key in ("result", "pre_data", "post_data"):
+        if arguments[key] is not None:
+            arguments[key] = Jsonb(arguments[key])
     if not db.session().in_transaction() and not webhooks.events_for_outcome(status.value, values):
         # The unit wrote nothing and no webhook is due: the ending is one statement,
         # its own transaction (one round trip instead of BEGIN, statement, COMMIT).
         # It does nothing when some run waits for this one: the transaction below
         # releases them with the ending.
         with database.autocommit(db.engine) as connection:
-            alone = connection.execute(
-                _FINISH_GLOBAL_ALONE_SQL,
-                {
-                    key: Jsonb(value) if key in _JSON_ARGUMENTS and value is not None else value
-                    for key, value in arguments.items()
-                },
-            ).fetchone()
-        ended, waiting = alone
+            ended, waiting = connection.execute(_FINISH_GLOBAL_ALONE_SQL, arguments).fetchone()
         if ended:
             return True
         if not waiting:
             return False  # no longer RUNNING this attempt
-    row = db.session.execute(_FINISH_GLOBAL_SQL, arguments).one_or_none()
+    connection = db.session.connection().connection.driver_connection
+    cursor = connection.cursor(row_factory=namedtuple_row)
+    row = cursor.execute(_FINISH_GLOBAL_SQL, arguments).fetchone()
     if row is None:
         return False
     if row.waiting or (row.job_id is not None and webhooks.events_for(row)):
@@ -620,46 +617,11 @@ _WAITING_DEPENDANTS_SQL = (
     "WHERE d.depends_on_run_id = {run} AND w.status = '" + RunStatus.WAITING.value + "'"
 )
 
-#: A global run's ending in one round trip (was: SELECT FOR UPDATE, SELECT of the
-#: waiting dependants, INSERT event, UPDATE run).
-_FINISH_GLOBAL_SQL = text(
-    f"""
-    WITH r AS (
-        UPDATE job_runs SET status = :status, message = :message, result = :result,
-            finished_at = :now,
-            duration_ms = CASE WHEN started_at IS NULL THEN duration_ms
-                ELSE floor(extract(epoch FROM (:now - started_at)) * 1000)::integer END,
-            progress_total = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END,
-            progress_done = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END
-        WHERE id = :run_id AND status = 'RUNNING' AND attempt = :attempt
-        RETURNING id, job_id, status, result, signal_id
-    ), e AS (
-        INSERT INTO events (at, type, status, message, run_id, job_id, result, pre_data,
-            post_data, signal_id)
-        SELECT :now, '{events.COMPLETED}', r.status, :event_message, r.id, r.job_id,
-            :result, :pre_data, :post_data, r.signal_id
-        FROM r WHERE :eventlog
-    )
-    SELECT r.id, r.job_id, r.status, r.result,
-        EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="r.id")}) AS waiting
-    FROM r
-    """
-).bindparams(
-    bindparam("now", type_=TZDateTime),
-    bindparam("result", type_=JSONB),
-    bindparam("pre_data", type_=JSONB),
-    bindparam("post_data", type_=JSONB),
-    bindparam("attempt", type_=Integer),
-    bindparam("eventlog", type_=Boolean),
-)
 
-
-_JSON_ARGUMENTS = frozenset({"result", "pre_data", "post_data"})
-
-#: The ending of a global run that wrote nothing, in autocommit. The UPDATE only
-#: matches while the run is RUNNING this attempt and no run waits for it; the final
-#: SELECT says which (one snapshot for both, so the answer is consistent).
-_FINISH_GLOBAL_ALONE_SQL = f"""
+def _finish_global_sql(guard: str, answer: str) -> str:
+    """A global run's ending: the UPDATE (``guard`` added to its WHERE), the event, then
+    ``answer`` (a SELECT; the CTE ``r`` holds the updated row, if any)."""
+    return f"""
     WITH r AS (
         UPDATE job_runs SET status = %(status)s, message = %(message)s,
             result = %(result)s::jsonb, finished_at = %(now)s,
@@ -667,9 +629,8 @@ _FINISH_GLOBAL_ALONE_SQL = f"""
                 ELSE floor(extract(epoch FROM (%(now)s - started_at)) * 1000)::integer END,
             progress_total = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END,
             progress_done = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END
-        WHERE id = %(run_id)s AND status = 'RUNNING' AND attempt = %(attempt)s
-            AND NOT EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="%(run_id)s")})
-        RETURNING id, job_id, status, signal_id
+        WHERE id = %(run_id)s AND status = 'RUNNING' AND attempt = %(attempt)s {guard}
+        RETURNING id, job_id, status, result, signal_id
     ), e AS (
         INSERT INTO events (at, type, status, message, run_id, job_id, result, pre_data,
             post_data, signal_id)
@@ -677,9 +638,27 @@ _FINISH_GLOBAL_ALONE_SQL = f"""
             %(result)s::jsonb, %(pre_data)s::jsonb, %(post_data)s::jsonb, r.signal_id
         FROM r WHERE %(eventlog)s
     )
-    SELECT EXISTS (SELECT 1 FROM r),
-        EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="%(run_id)s")})
+    {answer}
     """
+
+
+#: A global run's ending in one round trip, in the unit's transaction (was: SELECT
+#: FOR UPDATE, SELECT of the waiting dependants, INSERT event, UPDATE run).
+_FINISH_GLOBAL_SQL = _finish_global_sql(
+    "",
+    f"""SELECT r.id, r.job_id, r.status, r.result,
+        EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="r.id")}) AS waiting
+    FROM r""",
+)
+
+#: The ending of a global run that wrote nothing, in autocommit. The UPDATE only
+#: matches while the run is RUNNING this attempt and no run waits for it; the final
+#: SELECT says which (one snapshot for both, so the answer is consistent).
+_FINISH_GLOBAL_ALONE_SQL = _finish_global_sql(
+    f"AND NOT EXISTS ({_WAITING_DEPENDANTS_SQL.format(run='%(run_id)s')})",
+    f"""SELECT EXISTS (SELECT 1 FROM r),
+        EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="%(run_id)s")})""",
+)
 
 
 # ---------------------------------------------------------------------- devices
