@@ -184,14 +184,7 @@ def _start_run(
     )
     db.session.add(run)
     db.session.flush()
-    pre_data: dict[str, Any] = {"params": crypto.redact_params(run.params, job_type.secret_params)}
-    if job_type.targets == "devices":
-        pre_data["targets"] = {
-            "tags": [t.name for t in job.target_tags],
-            "device_ids": device_ids
-            if device_ids is not None
-            else [d.id for d in job.target_devices],
-        }
+    pre_data = _created_pre_data(job, job_type, run.params, device_ids)
     events.record(
         db.session,
         run,
@@ -236,6 +229,21 @@ def _start_run(
     return run
 
 
+def _created_pre_data(
+    job: Job, job_type: registry.JobType, params: dict[str, Any], device_ids: list[int] | None
+) -> dict[str, Any]:
+    """The ``job.created`` event's pre_data: the params (secrets redacted) and targets."""
+    pre_data: dict[str, Any] = {"params": crypto.redact_params(params, job_type.secret_params)}
+    if job_type.targets == "devices":
+        pre_data["targets"] = {
+            "tags": [t.name for t in job.target_tags],
+            "device_ids": device_ids
+            if device_ids is not None
+            else [d.id for d in job.target_devices],
+        }
+    return pre_data
+
+
 def _has_loaded_dependencies(job: Job) -> bool:
     """True when ``job.depends_on`` is already loaded and not empty (no query either way)."""
     return "depends_on" not in inspect(job).unloaded and bool(job.depends_on)
@@ -269,14 +277,7 @@ def _start_run_direct(
     later = schedule_at is not None and schedule_at > now + timedelta(seconds=1)
     status = RunStatus.SCHEDULED if later else RunStatus.QUEUED
     params = dict(job.params or {})
-    pre_data: dict[str, Any] = {"params": crypto.redact_params(params, job_type.secret_params)}
-    if job_type.targets == "devices":
-        pre_data["targets"] = {
-            "tags": [t.name for t in job.target_tags],
-            "device_ids": device_ids
-            if device_ids is not None
-            else [d.id for d in job.target_devices],
-        }
+    pre_data = _created_pre_data(job, job_type, params, device_ids)
     user_id = actor.id if isinstance(actor, User) else None
     values: dict[str, Any] = {
         "job_id": job.id,
