@@ -29,6 +29,14 @@ from tests.integration.helpers import drain, event_types, make_job, queue_rows, 
 # ------------------------------------------------------------ transactional enqueue
 
 
+def _assert_no_run_remains() -> None:
+    """Neither the run row, its queue entry nor its events exist."""
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(JobRun)) == 0
+    assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 0
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+
+
 def test_start_run_commits_row_and_queue_entry_together(ctx):
     job = make_job(priority="high")
     run = runs.start_run(job, triggered_by="test")
@@ -52,10 +60,7 @@ def test_failure_between_insert_and_commit_leaves_nothing(ctx, monkeypatch):
     monkeypatch.setattr(events, "record", failing_record)
     with pytest.raises(RuntimeError, match="crash before commit"):
         runs.start_run(job, triggered_by="test")
-    db.session.expire_all()
-    assert db.session.scalar(select(func.count()).select_from(JobRun)) == 0
-    assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 0
-    assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+    _assert_no_run_remains()
 
 
 def test_failure_after_the_direct_statements_leaves_nothing(ctx, monkeypatch):
@@ -72,10 +77,7 @@ def test_failure_after_the_direct_statements_leaves_nothing(ctx, monkeypatch):
     monkeypatch.setattr(runs, "make_transient_to_detached", crash)
     with pytest.raises(RuntimeError, match="crash before commit"):
         runs.start_run(job, triggered_by="test")
-    db.session.expire_all()
-    assert db.session.scalar(select(func.count()).select_from(JobRun)) == 0
-    assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 0
-    assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+    _assert_no_run_remains()
     audit_rows = text("SELECT count(*) FROM audit_log WHERE action = 'run'")
     assert db.session.execute(audit_rows).scalar() == 0
 
