@@ -378,7 +378,7 @@ def test_a_no_overlap_job_still_running_records_a_skipped_fire(ctx):
 
 
 def test_the_procrastinate_task_runs_the_tick(ctx):
-    schedule = schedules.create_schedule(make_job(), kind="interval", interval_minutes=1)
+    schedule = schedules.create_schedule(make_job(), kind="interval", interval_minutes=60)
     make_due(schedule)
     connection = db.session.connection().connection.driver_connection
     queue.defer_in_transaction(connection, scheduler.TASK_NAME, {"timestamp": int(time.time())})
