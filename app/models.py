@@ -32,7 +32,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
@@ -394,7 +394,11 @@ class Schedule(db.Model):
     last_fire_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
 
-    job: Mapped[Job] = relationship(backref="schedules")
+    # Deleting a job deletes its schedules (the database cascades; the ORM must not try
+    # to keep them with job_id NULL).
+    job: Mapped[Job] = relationship(
+        backref=backref("schedules", cascade="all, delete-orphan", passive_deletes=True)
+    )
 
     __table_args__ = (
         CheckConstraint("kind IN ('interval', 'cron', 'once')", name="kind"),

@@ -199,6 +199,22 @@ def test_update_enable_disable_and_delete(ctx):
     assert actions == ["create", "update", "disable", "enable", "delete"]
 
 
+def test_deleting_a_job_deletes_its_schedules_and_keeps_its_runs(ctx):
+    job = make_job()
+    schedule = schedules.create_schedule(job, kind="interval", interval_minutes=5)
+    make_due(schedule)
+    (run_id,) = scheduler.tick()
+    drain(ctx)
+    assert len(job.schedules) == 1  # loaded: the ORM must not try to orphan them
+
+    jobs.delete_job(job.id, actor="alice")
+
+    assert count(Schedule) == 0 and count(ScheduleFire) == 0
+    run = db.session.get(JobRun, run_id)
+    assert (run.job_id, run.job_name, run.status) == (None, "tick-me", "COMPLETED_SUCCESS")
+    assert scheduler.tick() == []
+
+
 def test_a_past_one_time_schedule_cannot_be_enabled(ctx):
     job = make_job()
     once = schedules.create_schedule(job, kind="once", run_at=utcnow() + timedelta(hours=1))
