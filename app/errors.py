@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+#: The largest id a row can have (a PostgreSQL ``integer``): a larger one asked for is
+#: "no such record", never a query the database refuses.
+MAX_ID = 2_147_483_647
+
 
 class RookeryError(Exception):
     """Rookery failed."""

@@ -5,11 +5,19 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from app.errors import Conflict, DatabaseUnavailable, NotFound, RookeryError, ValidationError
+from app.errors import (
+    MAX_ID,
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    RookeryError,
+    ValidationError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +42,22 @@ def _respond(status: int, title: str, message: str, fields: dict[str, str] | Non
     return render_template("error.html", status=status, title=title, message=message), status
 
 
+def refuse_odd_urls() -> ResponseReturnValue | None:
+    """Before any view: NUL characters (PostgreSQL text cannot hold them) are a 422, and an
+    id in the path outside 1..MAX_ID is a 404, instead of an error from the database."""
+    if "\x00" in request.path or any("\x00" in value for value in request.args.values()):
+        return _respond(422, "ValidationError", "The URL may not contain NUL characters.")
+    if any(
+        isinstance(value, int) and not 1 <= value <= MAX_ID
+        for value in (request.view_args or {}).values()
+    ):
+        return _respond(404, "Not Found", "No such record.")
+    return None
+
+
 def init_app(app: Flask) -> None:
+    app.before_request(refuse_odd_urls)
+
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
         return _respond(

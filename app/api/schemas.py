@@ -20,7 +20,9 @@ from pydantic import (
     StringConstraints,
 )
 
-MAX_INT = 2_147_483_647
+from app.errors import MAX_ID
+
+MAX_INT = MAX_ID
 MAX_BIGINT = 9_223_372_036_854_775_807
 
 Id = Annotated[int, Field(ge=1, le=MAX_INT)]

@@ -197,6 +197,11 @@ def clean_tag_names(value: str | Iterable[Any] | None) -> list[str]:
                 f"Tag {name[:20]!r}... is too long (at most {MAX_TAG} characters).",
                 fields={"tags": f"At most {MAX_TAG} characters per tag."},
             )
+        if "\x00" in name:
+            raise ValidationError(
+                "A tag name cannot contain a NUL character.",
+                fields={"tags": "No NUL characters."},
+            )
         if _TAG_FORBIDDEN & set(name):
             raise ValidationError(
                 f"Tag {name!r} cannot contain ',', ';' or '|'.",

@@ -8,6 +8,8 @@ from typing import Any
 from flask import request
 from markupsafe import Markup, escape
 
+from app.errors import MAX_ID
+
 
 def is_htmx() -> bool:
     """True when HTMX asked (a partial is enough); boosted navigations want the page."""
@@ -53,10 +55,14 @@ def form_ints(name: str) -> list[int]:
 
 
 def arg_int(name: str, default: int | None = None) -> int | None:
+    """A whole number from the query string (``default`` if it is not one), kept within
+    what a PostgreSQL ``integer`` holds, so a huge one filters to nothing instead of
+    failing the query."""
     try:
-        return int(request.args.get(name, ""))
+        value = int(request.args.get(name, ""))
     except ValueError:
         return default
+    return max(-MAX_ID, min(MAX_ID, value))
 
 
 def query_without(**changes: Any) -> dict[str, Any]:
