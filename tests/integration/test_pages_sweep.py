@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import func, select
 from werkzeug.routing import Rule
 
 from app.extensions import db
+from app.models import Credential, Device, Job, JobRun, Schedule, Tag, User
 from app.services import credentials, inventory, runs, schedules, webhooks
 from tests.conftest import csrf_token
 from tests.integration.helpers import drain, make_job
@@ -216,3 +218,28 @@ def test_every_form_answers_odd_fields_without_a_500(app, admin_client, known_id
         assert response.status_code < 500, f"POST {path} {sorted(names)} answered 500"
         body = response.get_data(as_text=True)
         assert "Traceback" not in body, f"POST {path} shows a traceback"
+
+
+def test_a_viewer_is_refused_every_change(app, client, auth, known_ids):
+    """Every form a viewer could post is a 403 that changes nothing; their own API tokens
+    are the one thing a viewer manages."""
+    counted = (Device, Job, JobRun, Credential, Tag, Schedule, User)
+
+    def counts() -> list[int]:
+        with app.app_context():
+            return [db.session.scalar(select(func.count()).select_from(m)) for m in counted]
+
+    before = counts()
+    auth.create("vic", "viewer-password-1", "viewer")
+    auth.logout()  # known_ids logged the admin in on this client
+    auth.login("vic", "viewer-password-1")
+    own = {"tokens.create", "tokens.revoke"}
+    for rule in post_rules(app):
+        if rule.endpoint in own:
+            continue
+        path = fill(rule, known_ids, None)
+        response = client.post(path, data={"csrf_token": csrf_token(client, "/")})
+        assert response.status_code == 403, (
+            f"a viewer's POST {path} answered {response.status_code}"
+        )
+    assert counts() == [n + (m is User) for n, m in zip(before, counted, strict=True)]
