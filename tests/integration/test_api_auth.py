@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.services import tokens, users
@@ -183,3 +185,20 @@ def test_bad_query_values_are_422(api: Api) -> None:
     assert "limit" in error(api.get("/api/v1/runs?limit=0"), 422)["fields"]
     assert "since" in error(api.get("/api/v1/logs?since=yesterday"), 422)["fields"]
     assert "level" in error(api.get("/api/v1/logs?level=loud"), 422)["fields"]
+
+
+def test_a_viewer_token_is_refused_every_api_write(api: Api, app) -> None:
+    """Every write route in the URL map, so a new one without its role check fails here."""
+    writes = [
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+        for method in sorted(rule.methods & {"POST", "PUT", "PATCH", "DELETE"})
+    ]
+    assert len(writes) > 15, "the sweep lost the API's write routes"
+    for method, rule in writes:
+        path = re.sub(r"<(?:[^:>]+:)?[^>]+>", "1", rule)
+        response = api.call(method, path, json={}, as_="viewer")
+        assert response.status_code == 403, f"a viewer's {method} {path}: {response.status_code}"
+        message = response.get_json()["message"]
+        assert "operator" in message or "admin" in message, message
