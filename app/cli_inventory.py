@@ -146,6 +146,13 @@ def device_import(
         )
 
 
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:  # a folder, a missing parent, no permission: one line, no traceback
+        raise click.ClickException(f"Cannot write {path}: {exc.strerror}.") from None
+
+
 @device_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option(
@@ -163,7 +170,7 @@ def device_export(fmt: str, output: Path | None) -> None:
         if output is None:
             click.echo(text, nl=False)
         else:
-            output.write_text(text)
+            _write(output, text)
             click.echo(f"Wrote {output}.", err=True)
         return
     if output is None:
@@ -172,7 +179,10 @@ def device_export(fmt: str, output: Path | None) -> None:
         )
     if output.exists() and not output.is_dir():
         raise click.UsageError(f"{output} is a file; --format nornir needs a folder.")
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"Cannot create {output}: {exc.strerror}.") from None
     for name, text in inventory.export_nornir().items():
-        (output / name).write_text(text)
+        _write(output / name, text)
     click.echo(f"Wrote {output / 'hosts.yaml'} and {output / 'groups.yaml'}.", err=True)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from app import crypto, live, present
 from app.cli_output import duration, emit, fields, json_option, table, when
-from app.errors import DatabaseUnavailable, NotFound, ValidationError
+from app.errors import MAX_ID, DatabaseUnavailable, NotFound, ValidationError
 from app.extensions import db
 from app.models import (
     Device,
@@ -666,7 +666,13 @@ def _parse_statuses(values: tuple[str, ...]) -> list[str]:
 @click.option("--job", "job", default=None, help="Only runs of this job (name or id).")
 @click.option("--type", "job_type", default=None, help="Only runs of this job type.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, runs.MAX_PAGE))
-@click.option("--before", "before", type=int, default=None, help="Runs older than this id.")
+@click.option(
+    "--before",
+    "before",
+    type=click.IntRange(1, MAX_ID),
+    default=None,
+    help="Runs older than this id.",
+)
 @json_option
 @with_appcontext
 def run_list(

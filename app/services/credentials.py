@@ -21,7 +21,7 @@ from app import audit, crypto
 from app.errors import Conflict, NotFound, RookeryError, ValidationError
 from app.extensions import db
 from app.models import Credential, Job, Tag, User, job_credentials
-from app.services import inventory
+from app.services import get_row, inventory
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +125,7 @@ def list_credentials(*, tag: str | None = None) -> Select[tuple[Credential]]:
 
 
 def get_credential(credential_id: int) -> Credential:
-    credential = db.session.get(Credential, credential_id)
-    if credential is None:
-        raise NotFound(f"No credential #{credential_id}.")
-    return credential
+    return get_row(Credential, credential_id, "credential")
 
 
 def get_credential_by_name(name: str) -> Credential:

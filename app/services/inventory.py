@@ -46,6 +46,7 @@ from app.models import (
     job_target_devices,
     job_target_tags,
 )
+from app.services import get_row
 
 logger = logging.getLogger(__name__)
 
@@ -295,10 +296,7 @@ def _escape_like(text: str) -> str:
 
 
 def get_device(device_id: int) -> Device:
-    device = db.session.get(Device, device_id)
-    if device is None:
-        raise NotFound(f"No device #{device_id}.")
-    return device
+    return get_row(Device, device_id, "device")
 
 
 def get_by_name(name: str) -> Device:
@@ -545,10 +543,7 @@ def list_tags() -> Select[tuple[Tag, int]]:
 
 
 def get_tag(tag_id: int) -> Tag:
-    tag = db.session.get(Tag, tag_id)
-    if tag is None:
-        raise NotFound(f"No tag #{tag_id}.")
-    return tag
+    return get_row(Tag, tag_id, "tag")
 
 
 def get_tag_by_name(name: str) -> Tag:

@@ -13,6 +13,7 @@ from app import audit, crypto, registry
 from app.errors import Conflict, NotFound, ValidationError
 from app.extensions import db
 from app.models import Credential, Device, Job, Priority, Tag, User
+from app.services import get_row
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +54,7 @@ def _optional_int(name: str, value: Any, *, minimum: int, maximum: int | None = 
 
 
 def get_job(job_id: int) -> Job:
-    job = db.session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"No job #{job_id}.")
-    return job
+    return get_row(Job, job_id, "job")
 
 
 def get_job_by_name(name: str) -> Job:

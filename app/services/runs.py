@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import load_only, make_transient_to_detached
 
 from app import audit, crypto, dependencies, events, queue, registry
-from app.errors import Conflict, NotFound, ValidationError
+from app.errors import Conflict, ValidationError
 from app.extensions import db
 from app.models import (
     ACTIVE_STATUSES,
@@ -33,6 +33,7 @@ from app.models import (
     User,
     utcnow,
 )
+from app.services import get_row
 
 logger = logging.getLogger(__name__)
 
@@ -473,19 +474,14 @@ def _runs_to_wait_for(run_ids: list[int] | None) -> list[JobRun]:
 
 
 def get_run(run_id: int) -> JobRun:
-    run = db.session.get(JobRun, run_id, populate_existing=True)
-    if run is None:
-        raise NotFound(f"No run #{run_id}.")
-    return run
+    return get_row(JobRun, run_id, "run", populate_existing=True)
 
 
 def cancel_run(run_id: int, *, actor: User | str | None) -> JobRun:
     """Cancel a run: at once if it has not started, within seconds if it is running."""
-    run = db.session.get(
-        JobRun, run_id, with_for_update={"key_share": True}, populate_existing=True
+    run = get_row(
+        JobRun, run_id, "run", with_for_update={"key_share": True}, populate_existing=True
     )
-    if run is None:
-        raise NotFound(f"No run #{run_id}.")
     who = _actor_name(actor) or "an operator"
     if run.run_status.is_final:
         db.session.rollback()

@@ -26,9 +26,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import contains_eager
 
 from app import audit, registry
-from app.errors import NotFound, ValidationError
+from app.errors import ValidationError
 from app.extensions import db
 from app.models import Job, Schedule, ScheduleFire, User, utcnow
+from app.services import get_row
 
 logger = logging.getLogger(__name__)
 
@@ -289,10 +290,7 @@ def snapshot(schedule: Schedule) -> dict[str, Any]:
 
 
 def get_schedule(schedule_id: int) -> Schedule:
-    schedule = db.session.get(Schedule, schedule_id)
-    if schedule is None:
-        raise NotFound(f"No schedule #{schedule_id}.")
-    return schedule
+    return get_row(Schedule, schedule_id, "schedule")
 
 
 def list_schedules(job_id: int | None = None) -> Select[tuple[Schedule]]:

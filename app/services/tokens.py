@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from app import audit
-from app.errors import NotFound, ValidationError
+from app.errors import MAX_ID, NotFound, ValidationError
 from app.extensions import db
 from app.models import ApiToken, User, utcnow
 
@@ -77,7 +77,7 @@ def find_token(ref: str | int) -> ApiToken:
     """A token by id or by its prefix (``rk_<prefix>`` or the bare prefix)."""
     text = str(ref).strip()
     token = None
-    if text.isdigit():
+    if text.isdigit() and int(text) <= MAX_ID:
         token = db.session.get(ApiToken, int(text))
     if token is None:
         prefix = text.removeprefix("rk_").split("_", 1)[0]

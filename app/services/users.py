@@ -15,6 +15,7 @@ from app import audit
 from app.errors import Conflict, NotFound, ValidationError
 from app.extensions import db
 from app.models import LoginFailure, Role, User, count_users, user_by_name, utcnow
+from app.services import get_row
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +212,4 @@ def list_users() -> Select[tuple[User]]:
 
 
 def get_user_by_id(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"No user #{user_id}.")
-    return user
+    return get_row(User, user_id, "user")

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from app import audit, crypto
-from app.errors import NotFound, ValidationError
+from app.errors import MAX_ID, ValidationError
 from app.extensions import db
 from app.models import Job, User, Webhook
+from app.services import get_row
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ def _job(job_id: Any) -> Job | None:
         number = int(job_id)
     except (TypeError, ValueError):
         return None
-    return None if isinstance(job_id, bool) else db.session.get(Job, number)
+    if isinstance(job_id, bool) or not 1 <= number <= MAX_ID:
+        return None
+    return db.session.get(Job, number)
 
 
 def _raise_if(errors: dict[str, str]) -> None:
@@ -132,10 +135,7 @@ def list_webhooks(job_id: int) -> list[Webhook]:
 
 
 def get_webhook(webhook_id: int) -> Webhook:
-    webhook = db.session.get(Webhook, webhook_id)
-    if webhook is None:
-        raise NotFound(f"No webhook #{webhook_id}.")
-    return webhook
+    return get_row(Webhook, webhook_id, "webhook")
 
 
 def create_webhook(
