@@ -22,7 +22,7 @@ from pydantic import (
 
 from app.errors import MAX_ID
 
-MAX_INT = MAX_ID
+MAX_INT = MAX_ID  # what any integer column holds: ids, and the seconds fields below
 MAX_BIGINT = 9_223_372_036_854_775_807
 
 Id = Annotated[int, Field(ge=1, le=MAX_INT)]

@@ -10,10 +10,15 @@ from app.extensions import db
 Row = TypeVar("Row")
 
 
+def find_row(model: type[Row], row_id: int, **options: Any) -> Row | None:
+    """The row of ``model`` with this id, or None; an id no PostgreSQL integer can hold
+    is not asked for (it would be a database error)."""
+    return db.session.get(model, row_id, **options) if 1 <= row_id <= MAX_ID else None
+
+
 def get_row(model: type[Row], row_id: int, what: str, **options: Any) -> Row:
-    """The row of ``model`` with this id, else NotFound("No <what> #<id>."); an id no
-    PostgreSQL integer can hold is not asked for (it would be a database error)."""
-    row = db.session.get(model, row_id, **options) if 1 <= row_id <= MAX_ID else None
+    """The row of ``model`` with this id, else NotFound("No <what> #<id>.")."""
+    row = find_row(model, row_id, **options)
     if row is None:
         raise NotFound(f"No {what} #{row_id}.")
     return row

@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from app import audit
-from app.errors import MAX_ID, NotFound, ValidationError
+from app.errors import NotFound, ValidationError
 from app.extensions import db
 from app.models import ApiToken, User, utcnow
+from app.services import find_row
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,8 @@ def find_token(ref: str | int) -> ApiToken:
     """A token by id or by its prefix (``rk_<prefix>`` or the bare prefix)."""
     text = str(ref).strip()
     token = None
-    if text.isdigit() and int(text) <= MAX_ID:
-        token = db.session.get(ApiToken, int(text))
+    if text.isdigit():
+        token = find_row(ApiToken, int(text))
     if token is None:
         prefix = text.removeprefix("rk_").split("_", 1)[0]
         token = db.session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from app import audit, crypto
-from app.errors import MAX_ID, ValidationError
+from app.errors import ValidationError
 from app.extensions import db
 from app.models import Job, User, Webhook
-from app.services import get_row
+from app.services import find_row, get_row
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +95,7 @@ def _job(job_id: Any) -> Job | None:
         number = int(job_id)
     except (TypeError, ValueError):
         return None
-    if isinstance(job_id, bool) or not 1 <= number <= MAX_ID:
-        return None
-    return db.session.get(Job, number)
+    return None if isinstance(job_id, bool) else find_row(Job, number)
 
 
 def _raise_if(errors: dict[str, str]) -> None:
