@@ -1,11 +1,13 @@
-"""Helpers of the integration tests: drain the queue in-process, read runs afresh."""
+"""Integration test helpers: drain the queue in-process, read runs afresh, fill URL rules."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from sqlalchemy import select, text
+from werkzeug.routing import Rule
 
 from app import queue
 from app.extensions import db
@@ -80,3 +82,17 @@ def add_queue_job(
             {"id": job_id, "type": type_, "at": at},
         )
     return job_id
+
+
+def fill(rule: Rule, known: dict[str, str], odd: str | None) -> str:
+    """The rule's path with its variables filled: known ids, or ``odd`` for every int."""
+
+    def value(match: re.Match) -> str:
+        converter, name = match.group(1) or "default", match.group(2)
+        if converter.startswith("int"):
+            return odd if odd is not None else known.get(name, "1")
+        if converter.startswith("any"):
+            return re.findall(r"'([^']+)'", converter)[0]
+        return "deadbeef" if odd is None else "..%2F..%2Fetc%2Fpasswd"
+
+    return re.sub(r"<(?:([^:>]+):)?([^>]+)>", value, rule.rule)

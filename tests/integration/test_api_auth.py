@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from app.services import tokens, users
+from tests.integration.helpers import fill
 from tests.integration.test_api_support import PASSWORD, Api, error, make_tokens, ok
 
 READS = (
@@ -190,14 +189,14 @@ def test_bad_query_values_are_422(api: Api) -> None:
 def test_a_viewer_token_is_refused_every_api_write(api: Api, app) -> None:
     """Every write route in the URL map, so a new one without its role check fails here."""
     writes = [
-        (method, rule.rule)
+        (method, rule)
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/")
         for method in sorted(rule.methods & {"POST", "PUT", "PATCH", "DELETE"})
     ]
     assert len(writes) > 15, "the sweep lost the API's write routes"
     for method, rule in writes:
-        path = re.sub(r"<(?:[^:>]+:)?[^>]+>", "1", rule)
+        path = fill(rule, {}, None)
         response = api.call(method, path, json={}, as_="viewer")
         assert response.status_code == 403, f"a viewer's {method} {path}: {response.status_code}"
         message = response.get_json()["message"]

@@ -22,9 +22,9 @@ from app.extensions import db
 from app.models import Credential, Device, Job, JobRun, Schedule, Tag, User
 from app.services import credentials, inventory, runs, schedules, webhooks
 from tests.conftest import csrf_token
-from tests.integration.helpers import drain, make_job
+from tests.integration.helpers import drain, fill, make_job
 
-#: Streams never end on their own: they are swept by tests/integration/test_live.py.
+#: Streams never end on their own: tests/integration/test_live.py tests them.
 STREAMING = {"runs.stream", "runs.index_stream", "api.stream_run"}
 
 ODD_IDS = ["0", str(2**31), str(2**63), "99999999999999999999999"]
@@ -112,20 +112,6 @@ def get_rules(app) -> Iterator[Rule]:
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if "GET" in rule.methods and rule.endpoint not in STREAMING and rule.endpoint != "static":
             yield rule
-
-
-def fill(rule: Rule, known: dict[str, str], odd: str | None) -> str:
-    """The rule's path with its variables filled: known ids, or ``odd`` for every int."""
-
-    def value(match: re.Match) -> str:
-        converter, name = match.group(1) or "default", match.group(2)
-        if converter.startswith("int"):
-            return odd if odd is not None else known.get(name, "1")
-        if converter.startswith("any"):
-            return re.findall(r"'([^']+)'", converter)[0]
-        return "deadbeef" if odd is None else "..%2F..%2Fetc%2Fpasswd"
-
-    return re.sub(r"<(?:([^:>]+):)?([^>]+)>", value, rule.rule)
 
 
 def assert_no_500(client, url: str) -> None:
