@@ -81,7 +81,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
 
     db.init_app(app)
 
-    from app import queue, registry
+    from app import registry
+    from app.engine import queue
 
     registry.init_app(app)
     if web:

@@ -267,7 +267,8 @@ def _make_worker_app():
 
 
 def _serve_worker(concurrency: int | None, name: str | None) -> None:
-    from app import database, worker_runner
+    from app import database
+    from app.engine import worker
     from app.extensions import db
 
     state = database.schema_state(db.engine)  # not migration_state: no alembic in a worker
@@ -284,7 +285,7 @@ def _serve_worker(concurrency: int | None, name: str | None) -> None:
         options["concurrency"] = concurrency
     if name:
         options["name"] = name
-    sys.exit(asyncio.run(worker_runner.serve(**options)))
+    sys.exit(asyncio.run(worker.serve(**options)))
 
 
 # ----------------------------------------------------------------------------- users
@@ -495,7 +496,7 @@ def queue_group() -> None:
 @with_appcontext
 def queue_ping(timeout: float, as_json: bool) -> None:
     """Send a ping through the queue and wait for a worker to answer it."""
-    from app import queue
+    from app.engine import queue
 
     started = time.monotonic()
     with queue.queue_app.open():

@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app import audit, events, logs
+from app import audit, database, events, logs
 from app.errors import RookeryError
 from app.extensions import db
 from app.models import JobRun, utcnow
@@ -52,15 +52,13 @@ class JobLogger:
 
     def log(self, level: str, message: str, meta: dict[str, Any] | None = None) -> None:
         """Write one line at ``level`` (debug, info, warning, error, critical)."""
-        from app.dispatch import autocommit_row  # dispatch imports this module
-
         level = logs.normalize_level(level)
         safe_meta = audit.redact(meta) if meta else None
         # One autocommit INSERT on a pooled driver connection: committed on its own (the
         # unit's rollback cannot take it back), its trigger's NOTIFY sent as it commits,
         # and no BEGIN, COMMIT or ORM flush around it (one round trip, not three, and
         # about 1.5 ms less CPU per line under the GIL the run's threads share).
-        autocommit_row(
+        database.autocommit_row(
             _LOG_SQL,
             {
                 "at": utcnow(),

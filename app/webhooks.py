@@ -45,7 +45,8 @@ from procrastinate.retry import RetryStrategy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import config_store, crypto, logs, queue
+from app import config_store, crypto, logs
+from app.engine import queue
 from app.errors import RookeryError
 from app.extensions import db
 from app.models import JobRun, RunStatus, Webhook

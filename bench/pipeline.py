@@ -8,7 +8,7 @@ DATABASE_URL is unset; else a database ``rookery_bench_<pid>`` on that server, d
 at the end), migrates it, then measures, in one process and on that one database:
 
 (a) raw procrastinate, the baseline
-    - defer rate: N no-op jobs deferred with ``app.queue.defer_in_transaction`` (the
+    - defer rate: N no-op jobs deferred with ``app.engine.queue.defer_in_transaction`` (the
       very call start_run makes), each in its own transaction on one connection;
     - execution rate: a worker process (bench/_raw_worker.py: bare procrastinate, the
       same concurrency, worker options and log level as Rookery's worker) runs them,
@@ -325,7 +325,7 @@ def raw_defer(dsn: str, runs: int) -> float:
     Queues ``executed_jobs(runs)`` in all, as many as Rookery's side starts, so both
     workers then execute the same number: the rest are deferred after the clock stops.
     """
-    from app import queue
+    from app.engine import queue
 
     with psycopg.connect(dsn) as conn:
         for _ in range(WARMUP):

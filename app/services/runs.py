@@ -21,7 +21,8 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import load_only, make_transient_to_detached
 
-from app import audit, crypto, dependencies, events, queue, registry
+from app import audit, crypto, events, registry
+from app.engine import dependencies, queue
 from app.errors import Conflict, ValidationError
 from app.extensions import db
 from app.models import (
@@ -572,7 +573,7 @@ def run_now(
     written (triggered by ``run_now``) but nothing is queued and nothing is retried;
     exceptions propagate. Returns the result's message, or ``str(result)``.
     """
-    from app import runner
+    from app.engine import runner
 
     definition, job_type = _resolve_for_run_now(job)
     stored = crypto.reveal_params(definition.params) if definition else {}

@@ -530,7 +530,8 @@ def assert_logs_in(base: str, username: str, password: str) -> LoggedIn:
 # Defers rookery.ping from outside any worker; prints the job id and the libpq DSN.
 DEFER_PING = """
 import json, sys
-from app import create_app, queue
+from app import create_app
+from app.engine import queue
 app = create_app()
 with queue.queue_app.open():
     job_id = queue.ping.defer(delay=float(sys.argv[1]))
@@ -540,7 +541,8 @@ print(json.dumps({"job_id": job_id, "dsn": app.config["ROOKERY_PG_DSN"]}))
 # Prints the status of one procrastinate job (starting the embedded PostgreSQL if needed).
 JOB_STATUS = """
 import sys
-from app import create_app, queue
+from app import create_app
+from app.engine import queue
 app = create_app()
 with queue.queue_app.open():
     print(queue.queue_app.job_manager.get_job_status(int(sys.argv[1])).value)

@@ -120,12 +120,12 @@ def test_worker_on_unmigrated_database_refuses_to_start(rookery: Launcher) -> No
 
 
 def test_procrastinate_cli_worker_gets_rookerys_setup(rookery: Launcher, migrated: Path) -> None:
-    """`procrastinate --app=app.queue.queue_app worker` sizes its pool and runs in the app."""
+    """`procrastinate --app=app.engine.queue.queue_app worker` sizes its pool, runs in the app."""
     import sys
 
     env = rookery.env(migrated, ROOKERY_WORKER_CONCURRENCY="3")
     worker = rookery.start(
-        [sys.executable, "-m", "procrastinate", "--app=app.queue.queue_app", "worker"],
+        [sys.executable, "-m", "procrastinate", "--app=app.engine.queue.queue_app", "worker"],
         env,
         name="procrastinate-worker",
     )

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, text
 from werkzeug.routing import Rule
 
-from app import queue
+from app.engine import queue
 from app.extensions import db
 from app.models import Event, JobRun
 from app.services import jobs

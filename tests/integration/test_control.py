@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from app import control
+from app.engine import control
 from app.errors import Conflict, ValidationError
 from app.extensions import db
 from app.models import Device, DeviceResult, Event, JobRun, Tag

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select, text
 
-from app import queue, retention
+from app.engine import queue, retention
 from app.extensions import db
 from app.models import (
     AuditEntry,

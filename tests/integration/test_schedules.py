@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from app import queue, scheduler  # importing scheduler registers rookery.schedule_tick
+from app.engine import queue, scheduler  # importing scheduler registers rookery.schedule_tick
 from app.errors import ValidationError
 from app.extensions import db
 from app.models import AuditEntry, JobLog, JobRun, Schedule, ScheduleFire, utcnow
@@ -459,9 +459,9 @@ def worker_logs(tmp_path: Path) -> str:
 
 
 def test_two_workers_fire_each_slot_exactly_once(ctx, two_workers, tmp_path):
-    assert "app.scheduler" in queue.queue_app.import_paths, (
-        "app.scheduler is not in app.queue.queue_app.import_paths, so worker processes "
-        "never register rookery.schedule_tick and no schedule fires: add it there"
+    assert "app.engine.scheduler" in queue.queue_app.import_paths, (
+        "app.engine.scheduler is not in app.engine.queue.queue_app.import_paths, so worker "
+        "processes never register rookery.schedule_tick and no schedule fires: add it there"
     )
     ids = [
         schedules.create_schedule(make_job(f"e2e-{i}"), kind="interval", interval_minutes=1).id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from app.runner import UnitThreads
+from app.engine.runner import UnitThreads
 
 
 def _thread_name() -> str:

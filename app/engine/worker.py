@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from app import queue
+from app.engine import queue
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import events, queue
+from app import events
+from app.engine import queue
 from app.models import JobRun, RunStatus, run_dependencies, utcnow
 
 logger = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from flask import current_app
 from sqlalchemy import text, update
 
 from app import logs
+from app.engine.queue import DEFAULT_QUEUE, queue_app
 from app.extensions import db
 from app.models import ACTIVE_STATUSES, MaintenanceState, utcnow
-from app.queue import DEFAULT_QUEUE, queue_app
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``queue_app`` is the one procrastinate App. Everything a worker needs is set on the
 App itself, so ``worker.py``, ``rookery worker`` and ``procrastinate
---app=app.queue.queue_app worker`` behave the same:
+--app=app.engine.queue.queue_app worker`` behave the same:
 
 - the connection string is resolved lazily from the Flask app (DATABASE_URL or the
   embedded PostgreSQL), when the pool first connects;
@@ -163,7 +163,13 @@ queue_app = RookeryQueue(
     connector=procrastinate.PsycopgConnector(
         conninfo=conninfo, max_size=20, pool_factory=_worker_pool
     ),
-    import_paths=["app.queue", "app.tasks", "app.scheduler", "app.retention", "app.webhooks"],
+    import_paths=[
+        "app.engine.queue",
+        "app.engine.tasks",
+        "app.engine.scheduler",
+        "app.engine.retention",
+        "app.webhooks",
+    ],
     worker_defaults={
         "task_middleware": [run_in_app_context],
         "update_heartbeat_interval": 5,

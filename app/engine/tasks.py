@@ -11,9 +11,9 @@ from procrastinate.job_context import AbortReason
 from procrastinate.jobs import Job as QueueJob
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from app import control, runner
+from app.engine import control, runner
+from app.engine.queue import queue_app
 from app.models import RunStatus
-from app.queue import queue_app
 
 logger = logging.getLogger(__name__)
 

@@ -28,11 +28,12 @@ from flask import has_app_context
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app import logs, queue
+from app import logs
+from app.engine import queue
+from app.engine.queue import queue_app
 from app.errors import Conflict, RookeryError
 from app.extensions import db
 from app.models import Schedule, ScheduleFire, utcnow
-from app.queue import queue_app
 from app.services import runs, schedules
 
 logger = logging.getLogger(__name__)

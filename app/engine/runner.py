@@ -36,7 +36,8 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from app import audit, crypto, database, dependencies, dispatch, events, logs, registry, webhooks
+from app import audit, crypto, database, dispatch, events, logs, registry, webhooks
+from app.engine import dependencies
 from app.errors import RookeryError
 from app.extensions import db
 from app.job_api import DeviceTarget, NotRetryable
@@ -1023,7 +1024,7 @@ def _device_result(
             db.session.rollback()
             return "interrupted"  # _device_unit counts the login on its own
         db.session.commit()
-    elif dispatch.autocommit_row(_DEVICE_RESULT_SQL, params) is None:
+    elif database.autocommit_row(_DEVICE_RESULT_SQL, params) is None:
         # Nothing else to commit (config_backup): the statement is its own transaction.
         return "interrupted"
     _pending_login(target)  # counted now

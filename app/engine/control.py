@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, text
 
-from app import dependencies, runner
+from app.engine import dependencies, runner
 from app.extensions import db
 from app.models import JobRun, RunStatus, utcnow
 
