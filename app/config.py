@@ -139,7 +139,21 @@ SETTINGS: tuple[Setting, ...] = (
         default=30,
         parse=_to_non_negative_int,
         help="On SIGTERM/Ctrl-C, how long a worker lets runs in flight finish before it "
-        "aborts them so another worker retries them.",
+        "aborts them so another worker retries them (it keeps heartbeating meanwhile).",
+    ),
+    Setting(
+        env="ROOKERY_WORKER_STALLED_SECONDS",
+        default=30,
+        parse=_to_positive_int,
+        help="A worker silent this long (no heartbeat; one every few seconds) counts as "
+        "dead: the reconciler gives its runs a new attempt or ends them.",
+    ),
+    Setting(
+        env="ROOKERY_CONFIG_PUSH_RETRY_SECONDS",
+        default=60,
+        parse=_to_positive_int,
+        help="When a push to ROOKERY_CONFIG_REMOTE failed, how often a worker tries again "
+        "(the commits are kept locally meanwhile).",
     ),
     Setting(
         env="ROOKERY_DEFAULT_RETRIES",

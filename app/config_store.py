@@ -51,8 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GIT_LOCK_KEY",
+    "PUSH_STATE_KEY",
     "CommitResult",
-    "ConfigPushFailed",
     "ConfigStoreError",
     "DiffRow",
     "GitConfigStore",
@@ -90,15 +90,6 @@ REMOVED = "<removed>"
 
 class ConfigStoreError(RookeryError):
     """The config store (git) failed."""
-
-
-class ConfigPushFailed(ConfigStoreError):
-    """The commit was made locally but could not be pushed to the remote."""
-
-    def __init__(self, message: str | None = None, *, result: CommitResult | None = None) -> None:
-        super().__init__(message)
-        #: what was committed locally (kept; the next commit pushes it)
-        self.result = result
 
 
 # --------------------------------------------------------------------------- normalising
@@ -338,6 +329,8 @@ class CommitResult:
     sha: str | None
     changed: list[str]
     unchanged: list[str]
+    #: why the push to the remote failed (the commit is kept locally and pushed later)
+    push_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -668,13 +661,24 @@ class GitConfigStore:
                 logger.info("Config store %s: push rejected, rebasing and retrying", self.path)
                 self._pull()
 
-    def _publish(self, result: CommitResult) -> None:
+    def _publish(self) -> str | None:
+        """Push local commits; the reason when that failed (a warning, not an error)."""
         if not self.remote or not self._ahead():
-            return
+            return None
         try:
             self._push()
         except ConfigStoreError as exc:
-            raise ConfigPushFailed(str(exc), result=result) from None
+            logger.warning("Config store %s: %s (kept locally; retried later)", self.path, exc)
+            return str(exc)
+        return None
+
+    def push_pending(self, lock: AbstractContextManager[Any] | None = None) -> str | None:
+        """Push commits a failed push left behind; the reason when it fails again."""
+        if not self.remote:
+            return None
+        with self._locked(lock), self._errors("push"):
+            self._pull_quietly()
+            return self._publish()
 
     # ------------------------------------------------------------------ writing
 
@@ -704,8 +708,8 @@ class GitConfigStore:
         """Store the (normalised) ``configs`` of one run as one commit of the changed ones.
 
         Makes no commit (``sha`` None) when nothing changed. With a remote the commit
-        is pushed; when that fails :class:`ConfigPushFailed` (a ConfigStoreError)
-        carries the result and the commit stays local for the next push.
+        is pushed; when that fails the result's ``push_error`` says why, and the
+        commit stays local for the next push (``push_pending`` or the next run).
         """
         files = {name: device_file_name(name) for name in configs}
         owners: dict[str, str] = {}
@@ -734,9 +738,9 @@ class GitConfigStore:
                     "Config store %s: run %s committed %s (%d changed, %d unchanged)",
                     self.path, run_id, sha, len(changed), len(unchanged),
                 )  # fmt: skip
-            result = CommitResult(sha=sha, changed=changed, unchanged=unchanged)
-            self._publish(result)
-            return result
+            return CommitResult(
+                sha=sha, changed=changed, unchanged=unchanged, push_error=self._publish()
+            )
 
     def _commit_with_git(
         self, run_id: int, job_name: str, files: Mapping[str, str], data: Mapping[str, bytes]
@@ -878,7 +882,7 @@ class GitConfigStore:
             self._git("commit", "-q", "--no-verify", "-m", message)
             sha = self._head()
             logger.info("Config store %s: %s (%s)", self.path, message, sha)
-            self._publish(CommitResult(sha=sha, changed=[new_name], unchanged=[]))
+            self._publish()  # a failure only warns: the next push takes it along
             return sha
 
     # ------------------------------------------------------------------ reading
@@ -1090,6 +1094,70 @@ def advisory_lock(session: Session, key: int = GIT_LOCK_KEY) -> Iterator[None]:
             )
         else:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+#: maintenance_state key of the last push's outcome (shown by /health)
+PUSH_STATE_KEY = "config_push"
+
+
+def record_push(session: Session, store: GitConfigStore, error: str | None) -> None:
+    """Remember how the last push went, in the session's transaction (no commit).
+
+    ``since`` is when pushes started failing (kept while they go on failing).
+    """
+    session.execute(
+        text(
+            """
+        INSERT INTO maintenance_state (key, last_run_at, data)
+        VALUES (:key, now(), jsonb_build_object('remote', CAST(:remote AS text),
+            'error', CAST(:error AS text), 'since',
+            CASE WHEN CAST(:error AS text) IS NULL THEN NULL ELSE now() END))
+        ON CONFLICT (key) DO UPDATE SET last_run_at = now(), data = jsonb_build_object(
+            'remote', CAST(:remote AS text), 'error', CAST(:error AS text), 'since',
+            CASE WHEN CAST(:error AS text) IS NULL THEN NULL
+                 ELSE coalesce(NULLIF(maintenance_state.data->'since', 'null'::jsonb),
+                    to_jsonb(now())) END)
+        """
+        ),
+        {"key": PUSH_STATE_KEY, "remote": store.remote_display, "error": error},
+    )
+
+
+def push_state(session: Session, app: Flask) -> dict[str, Any]:
+    """The config store's remote and how its pushes go: "ok", "failing" or "none"."""
+    remote = app.config.get("ROOKERY_CONFIG_REMOTE") or None
+    if not remote:
+        return {"remote": None, "push": "none", "error": None, "since": None}
+    row = session.execute(
+        text("SELECT data FROM maintenance_state WHERE key = :key"), {"key": PUSH_STATE_KEY}
+    ).first()
+    data = (row.data if row else None) or {}
+    failing = bool(data.get("error"))
+    return {
+        "remote": store_for(app).remote_display,
+        "push": "failing" if failing else "ok",
+        "error": data.get("error"),
+        "since": data.get("since"),
+    }
+
+
+def retry_failed_push(app: Flask, session: Session) -> str | None:
+    """When the last push failed, push again (under the store's advisory lock)."""
+    if not app.config.get("ROOKERY_CONFIG_REMOTE"):
+        return None
+    if push_state(session, app)["push"] != "failing":
+        session.rollback()
+        return None
+    store = store_for(app)
+    try:
+        error = store.push_pending(lock=advisory_lock(session))
+    except ConfigStoreError as exc:
+        error = str(exc)
+    record_push(session, store, error)
+    session.commit()
+    if error is None:
+        logger.info("Config store %s: the pending commits are pushed", store.path)
+    return error
 
 
 _STORES_GUARD = threading.Lock()

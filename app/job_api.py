@@ -12,9 +12,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import audit, database, events, logs
+from app.engine import fence
 from app.errors import RookeryError
 from app.extensions import db
-from app.models import JobRun, utcnow
+from app.models import JobRun, RunStatus, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +25,15 @@ class NotRetryable(RookeryError):
 
 
 #: A job's log line; the run's job is read inside the INSERT (no extra round trip, never
-#: stale). RETURNING gives ``autocommit_row`` its row.
+#: stale). Inside a unit (``attempt`` set, see engine/fence.py) it is written only while
+#: that attempt is current. RETURNING gives ``autocommit_row`` its row (or None).
 _LOG_SQL = """
     INSERT INTO job_logs (at, level, log_type, source, message, meta, run_id, job_id,
         job_type, device_id)
-    VALUES (%(at)s, %(level)s, 'job', %(source)s, %(message)s, %(meta)s, %(run_id)s,
-        (SELECT job_id FROM job_runs WHERE id = %(run_id)s), %(job_type)s, %(device_id)s)
+    SELECT %(at)s, %(level)s, 'job', %(source)s, %(message)s, %(meta)s, %(run_id)s,
+        (SELECT job_id FROM job_runs WHERE id = %(run_id)s), %(job_type)s, %(device_id)s
+    WHERE %(attempt)s::integer IS NULL OR EXISTS (SELECT 1 FROM job_runs
+        WHERE id = %(run_id)s AND status = 'RUNNING' AND attempt = %(attempt)s::integer)
     RETURNING id
 """
 
@@ -58,7 +62,8 @@ class JobLogger:
         # unit's rollback cannot take it back), its trigger's NOTIFY sent as it commits,
         # and no BEGIN, COMMIT or ORM flush around it (one round trip, not three, and
         # about 1.5 ms less CPU per line under the GIL the run's threads share).
-        database.autocommit_row(
+        attempt = fence.attempt_for(self.run_id)
+        row = database.autocommit_row(
             _LOG_SQL,
             {
                 "at": utcnow(),
@@ -69,8 +74,11 @@ class JobLogger:
                 "run_id": self.run_id,
                 "job_type": self.job_type,
                 "device_id": self.device_id,
+                "attempt": attempt,
             },
         )
+        if row is None and attempt is not None:
+            raise fence.AttemptSuperseded(self.run_id, attempt)
         self._py_logger.log(logging.getLevelName(level.upper()), "run %s: %s", self.run_id, message)
 
     def debug(self, message: str, meta: dict[str, Any] | None = None) -> None:
@@ -88,12 +96,17 @@ class JobLogger:
     def progress(self, done: int, total: int) -> None:
         """Report how far a global job is (pages show it as a progress bar)."""
         done, total = max(0, int(done)), max(0, int(total))
+        attempt = fence.attempt_for(self.run_id)
         with Session(db.engine) as session:
-            session.execute(
-                update(JobRun)
-                .where(JobRun.id == self.run_id)
-                .values(progress_done=done, progress_total=total)
-            )
+            query = update(JobRun).where(JobRun.id == self.run_id)
+            if attempt is not None:  # inside a unit: only while its attempt is current
+                query = query.where(
+                    JobRun.status == RunStatus.RUNNING.value, JobRun.attempt == attempt
+                )
+            updated = session.execute(query.values(progress_done=done, progress_total=total))
+            if attempt is not None and not updated.rowcount:
+                session.rollback()
+                raise fence.AttemptSuperseded(self.run_id, attempt)
             run = session.get(JobRun, self.run_id)
             if run is not None:
                 events.record(

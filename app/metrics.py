@@ -34,6 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from app.engine import reconciler
 from app.extensions import db
 from app.models import ACTIVE_STATUSES
 from app.services import stats
@@ -147,6 +148,22 @@ class RookeryCollector(Collector):
             "rookery_credential_successes",
             "Successful logins, summed over all credentials.",
             value=credentials.successes,
+        )
+        repairs = CounterMetricFamily(
+            "rookery_reconciler_repairs",
+            "Divergences between runs and their queue jobs or workers the reconciler "
+            "repaired, by kind.",
+            labels=["repair"],
+        )
+        state = reconciler.state()
+        for kind, count in sorted(state["repairs"].items()):
+            repairs.add_metric([kind], int(count))
+        yield repairs
+        last = state["last_run_at"]
+        yield GaugeMetricFamily(
+            "rookery_reconciler_last_run_timestamp_seconds",
+            "When the reconciler last went over the runs (Unix time; 0: never).",
+            value=last.timestamp() if last else 0.0,
         )
         session.rollback()  # end the read-only transaction
 

@@ -464,6 +464,8 @@ class JobRun(db.Model):
     queued_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     scheduled_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    #: when the current attempt was claimed (the reconciler's clock for its timeout)
+    attempt_started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)

@@ -126,6 +126,7 @@ def notify_run_ended(session: Session, run: JobRun) -> int:
                             "event": event,
                             "delivery_id": str(uuid.uuid4()),
                         },
+                        queue=queue.HOUSEKEEPING_QUEUE,
                         priority=run.priority,
                     )
                     queued += 1
@@ -268,6 +269,7 @@ def _log(level: str, run: dict[str, Any], message: str, meta: dict[str, Any]) ->
 
 @queue.queue_app.task(
     name=DELIVER_TASK,
+    queue=queue.HOUSEKEEPING_QUEUE,
     pass_context=True,
     retry=RetryStrategy(
         max_attempts=ATTEMPTS - 1, exponential_wait=BACKOFF_BASE, retry_exceptions=[DeliveryFailed]

@@ -89,10 +89,32 @@ def database_url(pg_admin: str, template_db: str) -> Iterator[str]:
             sql.Identifier(name), sql.Identifier(template_db)
         ),
     )
-    yield _swap_db(pg_admin, name)
+    uri = _swap_db(pg_admin, name)
+    yield uri
+    left = _runs_left_active(uri)
     _execute(
         pg_admin, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     )
+    assert not left, (
+        f"the test left runs in a non-final status: {left}; every run must end (drain the "
+        "queue, cancel it, or let the reconciler repair it) — a run left behind is a run "
+        "stuck forever in production"
+    )
+
+
+def _runs_left_active(uri: str) -> list[tuple[int, str]]:
+    """Runs the test left in an active status (none when it made no schema)."""
+    try:
+        with psycopg.connect(uri, autocommit=True) as conn:
+            return [
+                tuple(row)
+                for row in conn.execute(
+                    "SELECT id, status FROM job_runs WHERE status IN "
+                    "('PENDING', 'QUEUED', 'SCHEDULED', 'WAITING', 'RUNNING') ORDER BY id"
+                )
+            ]
+    except psycopg.errors.UndefinedTable:
+        return []
 
 
 def make_config(database_url: str, instance: Path, **extra: Any) -> dict[str, Any]:

@@ -29,10 +29,21 @@ import psycopg
 import psycopg_pool
 from flask import Flask
 from procrastinate import JobContext
+from procrastinate import worker as procrastinate_worker
+from sqlalchemy import text
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE = "default"
+#: schedule ticks, the reconciler, retention and webhook deliveries: a queue of their
+#: own, served by every worker with slots that runs cannot take
+HOUSEKEEPING_QUEUE = "housekeeping"
+
+#: slots of a worker process's housekeeping worker
+HOUSEKEEPING_CONCURRENCY = 2
+
+#: ask procrastinate to cancel a queue job (``abort``: also when it is running)
+CANCEL_JOB_SQL = text("SELECT procrastinate_cancel_job_v1(:id, :abort, false)")
 
 _flask_app: Flask | None = None
 _flask_app_lock = threading.Lock()
@@ -73,36 +84,109 @@ def run_in_app_context(call_next: Callable[[], Any], context: JobContext, worker
             db.session.remove()
 
 
+class RookeryWorker(procrastinate_worker.Worker):
+    """procrastinate's worker, heartbeating through its graceful shutdown.
+
+    procrastinate stops the heartbeat (with its other side tasks) as soon as a stop
+    is asked, then waits up to the grace period for the jobs in flight: a grace
+    longer than the stall window would make a busy, healthy worker look dead and
+    its runs be taken by another. This worker keeps beating until it unregisters.
+    """
+
+    async def _shutdown(self, side_tasks: list[asyncio.Task[Any]]) -> None:
+        keeper = asyncio.create_task(self._beat_until_gone(), name="grace_heartbeat")
+        try:
+            await super()._shutdown(side_tasks)
+        finally:
+            keeper.cancel()
+
+    async def _beat_until_gone(self) -> None:
+        while True:
+            await asyncio.sleep(self.update_heartbeat_interval)
+            if self.worker_id is None:
+                return
+            try:
+                await self.app.job_manager.update_heartbeat(self.worker_id)
+            except Exception as exc:  # the database is away: the next beat may land
+                logger.warning("Heartbeat during shutdown failed: %s", exc)
+
+
 class RookeryQueue(procrastinate.App):
     """procrastinate's App with Rookery's worker set-up applied wherever it starts."""
 
+    def _worker(self, **kwargs: Any) -> procrastinate_worker.Worker:
+        return RookeryWorker(app=self, **{**self.worker_defaults, **kwargs})
+
     async def run_worker_async(self, **kwargs: Any) -> None:
+        """Run a worker: runs on the default queue, housekeeping beside them.
+
+        A worker process that serves every queue (no ``queues`` given, the normal
+        case) runs two procrastinate workers: one for runs with ``concurrency``
+        slots, one for the housekeeping queue (schedule ticks, the reconciler,
+        retention, webhook deliveries) with slots of its own, so a backlog of runs
+        never delays recovery. Given ``queues`` (or ``wait=False``, the tests'
+        drain), it runs the one worker asked for.
+        """
         settings = flask_app().config
         kwargs.setdefault("concurrency", settings["ROOKERY_WORKER_CONCURRENCY"])
         kwargs.setdefault("shutdown_graceful_timeout", settings["ROOKERY_WORKER_GRACE_SECONDS"])
+        stalled = settings["ROOKERY_WORKER_STALLED_SECONDS"]
+        kwargs.setdefault("stalled_worker_timeout", stalled)
+        kwargs.setdefault("update_heartbeat_interval", max(1.0, min(5.0, stalled / 4)))
         concurrency = int(kwargs["concurrency"])
         loop = asyncio.get_running_loop()
-        # One thread per job slot, plus a few for procrastinate's own sync work.
+        # One thread per job slot, plus the housekeeping slots and a few for
+        # procrastinate's own sync work.
         loop.set_default_executor(
-            ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="rookery-job")
+            ThreadPoolExecutor(
+                max_workers=concurrency + HOUSEKEEPING_CONCURRENCY + 4,
+                thread_name_prefix="rookery-job",
+            )
         )
         logger.info(
             "Worker starting: concurrency %d, grace period %ss",
             concurrency,
             kwargs["shutdown_graceful_timeout"],
         )
-        # procrastinate's run_worker_async, with the worker in hand to announce it.
         self.perform_import_paths()
-        worker = self._worker(**kwargs)
-        announcer = asyncio.create_task(_announce(worker, concurrency))
+        if kwargs.get("queues") is not None or kwargs.get("wait") is False:
+            workers = [self._worker(**kwargs)]
+        else:
+            name = kwargs.get("name") or procrastinate_worker.WORKER_NAME
+            workers = [
+                self._worker(**{**kwargs, "queues": [DEFAULT_QUEUE]}),
+                self._worker(
+                    **{
+                        **kwargs,
+                        "queues": [HOUSEKEEPING_QUEUE],
+                        "concurrency": HOUSEKEEPING_CONCURRENCY,
+                        "name": f"{name}-housekeeping",
+                    }
+                ),
+            ]
+        announcers = [
+            asyncio.create_task(_announce(worker, worker.concurrency, role))
+            for worker, role in zip(workers, ("runs", "housekeeping"), strict=False)
+        ]
+        tasks = [asyncio.create_task(worker.run()) for worker in workers]
         try:
-            await worker.run()
+            # One worker ending (its database connection lost) ends the other too:
+            # the process's serve loop starts both again once PostgreSQL answers.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            announcer.cancel()
+            for worker in workers:
+                worker.stop()
+            ended = await asyncio.gather(*tasks, return_exceptions=True)
+            for announcer in announcers:
+                announcer.cancel()
+        for result in ended:
+            if isinstance(result, Exception):
+                raise result
 
 
-async def _announce(worker: Any, concurrency: int) -> None:
-    """Record what procrastinate's worker table lacks (name, host, pid, concurrency).
+async def _announce(worker: Any, concurrency: int, role: str) -> None:
+    """Record what procrastinate's worker table lacks (name, host, pid, concurrency,
+    role: "runs", or "housekeeping" for the process's second worker).
 
     Stored as maintenance_state "worker:<procrastinate worker id>", so statistics can
     show each live worker's concurrency; rows of workers that are gone are dropped.
@@ -124,6 +208,7 @@ async def _announce(worker: Any, concurrency: int) -> None:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "concurrency": concurrency,
+        "role": role,
     }
     try:
         async with await psycopg.AsyncConnection.connect(conninfo(), autocommit=True) as conn:
@@ -172,8 +257,6 @@ queue_app = RookeryQueue(
     ],
     worker_defaults={
         "task_middleware": [run_in_app_context],
-        "update_heartbeat_interval": 5,
-        "stalled_worker_timeout": 30,
         "fetch_job_polling_interval": 2,
         "abort_job_polling_interval": 1,
     },

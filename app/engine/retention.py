@@ -26,7 +26,7 @@ from flask import current_app
 from sqlalchemy import text, update
 
 from app import logs
-from app.engine.queue import DEFAULT_QUEUE, queue_app
+from app.engine.queue import HOUSEKEEPING_QUEUE, queue_app
 from app.extensions import db
 from app.models import ACTIVE_STATUSES, MaintenanceState, utcnow
 
@@ -165,7 +165,9 @@ def _record(key: str, data: dict[str, Any]) -> None:
 
 @queue_app.periodic(cron="* * * * *", periodic_id="retention-tick")
 @queue_app.task(
-    name="rookery.retention_tick", queue=DEFAULT_QUEUE, queueing_lock="rookery.retention_tick"
+    name="rookery.retention_tick",
+    queue=HOUSEKEEPING_QUEUE,
+    queueing_lock="rookery.retention_tick",
 )
 def retention_tick(timestamp: int) -> dict[str, int] | None:
     """Every minute on some worker: run the cleanup when its interval has passed.

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app import logs
 from app.engine import queue
-from app.engine.queue import queue_app
+from app.engine.queue import HOUSEKEEPING_QUEUE, queue_app
 from app.errors import Conflict, RookeryError
 from app.extensions import db
 from app.models import Schedule, ScheduleFire, utcnow
@@ -207,6 +207,7 @@ def _log_failure(schedule_id: int, exc: Exception) -> None:
 @queue_app.periodic(cron="* * * * *", periodic_id="schedule-tick")
 @queue_app.task(
     name=TASK_NAME,
+    queue=HOUSEKEEPING_QUEUE,
     queueing_lock=TASK_NAME,
     pass_context=False,
     priority=TICK_PRIORITY,

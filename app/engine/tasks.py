@@ -1,4 +1,4 @@
-"""The worker's tasks: procrastinate entry points into the runner and the run-control chores."""
+"""The worker's tasks: procrastinate entry points into the runner and the reconciler."""
 
 from __future__ import annotations
 
@@ -8,25 +8,26 @@ from datetime import timedelta
 from procrastinate import JobContext
 from procrastinate.exceptions import JobAborted
 from procrastinate.job_context import AbortReason
-from procrastinate.jobs import Job as QueueJob
-from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from app.engine import control, runner
-from app.engine.queue import queue_app
+from app.engine import reconciler, runner
+from app.engine.queue import HOUSEKEEPING_QUEUE, queue_app
 from app.models import RunStatus
 
 logger = logging.getLogger(__name__)
 
 
-class RunRetryStrategy(BaseRetryStrategy):
-    """Retry exactly when the runner decided to (it knows the job's policy and attempt)."""
+class _OneLineAborts(logging.Filter):
+    """A cancelled run is logged in one line: procrastinate would add the traceback of
+    the JobAborted that marks its queue job aborted (40 lines, for no error at all)."""
 
-    def get_retry_decision(
-        self, *, exception: BaseException, job: QueueJob
-    ) -> RetryDecision | None:
-        if isinstance(exception, runner.RetryScheduled):
-            return RetryDecision(retry_at=exception.retry_at)
-        return None
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "action", None) == "job_aborted":
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("procrastinate.worker").addFilter(_OneLineAborts())
 
 
 def _abort_reason(context: JobContext):
@@ -40,28 +41,39 @@ def _abort_reason(context: JobContext):
     return reason
 
 
-@queue_app.task(name="rookery.execute_run", pass_context=True, retry=RunRetryStrategy())
+@queue_app.task(name="rookery.execute_run", pass_context=True)
 def execute_run(context: JobContext, run_id: int) -> str | None:
-    """Execute one attempt of a run (procrastinate's attempts count the retries)."""
+    """Execute the next attempt of a run.
+
+    Every attempt has a queue job of its own (the state machine defers the next one
+    with the status it writes), so procrastinate never retries this task: the task
+    ends like the attempt: failed when it failed (retried or not), aborted when the
+    run was cancelled, succeeded otherwise.
+    """
     outcome = runner.execute(
         run_id,
-        attempt=context.job.attempts + 1,
+        queue_job_id=context.job.id,
         worker_name=context.worker_name,
         abort_reason=_abort_reason(context),
     )
+    if outcome is not None and outcome.exception is not None:
+        raise outcome.exception  # the attempt is written; its queue job ends failed
     if outcome is not None and outcome.status is RunStatus.CANCELLED:
         raise JobAborted(f"run {run_id} cancelled")
     return outcome.status.value if outcome else None
 
 
-@queue_app.periodic(cron="* * * * *", periodic_id="control-tick")
-@queue_app.task(name="rookery.control_tick", queueing_lock="rookery.control_tick")
-def control_tick(timestamp: int) -> dict[str, int]:
-    """Every minute: recover runs of dead workers, cancel runs that waited too long."""
+@queue_app.periodic(cron="* * * * * */15", periodic_id="reconciler")
+@queue_app.task(
+    name="rookery.reconcile", queue=HOUSEKEEPING_QUEUE, queueing_lock="rookery.reconcile"
+)
+def reconcile(timestamp: int) -> dict[str, int]:
+    """Every 15 s: make every non-final run agree with its queue job and worker."""
     from flask import current_app
 
-    limit = timedelta(minutes=current_app.config["ROOKERY_DEPENDENCY_MAX_WAIT_MINUTES"])
-    return {
-        "stalled": len(control.recover_stalled_runs()),
-        "expired": len(control.expire_waiting_runs(limit)),
-    }
+    settings = current_app.config
+    repairs = reconciler.reconcile(
+        stalled_seconds=settings["ROOKERY_WORKER_STALLED_SECONDS"],
+        max_wait=timedelta(minutes=settings["ROOKERY_DEPENDENCY_MAX_WAIT_MINUTES"]),
+    )
+    return dict(repairs)

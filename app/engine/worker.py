@@ -57,6 +57,7 @@ async def serve(**options: Any) -> int:
     # cycles), instead of letting it pile up behind ~half a million old objects.
     gc.freeze()
     collector = asyncio.create_task(_collect_garbage())
+    pusher = asyncio.create_task(_retry_failed_pushes())
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     current: dict[str, asyncio.Task[None] | None] = {"task": None}
@@ -104,6 +105,7 @@ async def serve(**options: Any) -> int:
             if await _database_answers():
                 break
     collector.cancel()
+    pusher.cancel()
     logger.info("Worker stopped")
     return 0
 
@@ -120,3 +122,28 @@ async def _collect_garbage() -> None:
         started = time.perf_counter()
         found = gc.collect()
         logger.debug("gc: %d unreachable in %.1f ms", found, 1000 * (time.perf_counter() - started))
+
+
+async def _retry_failed_pushes() -> None:
+    """Every ROOKERY_CONFIG_PUSH_RETRY_SECONDS: push the config store's commits that a
+    failed push left behind (a warning on the run; /health shows it until then)."""
+    app = queue.flask_app()
+    if not app.config.get("ROOKERY_CONFIG_REMOTE"):
+        return
+    while True:
+        await asyncio.sleep(app.config["ROOKERY_CONFIG_PUSH_RETRY_SECONDS"])
+        try:
+            await asyncio.to_thread(_retry_push_once, app)
+        except Exception as exc:  # the database is away, say: the next round may work
+            logger.warning("Retrying the config store's push failed: %s", exc)
+
+
+def _retry_push_once(app: Any) -> None:
+    from app import config_store
+    from app.extensions import db
+
+    with app.app_context():
+        try:
+            config_store.retry_failed_push(app, db.session)
+        finally:
+            db.session.remove()

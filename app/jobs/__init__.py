@@ -60,13 +60,17 @@ def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: A
     """Commit changed configs (device name -> normalised text) as one commit of the store.
 
     Serialised across workers with a PostgreSQL advisory lock taken on ``db``; returns
-    the store's CommitResult (sha or None, changed and unchanged device names).
+    the store's CommitResult (sha or None, changed and unchanged device names, and
+    ``push_error`` when the push to the remote failed: the commit is kept locally).
     """
     from flask import current_app
 
     from app import config_store
 
     store = config_store.store_for(current_app)
-    return store.commit_run(
+    result = store.commit_run(
         run_id=run_id, job_name=job_name, configs=configs, lock=config_store.advisory_lock(db)
     )
+    if store.remote:  # /health shows how pushes go; a worker retries a failed one
+        config_store.record_push(db, store, result.push_error)
+    return result

@@ -50,14 +50,18 @@ def finalize(run_id, results, config, db):
         if result.device_name in configs:
             result.changed = result.device_name in changed
             result.commit_sha = commit.sha if result.changed else None
-    JobLogger(run_id, JOB_META["job_type"]).info(
+    log = JobLogger(run_id, JOB_META["job_type"])
+    log.info(
         f"Config store: {len(changed)} changed, {len(commit.unchanged)} unchanged"
         + (f", commit {commit.sha[:10]}" if commit.sha else ", nothing to commit"),
         {"changed": sorted(changed), "commit": commit.sha},
     )
-    return {
-        "commit": commit.sha,
-        "changed": sorted(changed),
-        "unchanged": len(commit.unchanged),
-        "message": f"{len(changed)} config(s) changed" if changed else "no config changed",
-    }
+    message = f"{len(changed)} config(s) changed" if changed else "no config changed"
+    summary = {"commit": commit.sha, "changed": sorted(changed), "unchanged": len(commit.unchanged)}
+    if commit.push_error:
+        # A warning, not a failure: the commit is made and recorded; a worker pushes it
+        # again every ROOKERY_CONFIG_PUSH_RETRY_SECONDS (and so does the next backup).
+        log.warning(f"Config store: push failed, kept locally: {commit.push_error}")
+        summary["push_error"] = commit.push_error
+        message += "; push to the remote failed (kept locally, retried later)"
+    return {**summary, "message": message}

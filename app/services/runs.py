@@ -17,12 +17,12 @@ from flask import current_app
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate import jobs as procrastinate_jobs
 from psycopg.types.json import Jsonb
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import load_only, make_transient_to_detached
 
 from app import audit, crypto, events, registry
-from app.engine import dependencies, queue
+from app.engine import lifecycle, queue
 from app.errors import Conflict, ValidationError
 from app.extensions import db
 from app.models import (
@@ -489,15 +489,18 @@ def cancel_run(run_id: int, *, actor: User | str | None) -> JobRun:
         raise Conflict(f"Run #{run_id} already ended {run.status}; there is nothing to cancel.")
     if run.cancel_requested_at is not None:
         db.session.rollback()
-        raise Conflict(f"Run #{run_id} is already being cancelled.")
+        raise Conflict(
+            f"Run #{run_id} is already being cancelled (asked by {run.cancelled_by}); it "
+            "ends within seconds, or once its worker is found dead."
+        )
     run.cancel_requested_at = utcnow()
     run.cancelled_by = who
     if run.status == RunStatus.RUNNING.value:
-        # The worker's supervisor sees the abort (and the column) within a second or two.
+        # The worker's supervisor sees the abort (and the column) within a second or
+        # two; if its worker is dead, the reconciler ends the run CANCELLED.
         if run.procrastinate_job_id is not None:
             db.session.execute(
-                text("SELECT procrastinate_cancel_job_v1(:id, true, false)"),
-                {"id": run.procrastinate_job_id},
+                queue.CANCEL_JOB_SQL, {"id": run.procrastinate_job_id, "abort": True}
             )
         events.record(
             db.session,
@@ -508,16 +511,7 @@ def cancel_run(run_id: int, *, actor: User | str | None) -> JobRun:
             data={"requested": True},
         )
     else:
-        if run.procrastinate_job_id is not None:
-            db.session.execute(
-                text("SELECT procrastinate_cancel_job_v1(:id, false, false)"),
-                {"id": run.procrastinate_job_id},
-            )
-        run.status = RunStatus.CANCELLED.value
-        run.finished_at = utcnow()
-        run.message = f"Cancelled by {who}."
-        events.record(db.session, run, events.CANCELLED, run.message, actor=who)
-        dependencies.release_dependants(db.session, run)
+        lifecycle.cancel_unstarted(db.session, run, f"Cancelled by {who}.", actor=who)
     audit.record(
         actor=actor,
         action="cancel",
@@ -604,9 +598,11 @@ def run_now(
         pre_data={"params": crypto.redact_params(validated, job_type.secret_params)},
     )
     db.session.commit()
-    outcome = runner.execute(run.id, attempt=1, worker_name="run_now", eventlog=eventlog)
+    outcome = runner.execute(run.id, worker_name="run_now", eventlog=eventlog)
     if outcome is None:
         return ""
+    if outcome.exception is not None:
+        raise outcome.exception
     return outcome.message or str(outcome.result)
 
 

@@ -184,12 +184,14 @@ def queue_summary(now: datetime | None = None) -> dict[str, Any]:
 
 
 def workers_alive() -> dict[str, Any]:
-    """Workers whose procrastinate heartbeat is recent (by the database's clock)."""
+    """Workers taking runs whose procrastinate heartbeat is recent (by the database's
+    clock); each worker process's housekeeping worker is not counted."""
     rows = db.session.execute(
         text(
             "SELECT w.id, w.last_heartbeat, m.data FROM procrastinate_workers w "
             "LEFT JOIN maintenance_state m ON m.key = 'worker:' || w.id "
-            "WHERE w.last_heartbeat > now() - make_interval(secs => :secs) ORDER BY w.id"
+            "WHERE w.last_heartbeat > now() - make_interval(secs => :secs) "
+            "AND coalesce(m.data->>'role', 'runs') <> 'housekeeping' ORDER BY w.id"
         ),
         {"secs": WORKER_ALIVE_SECONDS},
     ).all()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import database
+from app import config_store, database
 from app.extensions import db
 from app.services import stats
 
@@ -19,7 +20,8 @@ WORKER_ALIVE_SECONDS = stats.WORKER_ALIVE_SECONDS
 
 
 def health() -> dict[str, Any]:
-    """Report: status ok|error, database, migrations, workers alive, queue depth and lag.
+    """Report: status ok|error, database, migrations, workers alive, queue depth and lag,
+    and how pushes to the config store's remote go.
 
     A long queue or a large lag is reported, not judged: status stays "ok" as long
     as the database answers and the schema is current.
@@ -46,6 +48,9 @@ def health() -> dict[str, Any]:
         report["workers"] = workers_alive()
         queue = stats.queue_summary()
         report["queue"] = {"depth": queue["depth"], "lag_seconds": queue["lag_seconds"]}
+        # A failing push is a warning (the commits are kept locally and pushed again):
+        # reported here, status stays "ok".
+        report["config_store"] = config_store.push_state(db.session, current_app)
     except SQLAlchemyError as exc:
         db.session.rollback()
         report["status"] = "error"

@@ -357,3 +357,63 @@ def test_no_password_anywhere(app, fleet, database_url, tmp_path):
     )
     for secret in secrets:
         assert secret not in logs
+
+
+# ------------------------------------------------------------ keep what succeeded
+
+
+def test_a_hung_device_does_not_discard_the_healthy_backups(app, fleet):
+    """Issue 12.5: the run times out on one hung device; the others are committed."""
+    app.config["ROOKERY_SSH_READ_TIMEOUT"] = 120  # only the run's timeout stops the hang
+    hung = fleet.devices[1]
+    fleet.set_hanging(hung.name)
+    job = jobs.create_job(
+        name="nightly",
+        job_type="config_backup",
+        target_tags=["lab"],
+        no_overlap=False,
+        timeout_seconds=12,
+        actor="test",
+    )
+    run = run_job(app, job)
+    assert run.status == "TIMEOUT", run.message
+    repo = repo_of(app)
+    good = sorted(d.name for d in fleet.devices if d.name != hung.name)
+    assert sorted(p.path for p in repo.head.commit.tree.traverse()) == [f"{n}.cfg" for n in good]
+    assert run.result["commit"] == repo.head.commit.hexsha
+    assert f"{len(good)} device(s) finished" in run.message
+    by_device = results(run.id)
+    assert by_device[hung.name].status == "timeout"
+    assert all(by_device[n].commit_sha == repo.head.commit.hexsha for n in good)
+
+
+def test_a_failing_push_is_a_warning_and_is_retried(app, fleet, tmp_path):
+    """Issue 12.6: the backup succeeds, the commit is recorded, /health warns, and the
+    push goes through once the remote accepts it again."""
+    from app import config_store
+
+    remote = tmp_path / "remote.git"
+    git.Repo.init(remote, bare=True, initial_branch="main")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'remote: refusing everything' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    app.config["ROOKERY_CONFIG_REMOTE"] = str(remote)
+
+    run = run_job(app, backup_job())
+    assert run.status == "COMPLETED_SUCCESS", run.message
+    head = repo_of(app).head.commit.hexsha
+    assert run.result["commit"] == head
+    assert "push to the remote failed" in run.message
+    assert "git push to" in run.result["push_error"]
+    assert all(r.commit_sha == head for r in results(run.id).values())
+    health = app.test_client().get("/health")
+    assert health.status_code == 200
+    store_state = health.get_json()["config_store"]
+    assert (store_state["push"], store_state["remote"]) == ("failing", str(remote))
+    assert store_state["since"] and "git push to" in store_state["error"]
+
+    assert config_store.retry_failed_push(app, db.session) is not None, "still refused"
+    hook.unlink()
+    assert config_store.retry_failed_push(app, db.session) is None
+    assert git.Repo(remote).commit("main").hexsha == head
+    assert app.test_client().get("/health").get_json()["config_store"]["push"] == "ok"

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from app.engine import control
+from app.engine import reconciler
 from app.errors import Conflict, ValidationError
 from app.extensions import db
 from app.models import Device, DeviceResult, Event, JobRun, Tag
@@ -266,9 +266,13 @@ def test_runs_waiting_too_long_are_cancelled(ctx):
         text("UPDATE job_runs SET created_at = now() - interval '2 days' WHERE status = 'WAITING'")
     )
     db.session.commit()
-    expired = control.expire_waiting_runs(timedelta(hours=24))
-    assert sorted(expired) == sorted(r.id for r in runs_of("B") + runs_of("C"))
-    assert "Waited more than 1440 minutes" in reload(c_run.id).message
+    repairs = reconciler.reconcile(stalled_seconds=30, max_wait=timedelta(hours=24))
+    (b_run,) = runs_of("B")
+    assert repairs["waiting_expired"] == 1, "B expired; C is cancelled with it"
+    assert "Waited more than 1440 minutes" in reload(b_run.id).message
+    c_run = reload(c_run.id)
+    assert c_run.status == "CANCELLED"
+    assert f"Dependency run #{b_run.id}" in c_run.message
 
 
 # -------------------------------------------------------------------- relaunch
@@ -318,8 +322,8 @@ def test_a_killed_workers_run_is_recovered_by_another(ctx, workers):
     wait_for(lambda: status_of(run.id) == "RUNNING", what="the run to start")
     stop_worker(first, signal.SIGKILL)
     time.sleep(3)
-    recovered = control.recover_stalled_runs(stalled_seconds=2)
-    assert recovered == [run.id]
+    repairs = reconciler.reconcile(stalled_seconds=2)
+    assert repairs["running_retry"] == 1
     run = reload(run.id)
     assert run.status == "SCHEDULED"
     assert "stopped answering" in run.error
@@ -339,7 +343,7 @@ def test_a_killed_workers_last_attempt_fails_unexpected(ctx, workers):
     wait_for(lambda: status_of(run.id) == "RUNNING", what="the run to start")
     stop_worker(first, signal.SIGKILL)
     time.sleep(3)
-    assert control.recover_stalled_runs(stalled_seconds=2) == [run.id]
+    assert reconciler.reconcile(stalled_seconds=2)["running_failed"] == 1
     run = reload(run.id)
     assert run.status == "FAILED_UNEXPECTED"
     assert event_types(run.id)[-1] == "job.failed"
@@ -391,3 +395,27 @@ def test_statistics_show_each_live_workers_concurrency(ctx, workers):
     (worker,) = report["workers"]
     assert (worker["name"], worker["concurrency"]) == ("w1", 2)
     assert report["concurrency"] == 2 and worker["pid"] and worker["host"]
+
+
+def test_a_worker_in_its_grace_period_keeps_heartbeating_and_its_run(ctx, workers):
+    """Issue 12.4: a grace period longer than the stall window must not make a busy
+    worker look dead: its run ends once, on it, with no repair."""
+    job = make_job(name="graceful", job_type="noop", params={"seconds": 8}, max_retries=1)
+    first = workers("w1", ROOKERY_WORKER_GRACE_SECONDS="30", ROOKERY_WORKER_STALLED_SECONDS="3")
+    run = runs.start_run(job, triggered_by="test")
+    wait_for(lambda: status_of(run.id) == "RUNNING", what="the run to start")
+    first.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while not reload(run.id).run_status.is_final and time.monotonic() < deadline:
+        repairs = reconciler.reconcile(stalled_seconds=3)
+        assert not repairs, f"the reconciler took the run of a worker in its grace: {repairs}"
+        time.sleep(1)
+    run = reload(run.id)
+    assert (run.status, run.attempt, run.worker_name, run.error) == (
+        "COMPLETED_SUCCESS",
+        1,
+        "w1",
+        None,
+    )
+    assert event_types(run.id).count("job.started") == 1
+    assert stop_worker(first) == 0

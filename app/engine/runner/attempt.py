@@ -1,0 +1,250 @@
+"""One attempt of one run: claim it, run its units under supervision, end it.
+
+A global job (``targets: "none"``) is one unit; a device job has one unit per device
+(units.py). The runner's own thread supervises them: it stops the attempt when the
+run is cancelled, when its timeout passes, when the worker shuts down, or when the
+attempt is no longer current (the reconciler moved the run on) — devices not started
+are skipped, driver sessions in flight are closed, and the worker's slot is free
+again at once.
+
+Whatever goes wrong after the claim ends the attempt through ``endings.fail``: the
+next attempt (a new queue job) or a final FAILED_* status, never a run left RUNNING.
+If even that cannot be written (the database is gone), the reconciler repairs the
+run once it can.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from types import MappingProxyType
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import crypto, dispatch, registry
+from app.engine import lifecycle
+from app.engine.runner import endings, units
+from app.engine.runner.endings import Outcome
+from app.engine.runner.units import POLL_SECONDS, Control
+from app.extensions import db
+from app.job_api import NotRetryable
+from app.models import DeviceResult, JobRun, RunStatus
+
+logger = logging.getLogger(__name__)
+
+#: settings a job module may read through ``config`` (never keys or URLs)
+PUBLIC_SETTINGS = (
+    "ROOKERY_INSTANCE",
+    "ROOKERY_JOB_TIMEOUT_SECONDS",
+    "ROOKERY_JOB_TIMEOUT_MAX_SECONDS",
+    "ROOKERY_WORKER_CONCURRENCY",
+    "ROOKERY_CONFIG_REDACT_SECRETS",
+)
+
+
+def execute(
+    run_id: int,
+    *,
+    queue_job_id: int | None = None,
+    worker_name: str | None = None,
+    abort_reason: Callable[[], str | None] = lambda: None,
+    eventlog: bool = True,
+) -> Outcome | None:
+    """Run the next attempt of ``run_id``; None when there was nothing to do.
+
+    ``queue_job_id`` is the queue job that asks (the run must name it; a run_now run
+    names none). ``abort_reason`` tells the supervisor when the queue wants the
+    attempt stopped: ``"cancelled"`` (an operator) or ``"shutdown"`` (the worker is
+    stopping).
+    """
+    row = lifecycle.claim(run_id, queue_job_id, worker_name, eventlog=eventlog)
+    if row is None:
+        _nothing_to_do(run_id, queue_job_id)
+        return None
+    attempt = row.attempt
+    try:
+        return _attempt(row, attempt, abort_reason, eventlog)
+    except Exception as exc:
+        # Anything the attempt did not end itself (a secret this worker cannot read,
+        # the driver registry, a lost database connection): fenced, like any failure.
+        logger.exception("Run %s attempt %s failed outside its units", run_id, attempt)
+        return endings.fail(
+            run_id,
+            attempt,
+            RunStatus.FAILED_UNEXPECTED,
+            exc,
+            eventlog,
+            retry=not isinstance(exc, NotRetryable | registry.UnknownJobType),
+            reason=_reason(row, exc),
+        )
+
+
+def _reason(row: Any, exc: Exception) -> str | None:
+    if isinstance(exc, registry.UnknownJobType):
+        return f"job type {row.job_type!r} is not registered in this worker"
+    return None
+
+
+def _nothing_to_do(run_id: int, queue_job_id: int | None) -> None:
+    found = db.session.execute(
+        select(JobRun.status, JobRun.procrastinate_job_id).where(JobRun.id == run_id)
+    ).first()
+    db.session.rollback()
+    if found is None:
+        logger.warning("Run %s no longer exists; nothing to do", run_id)
+    elif found.procrastinate_job_id != queue_job_id:
+        logger.info(
+            "Run %s is %s under another queue entry (%s, not %s); nothing to do",
+            run_id, found.status, found.procrastinate_job_id, queue_job_id,
+        )  # fmt: skip
+    else:
+        logger.info("Run %s is already %s; nothing to do", run_id, found.status)
+
+
+def _attempt(
+    row: Any, attempt: int, abort_reason: Callable[[], str | None], eventlog: bool
+) -> Outcome | None:
+    job_type = registry.current().get(row.job_type)
+    control = Control(row.id, attempt, row.timeout_seconds, abort_reason)
+    run = db.session.get(JobRun, row.id)
+    assert run is not None
+    config = _job_config(run)
+    db.session.rollback()
+    if job_type.targets == "none":
+        return _run_global(row.id, attempt, job_type, config, eventlog, control)
+    return _run_devices(row.id, attempt, job_type, config, eventlog, control)
+
+
+def _job_config(run: JobRun) -> Mapping[str, Any]:
+    settings = current_app.config
+    values: dict[str, Any] = {key: settings[key] for key in PUBLIC_SETTINGS if key in settings}
+    values["params"] = MappingProxyType(crypto.reveal_params(run.params or {}))
+    values["run_id"] = run.id
+    values["job_name"] = run.job_name
+    values["attempt"] = run.attempt
+    return MappingProxyType(values)
+
+
+def _supervise(control: Control, futures: list[Future[Any]]) -> None:
+    """Wait for the units, or until the control says stop."""
+    pending = set(futures)
+    while pending:
+        _done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        if pending and control.check():
+            return
+
+
+def _run_global(
+    run_id: int,
+    attempt: int,
+    job_type: registry.JobType,
+    config: Mapping[str, Any],
+    eventlog: bool,
+    control: Control,
+) -> Outcome | None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    future, unit_thread = units.GLOBAL_UNITS.submit(
+        units.global_unit, app, run_id, attempt, job_type, config, eventlog
+    )
+    _supervise(control, [future])
+    if not future.done():
+        # Stopped while the unit runs: its thread stays with it and leaves the pool.
+        units.GLOBAL_UNITS.abandon(unit_thread)
+        return endings.interrupt(run_id, attempt, control, eventlog, targets=[])
+    try:
+        ended = future.result()
+    except Exception as exc:
+        return endings.fail(
+            run_id,
+            attempt,
+            RunStatus.FAILED_UNEXPECTED,
+            exc,
+            eventlog,
+            retry=not isinstance(exc, NotRetryable),
+        )
+    if ended is None:
+        return None
+    status, result = ended
+    return Outcome(run_id, RunStatus(status), result.message, result.to_dict())
+
+
+def _run_devices(
+    run_id: int,
+    attempt: int,
+    job_type: registry.JobType,
+    config: Mapping[str, Any],
+    eventlog: bool,
+    control: Control,
+) -> Outcome | None:
+    try:
+        run = lifecycle.lock_current(run_id, attempt)
+        if run is None:
+            return None
+        targets = units.targets_of(units.load_devices(run))
+        max_parallel = units.parallelism(run)
+        run.progress_total = len(targets)
+        run.progress_done = 0
+        # A new attempt starts the devices afresh.
+        db.session.execute(DeviceResult.__table__.delete().where(DeviceResult.run_id == run_id))
+        units.runner_log(run, f"Dispatching {len(targets)} device(s), {max_parallel} at a time")
+        db.session.commit()
+    except Exception as exc:
+        return endings.fail(
+            run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True
+        )
+    if targets and job_type.needs_credentials:
+        try:
+            resolved = units.resolve(run_id, attempt, targets, eventlog)
+        except Exception as exc:
+            return endings.fail(
+                run_id, attempt, RunStatus.FAILED_CREDENTIAL_RESOLUTION, exc, eventlog, retry=True
+            )
+        if resolved is None:
+            return None
+        if not resolved:
+            return endings.end_without_devices(
+                run_id,
+                attempt,
+                RunStatus.COMPLETED_NO_CREDENTIALS,
+                "No targeted device has credentials.",
+                eventlog,
+            )
+        targets = resolved
+    if not targets:
+        return endings.end_without_devices(
+            run_id,
+            attempt,
+            RunStatus.COMPLETED_NO_DEVICES,
+            "No enabled device matches the targets.",
+            eventlog,
+        )
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # The breakers of all the run's devices in one statement, not one per device.
+    connector = dispatch.make_connector(app, [target.id for target in targets])
+    for target in targets:
+        target.connector = connector
+    pool = units.UnitPool(max_parallel, f"run{run_id}-dev")
+    futures = [
+        pool.submit(
+            units.device_unit, app, run_id, attempt, job_type, config, target, eventlog, control
+        )
+        for target in targets
+    ]
+    _supervise(control, futures)
+    if control.reason is not None:
+        pool.shutdown(cancel_pending=True)
+        return endings.interrupt(
+            run_id, attempt, control, eventlog, targets=targets, job_type=job_type, config=config
+        )
+    pool.shutdown()
+    try:
+        for future in futures:
+            future.result()  # a unit's own errors are results; this re-raises runner bugs
+    except Exception as exc:
+        return endings.fail(
+            run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True
+        )
+    return endings.complete(run_id, attempt, job_type, config, eventlog)
