@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import git
 import pytest
 from sqlalchemy import select
 
@@ -194,3 +195,26 @@ def test_a_command_without_template_is_kept_as_text(app, ctx, device_lab_factory
     assert "nothing to parse here" in result.output
     assert list(result.data["parsed"]) == ["show clock"]
     assert "template not found" in result.data["unparsed"]["show rookery"]
+
+
+def test_backup_refuses_an_error_answer_as_a_config(app, ctx, device_lab_factory):
+    ios, eos = default_fleet(2, ["cisco_ios", "arista_eos"])
+    lab = device_lab_factory([ios, eos])
+    load(lab.devices, lab)
+    lab.set_config(ios.name, "                 ^\n% Invalid input detected at '^' marker.\n")
+    job = jobs.create_job(
+        name="backup", job_type="config_backup", target_tags=["lab"], actor="test"
+    )
+
+    run = runs.start_run(job, triggered_by="test")
+    drain(app, concurrency=2)
+    run = reload(run.id)
+
+    by_device = results(run.id)
+    assert by_device[ios.name].status == "failed"
+    assert by_device[ios.name].message == (
+        "The device refused the configuration command: % Invalid input detected at '^' marker."
+    )
+    assert by_device[eos.name].status == "success", by_device[eos.name].message
+    repo = git.Repo(app.config["ROOKERY_CONFIG_REPO"])
+    assert [item.path for item in repo.head.commit.tree.traverse()] == [f"{eos.name}.cfg"]
