@@ -14,11 +14,12 @@ import git
 import pytest
 from sqlalchemy import select
 
+from app.cli import cli
 from app.demo_lab import DeviceLab, LabDevice, default_fleet
 from app.extensions import db
-from app.models import DeviceResult, JobLog, JobRun
+from app.models import DeviceResult, Job, JobLog, JobRun
 from app.services import credentials, inventory, jobs, runs
-from tests.conftest import make_config
+from tests.conftest import csrf_token, make_config
 from tests.integration.helpers import drain, reload
 
 pytest_plugins = ["tests.devices"]
@@ -218,3 +219,51 @@ def test_backup_refuses_an_error_answer_as_a_config(app, ctx, device_lab_factory
     assert by_device[eos.name].status == "success", by_device[eos.name].message
     repo = git.Repo(app.config["ROOKERY_CONFIG_REPO"])
     assert [item.path for item in repo.head.commit.tree.traverse()] == [f"{eos.name}.cfg"]
+
+
+# ------------------------------------------------------------------ the ways a job is written
+
+
+def test_job_form_keeps_commas_in_commands(app, client, auth):
+    auth.create("olga", "operator-pw-1", "operator")
+    auth.login("olga", "operator-pw-1")
+    token = csrf_token(client, "/jobs/new?job_type=run_commands")
+    created = client.post(
+        "/jobs/new",
+        data={
+            "csrf_token": token,
+            "job_type": "run_commands",
+            "name": "shows",
+            "p_commands": f"{COMMA_COMMAND}\r\n\r\n  show clock  \r\n",
+            "p_textfsm": ["0"],
+            "target_tags": "lab",
+            "priority": "normal",
+            "schedule_kind": "none",
+            "timezone": "UTC",
+            "no_overlap": ["0"],
+            "enabled": ["0", "1"],
+        },
+    )
+    assert created.status_code in (200, 302, 303), created.text
+    with app.app_context():
+        job = db.session.scalar(select(Job).where(Job.name == "shows"))
+        assert job is not None
+        assert job.params["commands"] == [COMMA_COMMAND, "show clock"]
+    edit = client.get(f"/jobs/{job.id}/edit")
+    assert f"{COMMA_COMMAND}\nshow clock</textarea>" in edit.text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--param", f"commands={COMMA_COMMAND}", "--param", "commands=show clock"),
+        ("--param", f"commands={COMMA_COMMAND}\nshow clock\n"),
+    ],
+)
+def test_cli_param_gives_a_list_by_repeating_or_by_lines(app, ctx, args):
+    result = app.test_cli_runner().invoke(
+        cli, ["job", "create", "shows", "--type", "run_commands", "--tag", "lab", *args]
+    )
+    assert result.exit_code == 0, result.output
+    job = db.session.scalar(select(Job).where(Job.name == "shows"))
+    assert job.params["commands"] == [COMMA_COMMAND, "show clock"]
