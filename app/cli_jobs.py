@@ -514,7 +514,13 @@ def _param_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.argument("name", required=False)
 @click.option("--from-file", "from_file", type=click.File("r"), help="A job.yaml or job.json.")
 @click.option("--type", "job_type", help="The job type (see the Jobs page or the API).")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter. A list: repeat it, or one item per line (a comma stays in its item).",
+)
 @click.option("--tag", "tags", multiple=True, help="Target devices with this tag.")
 @click.option("--device", "devices", multiple=True, help="Target this device (name or id).")
 @click.option("--priority", help="low, normal, high, critical or 0-100.")

@@ -43,6 +43,7 @@ from gitdb.exc import ODBError
 from gitdb.pack import PackEntity
 from sqlalchemy import text
 
+from app import platforms
 from app.errors import RookeryError
 
 if TYPE_CHECKING:
@@ -137,7 +138,6 @@ VOLATILE: dict[str, tuple[re.Pattern[str], ...]] = {
     "juniper_junos": (*_EVERYWHERE, _JUNOS_LAST_COMMIT),
 }
 _GENERIC = tuple(dict.fromkeys(p for patterns in VOLATILE.values() for p in patterns))
-_PLATFORM_ALIASES = {"juniper": "juniper_junos", "cisco_iosxe": "cisco_xe", "eos": "arista_eos"}
 
 # A secret: a quoted string or one word. A type word may come before it.
 _SECRET = r'(?P<secret>"[^"]*"|\S+)'
@@ -236,13 +236,6 @@ def _redact(lines: Sequence[str]) -> list[str]:
     return out
 
 
-def _platform_key(platform: str) -> str:
-    key = platform.strip().lower()
-    for suffix in ("_ssh", "_telnet", "_serial"):
-        key = key.removesuffix(suffix)
-    return _PLATFORM_ALIASES.get(key, key)
-
-
 @functools.lru_cache(maxsize=64)
 def _volatile_pattern(platform_key: str) -> re.Pattern[str]:
     """A platform's volatile-line patterns as one alternation: one match call per line."""
@@ -257,7 +250,7 @@ def normalize_config(platform: str, text: str, *, redact_secrets: bool = True) -
     go, and the result ends with exactly one newline ("" for a config with no lines).
     Idempotent: normalising a normalised config changes nothing.
     """
-    volatile = _volatile_pattern(_platform_key(platform))
+    volatile = _volatile_pattern(platforms.platform_key(platform))
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     lines = [line for line in map(str.rstrip, raw) if volatile.match(line) is None]
     if redact_secrets:

@@ -153,6 +153,8 @@ class LabDevice:
     password: str
     enable_secret: str | None = None
     config: str | None = None  # None: sample_config(platform, name)
+    # More commands this device answers (command -> its output), beyond its platform's.
+    commands: dict[str, str] = field(default_factory=dict)
     host: str = LOCALHOST
     port: int | None = None
 
@@ -677,6 +679,8 @@ class DeviceLab:
             command: {"output": output, "help": "Current configuration", "prompt": prompts}
             for command in (platform.backup_command, *platform.aliases)
         }
+        for command, text in device.commands.items():
+            commands[command] = {"output": text, "help": command, "prompt": prompts}
         if device.enable_secret is not None:
             # `enable` asks for a password; the next line is answered like a command.
             commands["enable"] = {

@@ -52,7 +52,7 @@ JOB_META = {
             "default": "info",
             "label": "Log level",
         },
-        {"name": "items", "type": "list", "help": "One per line, or comma-separated."},
+        {"name": "items", "type": "list", "help": "One per line (a comma is part of an item)."},
         # A secret is encrypted at rest and never shown; it may not have a default.
         # {"name": "api_token", "type": "secret", "required": True},
     ],

@@ -53,6 +53,8 @@ _PARAM_KEYS = frozenset({"name", "type", "label", "help", "default", "required",
 _TRUE_WORDS = frozenset({"true", "on", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "off", "0", "no"})
 _INTEGER_TEXT = re.compile(r"[+-]?\d+")
+#: what separates the items of a list parameter given as text (never a comma)
+_LINE_BREAK = re.compile(r"\r\n?|\n")
 
 
 class UnknownJobType(RookeryError):
@@ -587,15 +589,23 @@ def _to_boolean(value: Any) -> bool:
 
 
 def _to_list(value: Any) -> list[str]:
+    """A ``list`` parameter's items: one per line of text, or per item of a list.
+
+    Only line breaks separate items, never commas: a command such as
+    ``show interfaces | include up, down`` is one item. An item of a list that holds line
+    breaks (``--param`` repeated with multi-line values) gives one item per line. Items are
+    stripped and blank ones dropped. Anything else than text or a list of text is refused.
+    """
     if isinstance(value, str):
-        parts: list[Any] = re.split(r"[\r\n,]+", value)
+        parts: list[Any] = [value]
     elif isinstance(value, list | tuple):
         parts = list(value)
     else:
         raise _Invalid("Expected a list of text items.")
     if not all(isinstance(part, str) for part in parts):
         raise _Invalid("Expected a list of text items.")
-    return [part.strip() for part in parts if part.strip()]
+    lines = (line.strip() for part in parts for line in _LINE_BREAK.split(part))
+    return [line for line in lines if line]
 
 
 # --- Flask wiring ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.job_api import DeviceTarget, JobLogger, NotRetryable, ResolvedCredential
+from app.platforms import command_error
 
 __all__ = [
     "LEVELS",
@@ -20,6 +21,7 @@ __all__ = [
     "JobLogger",
     "NotRetryable",
     "ResolvedCredential",
+    "command_error",
     "commit_configs",
     "normalize_config",
     "result",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from app.jobs import JobLogger, commit_configs, normalize_config
+from app.jobs import JobLogger, command_error, commit_configs, normalize_config
 
 JOB_META = {
     "job_type": "config_backup",
@@ -23,6 +23,15 @@ def run(device, job_id, config, db):
     log = JobLogger(job_id, JOB_META["job_type"], device.id)
     with device.connect() as session:
         raw = session.get_config()
+    refusal = command_error(device.platform, raw)
+    if refusal is not None:
+        # An error message is no configuration: committed, it would replace the last good
+        # one in git (a platform set wrongly, a user without the right to read it).
+        log.error(f"{device.name} refused the configuration command: {refusal}")
+        return {
+            "success": False,
+            "message": f"The device refused the configuration command: {refusal}",
+        }
     text = normalize_config(
         device.platform, raw, redact_secrets=config.get("ROOKERY_CONFIG_REDACT_SECRETS", True)
     )

@@ -346,12 +346,8 @@ def _form_values(kind: registry.JobType) -> dict[str, Any]:
 
 def _job_fields(kind: registry.JobType, values: dict[str, Any]) -> dict[str, Any]:
     """The service's fields from the form values; unknown device names are field errors."""
-    params: dict[str, Any] = {}
-    for spec in kind.params:
-        raw = values[f"p_{spec.name}"]
-        if spec.type == "list" and isinstance(raw, str):
-            raw = [line.strip() for line in raw.replace(",", "\n").splitlines() if line.strip()]
-        params[spec.name] = raw
+    # A list parameter's textarea goes as typed: the registry splits it into lines.
+    params = {spec.name: values[f"p_{spec.name}"] for spec in kind.params}
     device_ids: list[int] = []
     missing: list[str] = []
     for name in common.split_names(values["target_devices"]):

@@ -325,7 +325,7 @@ def test_validate_params_coerces_form_strings(tmp_path):
             "ratio": "2.5",
             "enabled": "On",
             "mode": "slow",
-            "hosts": "r1, r2\nr3\n\n ,r4 ",
+            "hosts": "r1\r\nr2\rr3\n\n \n r4 ",
             "title": "  hello  ",
             "token": "  s3cret ",
         },
@@ -390,7 +390,7 @@ def test_missing_values_use_defaults_or_none(tmp_path):
         ],
         tmp_path,
     )
-    values = registry.validate_params(job, {"count": "", "title": "   ", "hosts": " , "})
+    values = registry.validate_params(job, {"count": "", "title": "   ", "hosts": " \n \r\n "})
     assert values == {
         "count": 3,
         "hosts": ["x"],
@@ -403,6 +403,31 @@ def test_missing_values_use_defaults_or_none(tmp_path):
     assert job.param("hosts").default == ("x",)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("show interfaces | include up, down", ["show interfaces | include up, down"]),
+        ("show version\nshow clock", ["show version", "show clock"]),
+        ("  show version \r\n\r\n\tshow clock\t\r", ["show version", "show clock"]),
+        ("a,b\n,\nc", ["a,b", ",", "c"]),
+        (["show ip route vrf a, b", " show clock "], ["show ip route vrf a, b", "show clock"]),
+        (["show version\nshow clock", "show users"], ["show version", "show clock", "show users"]),
+        (("one", "two, three"), ["one", "two, three"]),
+    ],
+)
+def test_list_items_are_lines_never_comma_separated(tmp_path, value, expected):
+    job = make_job([{"name": "commands", "type": "list"}], tmp_path)
+    assert registry.validate_params(job, {"commands": value}) == {"commands": expected}
+
+
+@pytest.mark.parametrize("value", ["", " \n\r\n\t", [], ["", "  ", "\n"]])
+def test_blank_list_is_missing(tmp_path, value):
+    job = make_job([{"name": "commands", "type": "list", "required": True}], tmp_path)
+    with pytest.raises(ValidationError) as caught:
+        registry.validate_params(job, {"commands": value})
+    assert caught.value.fields == {"commands": registry.REQUIRED_MESSAGE}
+
+
 def test_multidict_list_values(tmp_path):
     from werkzeug.datastructures import MultiDict
 
@@ -410,7 +435,10 @@ def test_multidict_list_values(tmp_path):
     assert registry.validate_params(job, MultiDict([("hosts", "a"), ("hosts", "b, c")])) == {
         "hosts": ["a", "b, c"]
     }
-    assert registry.validate_params(job, MultiDict([("hosts", "a, b")])) == {"hosts": ["a", "b"]}
+    assert registry.validate_params(job, MultiDict([("hosts", "a, b")])) == {"hosts": ["a, b"]}
+    assert registry.validate_params(job, MultiDict([("hosts", "a\nb, c")])) == {
+        "hosts": ["a", "b, c"]
+    }
 
 
 @pytest.mark.parametrize(
@@ -569,7 +597,7 @@ def test_rendered_template_is_a_valid_job_module(tmp_path, monkeypatch):
 
     monkeypatch.setitem(job.run.__globals__, "JobLogger", RecordingLogger)
     RecordingLogger.lines = []
-    params = registry.validate_params(job, {"repeat": "2", "items": "a, b"})
+    params = registry.validate_params(job, {"repeat": "2", "items": "a\nb"})
     result = job.run(None, 1, {"params": params}, None)
     assert result["success"] is True
     assert result["data"]["items"] == ["a", "b"]
