@@ -231,6 +231,10 @@ def test_dependency_reuses_an_active_run(ctx):
     a_run = runs.start_run(a, triggered_by="test")
     runs.start_run(b, triggered_by="test")
     assert [r.id for r in runs_of("A")] == [a_run.id]
+    for _ in range(3):
+        drain(ctx)
+    db.session.expire_all()
+    assert {r.status for r in runs_of("A") + runs_of("B")} == {"COMPLETED_SUCCESS"}
 
 
 def test_waiting_for_given_runs(ctx):
@@ -273,6 +277,7 @@ def test_runs_waiting_too_long_are_cancelled(ctx):
     c_run = reload(c_run.id)
     assert c_run.status == "CANCELLED"
     assert f"Dependency run #{b_run.id}" in c_run.message
+    drain(ctx)  # A, which nothing waits for any more, runs
 
 
 # -------------------------------------------------------------------- relaunch

@@ -44,6 +44,7 @@ def test_start_run_commits_row_and_queue_entry_together(ctx):
     assert queue_rows(run.id) == [("todo", 10, 0)]
     assert run.procrastinate_job_id is not None
     assert event_types(run.id) == ["job.created", "job.queued"]
+    drain(ctx)
 
 
 def test_failure_between_insert_and_commit_leaves_nothing(ctx, monkeypatch):
@@ -88,6 +89,8 @@ def test_no_overlap_refuses_a_second_start_clearly(ctx):
     with pytest.raises(Conflict, match=f"already has run #{first.id} queued"):
         runs.start_run(job, triggered_by="test")
     assert db.session.scalar(select(func.count()).select_from(JobRun)) == 1
+    drain(ctx)
+    assert reload(first.id).status == "COMPLETED_SUCCESS"
 
 
 def test_queueing_lock_refusal_does_not_break_the_transaction(ctx, monkeypatch):
@@ -100,6 +103,7 @@ def test_queueing_lock_refusal_does_not_break_the_transaction(ctx, monkeypatch):
     # the session is usable and holds nothing of the refused run
     assert db.session.scalar(select(func.count()).select_from(JobRun)) == 1
     assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 1
+    drain(ctx)
 
 
 def test_disabled_job_is_refused(ctx):
