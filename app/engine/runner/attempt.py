@@ -28,7 +28,7 @@ from app import crypto, dispatch, registry
 from app.engine import lifecycle
 from app.engine.runner import endings, units
 from app.engine.runner.endings import Outcome
-from app.engine.runner.units import POLL_SECONDS, Control
+from app.engine.runner.units import POLL_SECONDS, Attempt, Control
 from app.extensions import db
 from app.job_api import NotRetryable
 from app.models import DeviceResult, JobRun, RunStatus
@@ -108,17 +108,24 @@ def _attempt(
     row: Any, attempt: int, abort_reason: Callable[[], str | None], eventlog: bool
 ) -> Outcome | None:
     job_type = registry.current().get(row.job_type)
-    control = Control(row.id, attempt, row.timeout_seconds, abort_reason)
-    run = db.session.get(JobRun, row.id)
-    assert run is not None
-    config = _job_config(run)
-    db.session.rollback()
+    work = Attempt(
+        run_id=row.id,
+        number=attempt,
+        job_type=job_type,
+        config=_job_config(row),
+        eventlog=eventlog,
+        control=Control(row.id, attempt, row.timeout_seconds, abort_reason),
+    )
     if job_type.targets == "none":
-        return _run_global(row.id, attempt, job_type, config, eventlog, control)
-    return _run_devices(row.id, attempt, job_type, config, eventlog, control)
+        return _run_global(work)
+    return _run_devices(work)
 
 
-def _job_config(run: JobRun) -> Mapping[str, Any]:
+def _job_config(run: Any) -> Mapping[str, Any]:
+    """What the job module reads: public settings, params (secrets revealed), the run.
+
+    ``run`` is the claimed row (id, job_name, params, attempt).
+    """
     settings = current_app.config
     values: dict[str, Any] = {key: settings[key] for key in PUBLIC_SETTINGS if key in settings}
     values["params"] = MappingProxyType(crypto.reveal_params(run.params or {}))
@@ -137,48 +144,33 @@ def _supervise(control: Control, futures: list[Future[Any]]) -> None:
             return
 
 
-def _run_global(
-    run_id: int,
-    attempt: int,
-    job_type: registry.JobType,
-    config: Mapping[str, Any],
-    eventlog: bool,
-    control: Control,
-) -> Outcome | None:
+def _run_global(work: Attempt) -> Outcome | None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    future, unit_thread = units.GLOBAL_UNITS.submit(
-        units.global_unit, app, run_id, attempt, job_type, config, eventlog
-    )
-    _supervise(control, [future])
+    future, unit_thread = units.GLOBAL_UNITS.submit(units.global_unit, app, work)
+    _supervise(work.control, [future])
     if not future.done():
         # Stopped while the unit runs: its thread stays with it and leaves the pool.
         units.GLOBAL_UNITS.abandon(unit_thread)
-        return endings.interrupt(run_id, attempt, control, eventlog, targets=[])
+        return endings.interrupt(work, targets=[])
     try:
         ended = future.result()
     except Exception as exc:
         return endings.fail(
-            run_id,
-            attempt,
+            work.run_id,
+            work.number,
             RunStatus.FAILED_UNEXPECTED,
             exc,
-            eventlog,
+            work.eventlog,
             retry=not isinstance(exc, NotRetryable),
         )
     if ended is None:
         return None
     status, result = ended
-    return Outcome(run_id, RunStatus(status), result.message, result.to_dict())
+    return Outcome(work.run_id, RunStatus(status), result.message, result.to_dict())
 
 
-def _run_devices(
-    run_id: int,
-    attempt: int,
-    job_type: registry.JobType,
-    config: Mapping[str, Any],
-    eventlog: bool,
-    control: Control,
-) -> Outcome | None:
+def _run_devices(work: Attempt) -> Outcome | None:
+    run_id, attempt, job_type, eventlog = work.run_id, work.number, work.job_type, work.eventlog
     try:
         run = lifecycle.lock_current(run_id, attempt)
         if run is None:
@@ -227,18 +219,11 @@ def _run_devices(
     for target in targets:
         target.connector = connector
     pool = units.UnitPool(max_parallel, f"run{run_id}-dev")
-    futures = [
-        pool.submit(
-            units.device_unit, app, run_id, attempt, job_type, config, target, eventlog, control
-        )
-        for target in targets
-    ]
-    _supervise(control, futures)
-    if control.reason is not None:
+    futures = [pool.submit(units.device_unit, app, work, target) for target in targets]
+    _supervise(work.control, futures)
+    if work.control.reason is not None:
         pool.shutdown(cancel_pending=True)
-        return endings.interrupt(
-            run_id, attempt, control, eventlog, targets=targets, job_type=job_type, config=config
-        )
+        return endings.interrupt(work, targets=targets)
     pool.shutdown()
     try:
         for future in futures:
@@ -247,4 +232,4 @@ def _run_devices(
         return endings.fail(
             run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True
         )
-    return endings.complete(run_id, attempt, job_type, config, eventlog)
+    return endings.complete(work)

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app import audit, events, registry
 from app.engine import lifecycle
-from app.engine.runner.units import CANCELLED, SHUTDOWN, SUPERSEDED, TIMED_OUT, Control
+from app.engine.runner.units import CANCELLED, SHUTDOWN, SUPERSEDED, TIMED_OUT, Attempt
 from app.extensions import db
 from app.job_api import DeviceTarget
 from app.models import DeviceResult, JobRun, RunStatus
@@ -119,14 +119,9 @@ def _finalize(
     return audit.redact(dict(extra)) if isinstance(extra, Mapping) else {}
 
 
-def complete(
-    run_id: int,
-    attempt: int,
-    job_type: registry.JobType,
-    config: Mapping[str, Any],
-    eventlog: bool,
-) -> Outcome | None:
+def complete(work: Attempt) -> Outcome | None:
     """Every device ended: the run's status from their results, after ``finalize``."""
+    run_id, attempt, eventlog = work.run_id, work.number, work.eventlog
     run = lifecycle.lock_current(run_id, attempt)
     if run is None:
         return None
@@ -142,7 +137,7 @@ def complete(
     message = f"{ok} of {len(results)} device(s) succeeded"
     summary: dict[str, Any] = {"devices": len(results), "by_status": counts}
     try:
-        extra = _finalize(run, job_type, config, results)
+        extra = _finalize(run, work.job_type, work.config, results)
     except Exception as exc:
         return fail(run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True)
     summary.update(extra)
@@ -161,17 +156,9 @@ def complete(
     return Outcome(run_id, final, message, summary, counts)
 
 
-def interrupt(
-    run_id: int,
-    attempt: int,
-    control: Control,
-    eventlog: bool,
-    *,
-    targets: list[DeviceTarget],
-    job_type: registry.JobType | None = None,
-    config: Mapping[str, Any] | None = None,
-) -> Outcome | None:
+def interrupt(work: Attempt, *, targets: list[DeviceTarget]) -> Outcome | None:
     """Stop the attempt: cancelled, timed out, superseded, or handed back (shutdown)."""
+    run_id, attempt, control, eventlog = work.run_id, work.number, work.control, work.eventlog
     closed = control.close_sessions()
     reason = control.reason
     if reason == SUPERSEDED:
@@ -212,7 +199,7 @@ def interrupt(
         )
     summary: dict[str, Any] | None = None
     note = ""
-    if targets and job_type is not None and config is not None:
+    if targets:
         # Keep what succeeded: the devices that finished are committed all the same.
         results = _device_results(run_id)
         done = [r for r in results if r.status == "success"]
@@ -223,7 +210,7 @@ def interrupt(
         if done:
             try:
                 with db.session.begin_nested():
-                    summary.update(_finalize(run, job_type, config, done))
+                    summary.update(_finalize(run, work.job_type, work.config, done))
             except Exception as exc:
                 logger.exception("Run %s: finalize of the finished devices failed", run_id)
                 note = f" Finalize of the {len(done)} finished device(s) failed: {exc}"

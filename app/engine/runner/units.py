@@ -175,6 +175,18 @@ def _row_reason(run_id: int, attempt: int) -> str | None:
     return CANCELLED if row.cancel_requested_at is not None else None
 
 
+@dataclass
+class Attempt:
+    """One attempt in progress: what its supervisor and its units share."""
+
+    run_id: int
+    number: int
+    job_type: registry.JobType
+    config: Mapping[str, Any]
+    eventlog: bool
+    control: Control
+
+
 class UnitPool:
     """A bounded pool of daemon threads for one attempt's units.
 
@@ -341,20 +353,13 @@ def runner_log(
 GLOBAL_UNITS = UnitThreads("global-unit")
 
 
-def global_unit(
-    app: Flask,
-    run_id: int,
-    attempt: int,
-    job_type: registry.JobType,
-    config: Mapping[str, Any],
-    eventlog: bool,
-) -> tuple[str, UnitResult] | None:
+def global_unit(app: Flask, work: Attempt) -> tuple[str, UnitResult] | None:
     """The one unit of a global job; its final status and result, or None when the
     attempt was superseded, cancelled or timed out meanwhile (its writes roll back)."""
-    with app.app_context(), fence.holding(run_id, attempt):
+    with app.app_context(), fence.holding(work.run_id, work.number):
         try:
             try:
-                value = job_type.run(None, run_id, config, db.session)
+                value = work.job_type.run(None, work.run_id, work.config, db.session)
             except Exception:
                 db.session.rollback()
                 raise
@@ -365,11 +370,13 @@ def global_unit(
                 "result": result.to_dict(),
                 "pre_data": result.pre_data,
                 "post_data": result.post_data if result.post_data is not None else result.data,
-                "eventlog": eventlog,
+                "eventlog": work.eventlog,
             }
             # The unit's own writes and the final status commit together — unless the
             # run was cancelled or timed out meanwhile: then the unit is rolled back.
-            if not lifecycle.finish_global(db.session, run_id, attempt, RunStatus(status), values):
+            if not lifecycle.finish_global(
+                db.session, work.run_id, work.number, RunStatus(status), values
+            ):
                 db.session.rollback()
                 return None
             db.session.commit()
@@ -478,18 +485,10 @@ def parallelism(run: JobRun) -> int:
     return max(1, min(limit * 2, 64))
 
 
-def device_unit(
-    app: Flask,
-    run_id: int,
-    attempt: int,
-    job_type: registry.JobType,
-    config: Mapping[str, Any],
-    target: DeviceTarget,
-    eventlog: bool,
-    control: Control,
-) -> str:
+def device_unit(app: Flask, work: Attempt, target: DeviceTarget) -> str:
     """One device in its own app context, session and transaction; returns its status."""
-    with app.app_context(), fence.holding(run_id, attempt):
+    control = work.control
+    with app.app_context(), fence.holding(work.run_id, work.number):
         try:
             if control.stop.is_set():
                 return "skipped"  # the supervisor writes the results of unstarted devices
@@ -498,7 +497,7 @@ def device_unit(
                 if control.stop.is_set():
                     return "skipped"
             try:
-                return _device_work(run_id, attempt, job_type, config, target, eventlog, control)
+                return _device_work(work, target)
             finally:
                 slots.release()
                 # A login no result statement counted (an interrupted unit, a failed
@@ -516,21 +515,14 @@ def _pending_login(target: DeviceTarget, *, take: bool = True) -> tuple[int, int
     return connector.take_login(target.id) if take else connector.peek_login(target.id)
 
 
-def _device_work(
-    run_id: int,
-    attempt: int,
-    job_type: registry.JobType,
-    config: Mapping[str, Any],
-    target: DeviceTarget,
-    eventlog: bool,
-    control: Control,
-) -> str:
+def _device_work(work: Attempt, target: DeviceTarget) -> str:
+    run_id, job_type, control = work.run_id, work.job_type, work.control
     started = utcnow()
     clock = time.monotonic()
     target.on_session_open = control.track
     target.on_session_close = control.untrack
     try:
-        result = UnitResult.from_value(job_type.run(target, run_id, config, db.session))
+        result = UnitResult.from_value(job_type.run(target, run_id, work.config, db.session))
     except Exception as exc:
         db.session.rollback()
         if control.stop.is_set():
@@ -549,30 +541,26 @@ def _device_work(
             meta={"error_type": "DEVICE", "exception": type(exc).__name__, "status": status},
         )
         db.session.commit()
-        return _device_result(run_id, attempt, target, status, message, started, clock, eventlog)
+        return _device_result(work, target, status, message, started, clock)
     return _device_result(
-        run_id,
-        attempt,
+        work,
         target,
         "success" if result.success else "failed",
         result.message,
         started,
         clock,
-        eventlog,
         data=result.data,
         output=result.output,
     )
 
 
 def _device_result(
-    run_id: int,
-    attempt: int,
+    work: Attempt,
     target: DeviceTarget,
     status: str,
     message: str,
     started: datetime,
     clock: float,
-    eventlog: bool,
     *,
     data: dict[str, Any] | None = None,
     output: str | None = None,
@@ -586,8 +574,8 @@ def _device_result(
     """
     login = _pending_login(target, take=False)
     params = {
-        "run_id": run_id,
-        "attempt": attempt,
+        "run_id": work.run_id,
+        "attempt": work.number,
         "device_id": target.id,
         "device_name": target.name,
         "status": status,
@@ -600,7 +588,7 @@ def _device_result(
         "finished_at": utcnow(),
         "duration_ms": int((time.monotonic() - clock) * 1000),
         "event_message": f"{target.name}: {status}",
-        "eventlog": events.enabled(eventlog),
+        "eventlog": events.enabled(work.eventlog),
         "credential_id": login[0] if login else None,
         "logins": login[1] if login else 0,
     }
