@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,9 @@ from app.services import get_row
 logger = logging.getLogger(__name__)
 
 EXECUTE_TASK = "rookery.execute_run"
+
+#: most jobs one start may chain through dependencies (each starts the next)
+MAX_DEPENDENCY_DEPTH = 50
 
 
 def _actor_name(actor: User | str | None) -> str | None:
@@ -66,6 +70,76 @@ def active_run(job: Job) -> JobRun | None:
     )
 
 
+@dataclass
+class _Start:
+    """The runs one ``start_run`` writes (dependency runs first) and those they wait for."""
+
+    created: list[JobRun] = field(default_factory=list)
+    existing: list[JobRun] = field(default_factory=list)
+
+
+def _refuse_endless_chain(chain: tuple[Job, ...], dependency: Job) -> None:
+    """Refuse to start ``dependency`` again inside its own chain of starts (a cycle).
+
+    Saving a job refuses cycles, but one may still be in the database (written before
+    that check was serialised, or by hand): it ends here, not in a RecursionError.
+    """
+    ids = [job.id for job in chain]
+    if dependency.id in ids:
+        cycle = " -> ".join(job.name for job in (*chain[ids.index(dependency.id) :], dependency))
+        raise Conflict(
+            f"Dependency cycle: {cycle}. Change what one of these jobs depends on, "
+            "then start it again."
+        )
+    if len(chain) >= MAX_DEPENDENCY_DEPTH:
+        raise Conflict(
+            f"Job {chain[0].name!r} starts a chain of more than {MAX_DEPENDENCY_DEPTH} "
+            "dependent jobs; shorten the chain, then start it again."
+        )
+
+
+def _lock_waited_for(start: _Start) -> None:
+    """Lock the runs the new runs wait for (FOR SHARE, in id order) and re-read them.
+
+    A run's ending locks its row before it writes the final status and releases the
+    runs waiting for it. Holding this lock until the commit, the new runs are either
+    committed before such an ending reads who waits (it waits for this lock, then
+    releases them), or the ending committed first and is read here: a run that
+    succeeded meanwhile releases the new runs now, one that failed refuses the start.
+    In id order, as endings lock runs (a dependency's id is below its dependants'), so
+    the two never deadlock.
+    """
+    ids = sorted({run.id for run in start.existing})
+    if not ids:
+        return
+    locked = db.session.scalars(
+        select(JobRun)
+        .where(JobRun.id.in_(ids))
+        .order_by(JobRun.id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    ).all()
+    ended = [run for run in locked if run.run_status.is_final]
+    if not ended:
+        return
+    ended_badly = [run for run in ended if run.status != RunStatus.COMPLETED_SUCCESS.value]
+    if ended_badly:
+        listing = ", ".join(f"#{r.id} ({r.job_name}) {r.status}" for r in ended_badly)
+        raise Conflict(
+            f"Dependency run(s) ended unsuccessfully while this run was being started: "
+            f"{listing}. Nothing was started."
+        )
+    for run in start.created:  # dependencies first: each sees its own as they are now
+        if run.status == RunStatus.WAITING.value and all(
+            d.status == RunStatus.COMPLETED_SUCCESS.value for d in run.depends_on
+        ):
+            dependencies.enqueue(
+                db.session,
+                run,
+                "dependencies met: " + ", ".join(f"#{d.id}" for d in run.depends_on),
+            )
+
+
 def start_run(
     job: Job,
     **options: Any,
@@ -74,8 +148,9 @@ def start_run(
 
     Options: triggered_by (required), actor, device_ids, schedule_at, signal_id,
     depends_on_runs (run ids to wait for), relaunch_of, commit. A job that depends on
-    other jobs first starts (or reuses the active) run of each, and waits for them.
-    On any error the session is rolled back: nothing of the run remains.
+    other jobs first starts (or reuses the active) run of each, and waits for them; a
+    dependency cycle found on the way is a Conflict naming it. On any error the session
+    is rolled back: nothing of the run remains.
     """
     try:
         return _start_run(job, **options)
@@ -95,6 +170,8 @@ def _start_run(
     depends_on_runs: list[int] | None = None,
     relaunch_of: int | None = None,
     commit: bool = True,
+    dependants: tuple[Job, ...] = (),
+    start: _Start | None = None,
 ) -> JobRun:
     if not job.enabled:
         raise Conflict(f"Job {job.name!r} is disabled; enable it before running it.")
@@ -120,17 +197,28 @@ def _start_run(
                 "it does not overlap itself (cancel that run or wait for it)."
             )
     signal_id = signal_id or uuid.uuid4().hex
+    top = start is None
+    start = start or _Start()
+    chain = (*dependants, job)
     waits_for = _runs_to_wait_for(depends_on_runs)
+    start.existing.extend(waits_for)
     for dependency in job.depends_on:
+        _refuse_endless_chain(chain, dependency)
         # "B depends on A" means "A, then B": reuse A's active run or start one.
+        active = active_run(dependency)
+        if active is not None:
+            start.existing.append(active)
+            waits_for.append(active)
+            continue
         waits_for.append(
-            active_run(dependency)
-            or _start_run(
+            _start_run(
                 dependency,
                 triggered_by=f"dependency of {job.name}",
                 actor=actor,
                 signal_id=signal_id,
                 commit=False,
+                dependants=chain,
+                start=start,
             )
         )
     max_attempts, delay, cap = retry_policy(job)
@@ -165,6 +253,7 @@ def _start_run(
     )
     db.session.add(run)
     db.session.flush()
+    start.created.append(run)
     pre_data = _created_pre_data(job, job_type, run.params, device_ids)
     events.record(
         db.session,
@@ -202,6 +291,8 @@ def _start_run(
         object_id=job.id,
         summary=f"started run #{run.id} of {job.name} ({triggered_by})",
     )
+    if top:
+        _lock_waited_for(start)
     # Read before the commit expires them (a reload would cost two more queries).
     run_id, job_name, status = run.id, job.name, run.status
     if commit:
