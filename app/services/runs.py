@@ -81,8 +81,8 @@ class _Start:
 def _refuse_endless_chain(chain: tuple[Job, ...], dependency: Job) -> None:
     """Refuse to start ``dependency`` again inside its own chain of starts (a cycle).
 
-    Saving a job refuses cycles, but one may still be in the database (written before
-    that check was serialised, or by hand): it ends here, not in a RecursionError.
+    Saving a job refuses cycles, but one may still be in the database (restored from
+    a dump, written by hand): it ends here as a clear refusal, not in a RecursionError.
     """
     ids = [job.id for job in chain]
     if dependency.id in ids:
