@@ -464,6 +464,8 @@ class JobRun(db.Model):
     queued_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     scheduled_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    #: some run waits (or waited) for this one (see lifecycle.finish_global)
+    has_dependants: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     #: when the current attempt was claimed (the reconciler's clock for its timeout)
     attempt_started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)

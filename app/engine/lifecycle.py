@@ -387,32 +387,23 @@ def finish_global(
     own = session() if isinstance(session, scoped_session) else session
     if not own.in_transaction() and not webhooks.events_for_outcome(status.value, values["result"]):
         # The unit wrote nothing and no webhook is due: the ending is one statement,
-        # its own transaction. It does nothing when some run waits for this one: the
-        # transaction below releases them with the ending.
+        # its own transaction. It does nothing when some run waits for this one (the
+        # row's mark, re-read after any lock wait): the transaction below releases
+        # them with the ending, and also tells a run no longer current.
         with database.autocommit(db.engine) as connection:
-            ended, waiting = connection.execute(_FINISH_ALONE_SQL, arguments).fetchone()
-        if ended:
-            return True
-        if not waiting:
-            return False  # no longer RUNNING this attempt
+            if connection.execute(_FINISH_ALONE_SQL, arguments).fetchone()[0]:
+                return True
     connection = session.connection().connection.driver_connection
     cursor = connection.cursor(row_factory=namedtuple_row)
     row = cursor.execute(_FINISH_SQL, arguments).fetchone()
     if row is None:
         return False
-    if row.waiting or (row.job_id is not None and webhooks.events_for(row)):
+    if row.has_dependants or (row.job_id is not None and webhooks.events_for(row)):
         run = session.get(JobRun, run_id, populate_existing=True)
         assert run is not None
         webhooks.notify_run_ended(session, run)
         release_dependants(session, run)
     return True
-
-
-#: Runs waiting for the run {run} (a SQL expression).
-_WAITING_DEPENDANTS_SQL = (
-    "SELECT 1 FROM run_dependencies d JOIN job_runs w ON w.id = d.run_id "
-    "WHERE d.depends_on_run_id = {run} AND w.status = '" + RunStatus.WAITING.value + "'"
-)
 
 
 def _finish_sql(guard: str, answer: str) -> str:
@@ -429,7 +420,7 @@ def _finish_sql(guard: str, answer: str) -> str:
             progress_total = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END,
             progress_done = CASE WHEN progress_total = 0 THEN 1 ELSE progress_total END
         WHERE id = %(run_id)s AND status = 'RUNNING' AND attempt = %(attempt)s {guard}
-        RETURNING id, job_id, status, result, signal_id
+        RETURNING id, job_id, status, result, signal_id, has_dependants
     ), e AS (
         INSERT INTO events (at, type, status, message, run_id, job_id, result, pre_data,
             post_data, signal_id)
@@ -441,19 +432,14 @@ def _finish_sql(guard: str, answer: str) -> str:
     """
 
 
-#: A global run's ending in one round trip, in the unit's transaction.
-_FINISH_SQL = _finish_sql(
-    "",
-    f"""SELECT r.id, r.job_id, r.status, r.result,
-        EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="r.id")}) AS waiting
-    FROM r""",
-)
+#: A global run's ending in one round trip, in the unit's transaction. RETURNING reads
+#: the row as updated (after any lock wait), so ``has_dependants`` is current even when
+#: a run that waits for this one was committed after the statement began.
+_FINISH_SQL = _finish_sql("", "SELECT r.id, r.job_id, r.status, r.result, r.has_dependants FROM r")
 
-#: The ending of a global run that wrote nothing, in autocommit. The UPDATE only
-#: matches while the run is RUNNING this attempt and no run waits for it; the final
-#: SELECT says which (one snapshot for both, so the answer is consistent).
-_FINISH_ALONE_SQL = _finish_sql(
-    f"AND NOT EXISTS ({_WAITING_DEPENDANTS_SQL.format(run='%(run_id)s')})",
-    f"""SELECT EXISTS (SELECT 1 FROM r),
-        EXISTS ({_WAITING_DEPENDANTS_SQL.format(run="%(run_id)s")})""",
-)
+#: The ending of a global run that wrote nothing, in autocommit: only while the run is
+#: RUNNING this attempt and no run waits for it. The guard is a column of the row
+#: itself, so PostgreSQL re-checks it on the row's newest version after waiting for a
+#: lock (a subquery would read the statement's older snapshot and miss a dependant
+#: committed meanwhile).
+_FINISH_ALONE_SQL = _finish_sql("AND NOT has_dependants", "SELECT EXISTS (SELECT 1 FROM r)")

@@ -7,17 +7,21 @@ import logging
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 
 from app import audit, crypto, registry
 from app.errors import Conflict, NotFound, ValidationError
 from app.extensions import db
-from app.models import Credential, Device, Job, Priority, Tag, User
+from app.models import Credential, Device, Job, Priority, Tag, User, job_dependencies
 from app.services import get_row
 
 logger = logging.getLogger(__name__)
 
 PRIORITY_NAMES = {p.name.lower(): p.value for p in Priority}
+
+#: the key of the PostgreSQL advisory lock that serialises changes of the job
+#: dependency graph ("rook-dep")
+DEPENDENCY_LOCK_KEY = 0x726F6F6B2D646570
 
 
 def parse_priority(value: int | str | None) -> int:
@@ -178,6 +182,8 @@ def _create_job(
     actor: User | str | None = None,
     **fields: Any,
 ) -> Job:
+    if fields.get("depends_on_job_ids"):
+        _lock_dependency_graph()
     problems: dict[str, str] = {}
     try:
         name = _clean_name(name)
@@ -227,6 +233,8 @@ def update_job(job_id: int, *, actor: User | str | None = None, **changes: Any) 
     have to echo a secret back. The job type cannot change. On any error nothing is saved.
     """
     try:
+        if "depends_on_job_ids" in changes:
+            _lock_dependency_graph()
         job = get_job(job_id)
         if "job_type" in changes and changes.pop("job_type") not in (None, "", job.job_type):
             raise ValidationError(
@@ -358,8 +366,22 @@ def _credentials(names: list[str]) -> list[Credential]:
     return sorted(found, key=lambda c: (c.priority, c.name))
 
 
+def _lock_dependency_graph() -> None:
+    """Serialise changes of the job dependency graph until this transaction ends.
+
+    Two saves that each add one edge (A on B, B on A) would both pass a cycle check
+    that reads the graph before the other commits. Under this lock the second one
+    reads the first one's edges. Taken before the save's first statement, so it never
+    waits while holding a row lock a dependency's foreign key check needs.
+    """
+    db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DEPENDENCY_LOCK_KEY})
+
+
 def _set_dependencies(job: Job, job_ids: list[int]) -> None:
-    """Make ``job`` depend on ``job_ids``, refusing unknown jobs and cycles."""
+    """Make ``job`` depend on ``job_ids``, refusing unknown jobs and cycles.
+
+    The caller holds ``_lock_dependency_graph()``: the graph is read afresh under it.
+    """
     wanted = sorted({int(i) for i in job_ids})
     if job.id in wanted:
         raise ValidationError(
@@ -372,38 +394,54 @@ def _set_dependencies(job: Job, job_ids: list[int]) -> None:
         raise ValidationError(
             f"Unknown jobs to depend on: {missing}", fields={"depends_on": f"Unknown: {missing}"}
         )
-    for dependency in found:
-        path = _path_to(dependency, job.id)
-        if path:
-            chain = " -> ".join([job.name, *path])
-            raise ValidationError(
-                f"Dependency cycle: {chain}.",
-                fields={"depends_on": f"Would make a cycle: {chain}."},
-            )
+    if found:
+        # The committed edges, not the session's relationships: those may have been
+        # loaded before the lock, when a concurrent save had not committed yet.
+        edges: dict[int, list[int]] = {}
+        for job_id, depends_on_id in db.session.execute(
+            select(job_dependencies.c.job_id, job_dependencies.c.depends_on_id)
+        ):
+            edges.setdefault(job_id, []).append(depends_on_id)
+        for dependency in found:
+            path = _path_to(dependency.id, job.id, edges)
+            if path:
+                names = {
+                    job_id: name
+                    for job_id, name in db.session.execute(
+                        select(Job.id, Job.name).where(Job.id.in_(path))
+                    )
+                }
+                chain = " -> ".join([job.name, *(names[i] for i in path)])
+                raise ValidationError(
+                    f"Dependency cycle: {chain}.",
+                    fields={"depends_on": f"Would make a cycle: {chain}."},
+                )
     job.depends_on = found
 
 
-def _path_to(start: Job, target_id: int) -> list[str]:
-    """Names along a dependency path from ``start`` to the job ``target_id`` (empty: none)."""
-    stack: list[tuple[Job, list[str]]] = [(start, [start.name])]
+def _path_to(start: int, target: int, edges: dict[int, list[int]]) -> list[int]:
+    """Job ids along a dependency path from ``start`` to ``target`` (empty: none)."""
+    stack: list[list[int]] = [[start]]
     seen: set[int] = set()
     while stack:
-        current, path = stack.pop()
-        if current.id == target_id:
+        path = stack.pop()
+        current = path[-1]
+        if current == target:
             return path
-        if current.id in seen:
+        if current in seen:
             continue
-        seen.add(current.id)
-        stack.extend((d, [*path, d.name]) for d in current.depends_on)
+        seen.add(current)
+        stack.extend([*path, following] for following in edges.get(current, ()))
     return []
 
 
 def set_dependencies(job: Job, job_ids: list[int], *, actor: User | str | None = None) -> Job:
     """Change what ``job`` depends on (a cycle is refused and nothing saved); commits."""
-    before = [d.id for d in job.depends_on]
     try:
+        _lock_dependency_graph()
+        before = [d.id for d in job.depends_on]
         _set_dependencies(job, job_ids)
-    except ValidationError:
+    except BaseException:
         db.session.rollback()
         raise
     audit.record(

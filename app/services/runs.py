@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
 from flask import current_app
 from procrastinate import exceptions as procrastinate_exceptions
-from procrastinate import jobs as procrastinate_jobs
-from psycopg.types.json import Jsonb
-from sqlalchemy import inspect, select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.orm import load_only, make_transient_to_detached
+from sqlalchemy.orm import load_only
 
 from app import audit, crypto, events, registry
 from app.engine import lifecycle, queue
@@ -39,6 +37,9 @@ from app.services import get_row
 logger = logging.getLogger(__name__)
 
 EXECUTE_TASK = "rookery.execute_run"
+
+#: most jobs one start may chain through dependencies (each starts the next)
+MAX_DEPENDENCY_DEPTH = 50
 
 
 def _actor_name(actor: User | str | None) -> str | None:
@@ -69,6 +70,86 @@ def active_run(job: Job) -> JobRun | None:
     )
 
 
+@dataclass
+class _Start:
+    """The runs one ``start_run`` writes (dependency runs first) and those they wait for."""
+
+    created: list[JobRun] = field(default_factory=list)
+    existing: list[JobRun] = field(default_factory=list)
+
+
+def _refuse_endless_chain(chain: tuple[Job, ...], dependency: Job) -> None:
+    """Refuse to start ``dependency`` again inside its own chain of starts (a cycle).
+
+    Saving a job refuses cycles, but one may still be in the database (restored from
+    a dump, written by hand): it ends here as a clear refusal, not in a RecursionError.
+    """
+    ids = [job.id for job in chain]
+    if dependency.id in ids:
+        cycle = " -> ".join(job.name for job in (*chain[ids.index(dependency.id) :], dependency))
+        raise Conflict(
+            f"Dependency cycle: {cycle}. Change what one of these jobs depends on, "
+            "then start it again."
+        )
+    if len(chain) >= MAX_DEPENDENCY_DEPTH:
+        raise Conflict(
+            f"Job {chain[0].name!r} starts a chain of more than {MAX_DEPENDENCY_DEPTH} "
+            "dependent jobs; shorten the chain, then start it again."
+        )
+
+
+_MARK_WAITED_FOR = text(
+    "UPDATE job_runs SET has_dependants = true WHERE id IN (SELECT id FROM job_runs "
+    "WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE)"
+)
+
+
+def _lock_waited_for(start: _Start) -> None:
+    """Lock the runs the new runs wait for (FOR SHARE, in id order) and re-read them.
+
+    A run's ending locks its row before it writes the final status and releases the
+    runs waiting for it. Holding this lock until the commit, the new runs are either
+    committed before such an ending reads who waits (it waits for this lock, then
+    releases them), or the ending committed first and is read here: a run that
+    succeeded meanwhile releases the new runs now, one that failed refuses the start.
+    In id order, as endings lock runs (a dependency's id is below its dependants'), so
+    the two never deadlock.
+    """
+    ids = sorted({run.id for run in start.existing})
+    if not ids:
+        return
+    # Marked, not only locked: a global run's ending is one statement whose snapshot
+    # predates this commit; it re-reads its own row after the lock, so the mark tells
+    # it that runs now wait for it (lifecycle.finish_global).
+    db.session.execute(_MARK_WAITED_FOR, {"ids": ids})
+    locked = db.session.scalars(
+        select(JobRun)
+        .where(JobRun.id.in_(ids))
+        .order_by(JobRun.id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    ).all()
+    ended = [run for run in locked if run.run_status.is_final]
+    if not ended:
+        return
+    ended_badly = [run for run in ended if run.status != RunStatus.COMPLETED_SUCCESS.value]
+    if ended_badly:
+        listing = ", ".join(f"#{r.id} ({r.job_name}) {r.status}" for r in ended_badly)
+        raise Conflict(
+            f"Dependency run(s) ended unsuccessfully while this run was being started: "
+            f"{listing}. Nothing was started."
+        )
+    for run in start.created:  # dependencies first: each sees its own as they are now
+        if run.status == RunStatus.WAITING.value and all(
+            d.status == RunStatus.COMPLETED_SUCCESS.value for d in run.depends_on
+        ):
+            lifecycle.queue_waiting(
+                db.session,
+                run,
+                "dependencies met: " + ", ".join(f"#{d.id}" for d in run.depends_on),
+            )
+
+
 def start_run(
     job: Job,
     **options: Any,
@@ -77,8 +158,9 @@ def start_run(
 
     Options: triggered_by (required), actor, device_ids, schedule_at, signal_id,
     depends_on_runs (run ids to wait for), relaunch_of, commit. A job that depends on
-    other jobs first starts (or reuses the active) run of each, and waits for them.
-    On any error the session is rolled back: nothing of the run remains.
+    other jobs first starts (or reuses the active) run of each, and waits for them; a
+    dependency cycle found on the way is a Conflict naming it. On any error the session
+    is rolled back: nothing of the run remains.
     """
     try:
         return _start_run(job, **options)
@@ -98,6 +180,8 @@ def _start_run(
     depends_on_runs: list[int] | None = None,
     relaunch_of: int | None = None,
     commit: bool = True,
+    dependants: tuple[Job, ...] = (),
+    start: _Start | None = None,
 ) -> JobRun:
     if not job.enabled:
         raise Conflict(f"Job {job.name!r} is disabled; enable it before running it.")
@@ -123,35 +207,28 @@ def _start_run(
                 "it does not overlap itself (cancel that run or wait for it)."
             )
     signal_id = signal_id or uuid.uuid4().hex
-    if not depends_on_runs and not _has_loaded_dependencies(job):
-        run = _start_run_direct(
-            job,
-            job_type,
-            triggered_by=triggered_by,
-            actor=actor,
-            device_ids=device_ids,
-            schedule_at=schedule_at,
-            signal_id=signal_id,
-            relaunch_of=relaunch_of,
-        )
-        if run is not None:
-            # Read before the commit expires them (a reload would cost a query).
-            run_id, job_name, status = run.id, job.name, run.status
-            if commit:
-                db.session.commit()
-            logger.info("Run %s of job %s %s (%s)", run_id, job_name, status.lower(), triggered_by)
-            return run
+    top = start is None
+    start = start or _Start()
+    chain = (*dependants, job)
     waits_for = _runs_to_wait_for(depends_on_runs)
+    start.existing.extend(waits_for)
     for dependency in job.depends_on:
+        _refuse_endless_chain(chain, dependency)
         # "B depends on A" means "A, then B": reuse A's active run or start one.
+        active = active_run(dependency)
+        if active is not None:
+            start.existing.append(active)
+            waits_for.append(active)
+            continue
         waits_for.append(
-            active_run(dependency)
-            or _start_run(
+            _start_run(
                 dependency,
                 triggered_by=f"dependency of {job.name}",
                 actor=actor,
                 signal_id=signal_id,
                 commit=False,
+                dependants=chain,
+                start=start,
             )
         )
     max_attempts, delay, cap = retry_policy(job)
@@ -186,6 +263,7 @@ def _start_run(
     )
     db.session.add(run)
     db.session.flush()
+    start.created.append(run)
     pre_data = _created_pre_data(job, job_type, run.params, device_ids)
     events.record(
         db.session,
@@ -223,6 +301,8 @@ def _start_run(
         object_id=job.id,
         summary=f"started run #{run.id} of {job.name} ({triggered_by})",
     )
+    if top:
+        _lock_waited_for(start)
     # Read before the commit expires them (a reload would cost two more queries).
     run_id, job_name, status = run.id, job.name, run.status
     if commit:
@@ -244,191 +324,6 @@ def _created_pre_data(
             else [d.id for d in job.target_devices],
         }
     return pre_data
-
-
-def _has_loaded_dependencies(job: Job) -> bool:
-    """True when ``job.depends_on`` is already loaded and not empty (no query either way)."""
-    return "depends_on" not in inspect(job).unloaded and bool(job.depends_on)
-
-
-def _start_run_direct(
-    job: Job,
-    job_type: registry.JobType,
-    *,
-    triggered_by: str,
-    actor: User | str | None,
-    device_ids: list[int] | None,
-    schedule_at: datetime | None,
-    signal_id: str,
-    relaunch_of: int | None,
-) -> JobRun | None:
-    """The run of a job without dependencies, queued in two statements (no commit).
-
-    The first statement (``_DIRECT_SQL``) draws the run's id, defers procrastinate's
-    job with it through procrastinate's own SQL function (what ``defer_in_transaction``
-    runs), and inserts the run with its final status (QUEUED or SCHEDULED: PENDING is
-    never seen outside) with its ``job.created`` and ``job.queued``
-    events and the audit entry. The second moves it to QUEUED/SCHEDULED. Same rows,
-    same notifications, same transaction as the ORM path; 2 statements instead of 7,
-    sent on the session's psycopg connection (the SQLAlchemy layer cost more than the
-    statements). Returns None, having written nothing, when the job has dependencies:
-    the caller then takes the ORM path, which starts them.
-    """
-    max_attempts, delay, cap = retry_policy(job)
-    now = utcnow()
-    later = schedule_at is not None and schedule_at > now + timedelta(seconds=1)
-    status = RunStatus.SCHEDULED if later else RunStatus.QUEUED
-    params = dict(job.params or {})
-    pre_data = _created_pre_data(job, job_type, params, device_ids)
-    user_id = actor.id if isinstance(actor, User) else None
-    values: dict[str, Any] = {
-        "job_id": job.id,
-        "job_name": job.name,
-        "job_type": job.job_type,
-        "params": params,
-        "device_ids": device_ids,
-        "status": status.value,
-        "priority": job.priority,
-        "attempt": 1,
-        "max_attempts": max_attempts,
-        "retry_delay_seconds": delay,
-        "retry_max_delay_seconds": cap,
-        "timeout_seconds": effective_timeout(job),
-        "created_at": now,
-        "queued_at": now,
-        "scheduled_at": schedule_at if later else None,
-        "progress_done": 0,
-        "progress_total": 0,
-        "triggered_by": triggered_by,
-        "triggered_by_user_id": user_id,
-        "signal_id": signal_id,
-        "relaunch_of_id": relaunch_of,
-    }
-    arguments: dict[str, Any] = {f"v_{key}": value for key, value in values.items()}
-    arguments["v_params"] = Jsonb(params)
-    arguments["v_device_ids"] = None if device_ids is None else Jsonb(device_ids)
-    arguments.update(
-        {
-            "queue": procrastinate_jobs.DEFAULT_QUEUE,
-            "task": EXECUTE_TASK,
-            "queueing_lock": f"job:{job.id}" if job.no_overlap else None,
-            "schedule_at": schedule_at if later else None,
-            "now": now,
-            "eventlog": events.enabled(),
-            "actor": _actor_name(actor),
-            "created_message": f"run of {job.name} created",
-            "pre_data": Jsonb(pre_data),
-            "queued_status": status.value,
-            "queued_message": f"scheduled for {schedule_at.isoformat()}"
-            if later and schedule_at
-            else "queued",
-            "queued_data": Jsonb({"priority": job.priority}),
-            "audit_actor_id": user_id,
-            "audit_actor": actor.username if isinstance(actor, User) else actor or "system",
-            "audit_object_id": str(job.id),
-            "audit_summary_tail": f" of {job.name} ({triggered_by})",
-        }
-    )
-    connection = db.session.connection().connection.driver_connection
-    if not job.no_overlap:
-        row = _run_direct(connection, arguments)
-    else:
-        # A queueing lock refuses a second queued run of this job even when two starts
-        # race past the check above; the savepoint keeps that refusal from breaking the
-        # transaction.
-        try:
-            with db.session.begin_nested():
-                row = _run_direct(connection, arguments)
-        except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name != QUEUEING_LOCK_CONSTRAINT:
-                raise
-            raise Conflict(
-                f"Job {job.name!r} already has a run queued; it does not overlap itself."
-            ) from None
-    if row is None:
-        return None
-    # The run as the session would hold it after a flush, without reading it back.
-    run = JobRun(**values, id=row[0], procrastinate_job_id=row[1])
-    make_transient_to_detached(run)
-    db.session.add(run)
-    return run
-
-
-def _run_direct(connection: Any, arguments: dict[str, Any]) -> Any:
-    """(run id, procrastinate job id) of the run ``_DIRECT_SQL`` wrote, or None."""
-    with connection.cursor() as cursor:
-        return cursor.execute(_DIRECT_SQL, arguments).fetchone()
-
-
-#: procrastinate's unique index behind a queueing lock (procrastinate/manager.py)
-QUEUEING_LOCK_CONSTRAINT = "procrastinate_jobs_queueing_lock_idx_v1"
-
-#: JobRun columns ``_start_run_direct`` writes (every column with a Python default is
-#: among them: tests/unit/test_start_run_direct.py checks it)
-DIRECT_COLUMNS = (
-    "job_id",
-    "job_name",
-    "job_type",
-    "params",
-    "device_ids",
-    "status",
-    "priority",
-    "attempt",
-    "max_attempts",
-    "retry_delay_seconds",
-    "retry_max_delay_seconds",
-    "timeout_seconds",
-    "created_at",
-    "queued_at",
-    "scheduled_at",
-    "progress_done",
-    "progress_total",
-    "triggered_by",
-    "triggered_by_user_id",
-    "signal_id",
-    "relaunch_of_id",
-)
-
-# procrastinate_defer_jobs_v1 is the function procrastinate's own defer calls
-# (procrastinate/sql/queries.sql, "defer_jobs"); a procrastinate upgrade that renames
-# it fails the engine tests loudly.
-_DIRECT_SQL = f"""
-    WITH ids AS (
-        SELECT nextval(pg_get_serial_sequence('job_runs', 'id')) AS id
-        WHERE NOT EXISTS (SELECT 1 FROM job_dependencies WHERE job_id = %(v_job_id)s)
-    ), q AS (
-        SELECT ids.id, (procrastinate_defer_jobs_v1(ARRAY[ROW(
-            %(queue)s, %(task)s, %(v_priority)s, NULL, %(queueing_lock)s,
-            jsonb_build_object('run_id', ids.id), %(schedule_at)s
-        )::procrastinate_job_to_defer_v1]))[1] AS job_id
-        FROM ids
-    ), r AS (
-        INSERT INTO job_runs (id, procrastinate_job_id, {", ".join(DIRECT_COLUMNS)})
-        SELECT q.id, q.job_id, {", ".join(f"%(v_{name})s" for name in DIRECT_COLUMNS)}
-        FROM q
-        RETURNING id, procrastinate_job_id, job_id, signal_id
-    ), e AS (
-        INSERT INTO events (at, type, status, message, run_id, job_id, actor, data,
-            pre_data, signal_id)
-        SELECT %(now)s, v.type, v.status, v.message, r.id, r.job_id, %(actor)s, v.data,
-            v.pre_data, r.signal_id
-        FROM r CROSS JOIN (VALUES
-            (1, '{events.CREATED}', '{RunStatus.PENDING.value}', %(created_message)s::text,
-                NULL::jsonb, %(pre_data)s::jsonb),
-            (2, '{events.QUEUED}', %(queued_status)s::text, %(queued_message)s::text,
-                %(queued_data)s::jsonb, NULL::jsonb)
-        ) AS v (n, type, status, message, data, pre_data)
-        WHERE %(eventlog)s
-        ORDER BY v.n
-    ), a AS (
-        INSERT INTO audit_log (at, actor_id, actor, action, object_type, object_id,
-            summary)
-        SELECT %(now)s, %(audit_actor_id)s, %(audit_actor)s, 'run', 'job',
-            %(audit_object_id)s, 'started run #' || r.id || %(audit_summary_tail)s::text
-        FROM r
-    )
-    SELECT id, procrastinate_job_id FROM r
-"""
 
 
 def _defer(run: JobRun, job: Job, schedule_at: datetime | None) -> int:

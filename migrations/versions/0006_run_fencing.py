@@ -1,4 +1,4 @@
-"""Fenced run lifecycle: when the current attempt started; a final status never changes
+"""Fenced run lifecycle: attempt start, dependants mark; a final status never changes
 
 Revision ID: 0006_run_fencing
 Revises: 0005_notify_triggers
@@ -19,6 +19,14 @@ ACTIVE = "('PENDING', 'QUEUED', 'SCHEDULED', 'WAITING', 'RUNNING')"
 def upgrade():
     op.add_column(
         "job_runs", sa.Column("attempt_started_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.add_column(
+        "job_runs",
+        sa.Column("has_dependants", sa.Boolean(), nullable=False, server_default="false"),
+    )
+    op.execute(
+        "UPDATE job_runs SET has_dependants = true WHERE id IN "
+        "(SELECT depends_on_run_id FROM run_dependencies)"
     )
     # The database keeps the engine's two promises even against a bug in it: a run
     # that ended stays ended (exactly once), and an attempt number never goes back
@@ -45,4 +53,5 @@ def upgrade():
 
 def downgrade():
     op.execute("DROP TRIGGER job_runs_fence ON job_runs; DROP FUNCTION rookery_run_fence()")
+    op.drop_column("job_runs", "has_dependants")
     op.drop_column("job_runs", "attempt_started_at")

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from sqlalchemy import func, select, text
 
-from app import events
+from app import audit, events
 from app.errors import Conflict
 from app.extensions import db
 from app.models import Device, Event, JobLog, JobRun, Tag, utcnow
@@ -49,8 +49,6 @@ def test_start_run_commits_row_and_queue_entry_together(ctx):
 
 def test_failure_between_insert_and_commit_leaves_nothing(ctx, monkeypatch):
     job = make_job()
-    # The ORM path (jobs with dependencies): its events go through events.record.
-    monkeypatch.setattr(runs, "_start_run_direct", lambda *args, **kwargs: None)
     real_record = events.record
 
     def failing_record(session, run, type_, *args, **kwargs):
@@ -64,18 +62,18 @@ def test_failure_between_insert_and_commit_leaves_nothing(ctx, monkeypatch):
     _assert_no_run_remains()
 
 
-def test_failure_after_the_direct_statements_leaves_nothing(ctx, monkeypatch):
-    """The one-statement path: run, queue entry, events and audit written, then a crash."""
-    from sqlalchemy.orm import make_transient_to_detached
-
+def test_failure_after_every_row_is_written_leaves_nothing(ctx, monkeypatch):
+    """Run, queue entry, events and audit entry written, then a crash before the COMMIT."""
     job = make_job()
+    real_record = audit.record
 
-    def crash(run):
-        make_transient_to_detached(run)
-        assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 1
-        raise RuntimeError("crash before commit")
+    def crash(**kwargs):
+        real_record(**kwargs)
+        if kwargs.get("action") == "run":
+            assert db.session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 1
+            raise RuntimeError("crash before commit")
 
-    monkeypatch.setattr(runs, "make_transient_to_detached", crash)
+    monkeypatch.setattr(audit, "record", crash)
     with pytest.raises(RuntimeError, match="crash before commit"):
         runs.start_run(job, triggered_by="test")
     _assert_no_run_remains()
