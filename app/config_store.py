@@ -43,7 +43,7 @@ from gitdb.exc import ODBError
 from gitdb.pack import PackEntity
 from sqlalchemy import text
 
-from app import platforms
+from app import deadlines, platforms
 from app.errors import RookeryError
 
 if TYPE_CHECKING:
@@ -588,7 +588,10 @@ class GitConfigStore:
 
     def _pull(self) -> None:
         try:
-            self._git("fetch", "-q", "--prune", "origin", kill_after_timeout=NETWORK_TIMEOUT)
+            self._git(
+                "fetch", "-q", "--prune", "origin",
+                kill_after_timeout=deadlines.seconds_left(NETWORK_TIMEOUT),
+            )  # fmt: skip
         except GitCommandError as exc:
             raise ConfigStoreError(
                 f"git fetch from {self.remote_display} failed: {_reason(exc)}"
@@ -641,7 +644,7 @@ class GitConfigStore:
             try:
                 self._git(
                     "push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}",
-                    kill_after_timeout=NETWORK_TIMEOUT,
+                    kill_after_timeout=deadlines.seconds_left(NETWORK_TIMEOUT),
                 )  # fmt: skip
                 return
             except GitCommandError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import audit, events, registry
+from app import audit, deadlines, events
 from app.engine import lifecycle
 from app.engine.runner.units import CANCELLED, SHUTDOWN, SUPERSEDED, TIMED_OUT, Attempt
 from app.extensions import db
@@ -106,16 +106,22 @@ def _device_results(run_id: int) -> list[DeviceResult]:
     )
 
 
-def _finalize(
-    run: JobRun,
-    job_type: registry.JobType,
-    config: Mapping[str, Any],
-    results: list[DeviceResult],
-) -> dict[str, Any]:
-    """The job's ``finalize`` over the devices' results (in the ending's transaction)."""
-    if job_type.finalize is None:
+#: what a finalize may take at least, even when the run's time is (nearly) up
+FINALIZE_MIN_SECONDS = 30
+
+
+def _finalize(work: Attempt, run: JobRun, results: list[DeviceResult]) -> dict[str, Any]:
+    """The job's ``finalize`` over the devices' results (in the ending's transaction).
+
+    Bounded: by what is left of the run's timeout, and never less than
+    FINALIZE_MIN_SECONDS (after a timeout, the finished devices still get committed).
+    """
+    if work.job_type.finalize is None:
         return {}
-    extra = job_type.finalize(run.id, results, config, db.session)
+    left = work.control.seconds_left()
+    budget = FINALIZE_MIN_SECONDS if left is None else max(FINALIZE_MIN_SECONDS, left)
+    with deadlines.time_limit(budget):
+        extra = work.job_type.finalize(run.id, results, work.config, db.session)
     return audit.redact(dict(extra)) if isinstance(extra, Mapping) else {}
 
 
@@ -137,7 +143,7 @@ def complete(work: Attempt) -> Outcome | None:
     message = f"{ok} of {len(results)} device(s) succeeded"
     summary: dict[str, Any] = {"devices": len(results), "by_status": counts}
     try:
-        extra = _finalize(run, work.job_type, work.config, results)
+        extra = _finalize(work, run, results)
     except Exception as exc:
         return fail(run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True)
     summary.update(extra)
@@ -210,7 +216,7 @@ def interrupt(work: Attempt, *, targets: list[DeviceTarget]) -> Outcome | None:
         if done:
             try:
                 with db.session.begin_nested():
-                    summary.update(_finalize(run, work.job_type, work.config, done))
+                    summary.update(_finalize(work, run, done))
             except Exception as exc:
                 logger.exception("Run %s: finalize of the finished devices failed", run_id)
                 note = f" Finalize of the {len(done)} finished device(s) failed: {exc}"

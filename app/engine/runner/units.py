@@ -133,6 +133,10 @@ class Control:
                 self.stop.set()
         return self.reason
 
+    def seconds_left(self) -> float | None:
+        """Seconds until the run's timeout (None: no timeout)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
     def track(self, session: Any) -> None:
         with self._lock:
             self._sessions.add(session)
