@@ -41,6 +41,7 @@ from tests.acceptance.conftest import (
     RookeryProcess,
     free_port,
     pg_ctl,
+    postgres_processes,
     wait_until,
 )
 
@@ -230,6 +231,13 @@ class Drill:
         assert made.returncode == 0, made.describe()
         data = json.loads(made.stdout.strip().splitlines()[-1])
         self.token, self.dsn = data["token"], data["dsn"]
+        # The last process's embedded PostgreSQL stops as it exits: let it finish stopping
+        # before the web server starts it again.
+        wait_until(
+            lambda: not postgres_processes(self.pgdata),
+            30,
+            f"the embedded PostgreSQL of the set-up to stop ({self.pgdata})",
+        )
 
     def start_web(self, **overrides: str | None) -> RookeryProcess:
         port = free_port()
