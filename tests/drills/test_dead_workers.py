@@ -12,7 +12,7 @@ import time
 import pytest
 
 from app.demo_lab import default_fleet
-from tests.drills.conftest import REPAIR_BOUND, STALLED_SECONDS, Drill
+from tests.drills.conftest import REPAIR_BOUND, Drill
 
 pytestmark = [pytest.mark.drills, pytest.mark.acceptance]
 
@@ -130,5 +130,4 @@ def test_sigkill_mid_backup_finishes_on_the_other_worker(drill: Drill) -> None:
     assert (ended["result"] or {}).get("commit"), f"no commit recorded: {ended['result']}"
     missing = drill.device_files(names) - drill.files_at_head()
     assert not missing, f"git HEAD lacks configs of devices that finished: {sorted(missing)}"
-    assert STALLED_SECONDS < REPAIR_BOUND
     drill.assert_no_run_left()
