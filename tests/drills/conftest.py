@@ -425,10 +425,12 @@ class Drill:
         return self.wait_run(run_id, ready, bound, f"RUNNING{where}")
 
     def assert_one_execution_per_attempt(self, run_id: int) -> dict[str, Any]:
-        """``job.started`` events == the run's attempt; at most one ending event per attempt."""
+        """``job.started`` events == the run's attempt (0 for a run cancelled before it
+        ever started); at most one ending event per attempt."""
         run = self.run(run_id)
         started = self.started_count(run_id)
-        assert started == run["attempt"], (
+        attempts = run["attempt"] if run.get("started_at") else 0
+        assert started == attempts, (
             f"run #{run_id} ({run['status']}): {started} job.started event(s) for "
             f"{run['attempt']} attempt(s): executed more (or less) than once per attempt; "
             f"events: {self.event_trail(run_id)}"
