@@ -1,4 +1,5 @@
-"""Integration test helpers: drain the queue in-process, read runs afresh, fill URL rules."""
+"""Integration test helpers: drain the queue in-process, end runs, read runs afresh, fill URL
+rules."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 from sqlalchemy import select, text
 from werkzeug.routing import Rule
 
-from app.engine import queue
+from app.engine import queue, reconciler
 from app.extensions import db
-from app.models import Event, JobRun
-from app.services import jobs
+from app.models import ACTIVE_STATUSES, Event, JobRun
+from app.services import jobs, runs
 
 
 def drain(app, concurrency: int = 1) -> None:
@@ -21,6 +22,28 @@ def drain(app, concurrency: int = 1) -> None:
     queue.queue_app.run_worker(
         wait=False, concurrency=concurrency, listen_notify=False, install_signal_handlers=False
     )
+
+
+def cancel_active_runs(*, stalled_seconds: int = 30) -> list[int]:
+    """End a dataset's active runs the way production does; returns the ids cancelled.
+
+    Each is cancelled through the service, as an operator would: one that never started
+    ends at once; a RUNNING one is then ended by the reconciler, which finds its worker
+    gone. A run still active after that is a run stuck forever, so the test fails.
+    """
+    db.session.rollback()
+    active = [status.value for status in ACTIVE_STATUSES]
+    ids = list(db.session.scalars(select(JobRun.id).where(JobRun.status.in_(active))))
+    for run_id in ids:
+        if reload(run_id).status in active:  # a dependant ends with its dependency
+            runs.cancel_run(run_id, actor="test")
+    reconciler.reconcile(stalled_seconds=stalled_seconds)
+    db.session.expire_all()
+    left = db.session.execute(
+        select(JobRun.id, JobRun.status).where(JobRun.status.in_(active))
+    ).all()
+    assert not left, f"runs still active after cancel and reconcile: {left}"
+    return sorted(ids)
 
 
 def reload(run_id: int) -> JobRun:

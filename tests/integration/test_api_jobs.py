@@ -274,6 +274,9 @@ def test_device_results_and_relaunch_of_the_failed(api: Api, app) -> None:
     assert [r["device"] for r in ok(api.get(f"/api/v1/runs/{again['id']}"))["results"]] == ["bad-1"]
     all_again = ok(api.post(f"/api/v1/runs/{run['id']}/relaunch"), 201)
     assert all_again["device_ids"] is None
+    drain(app)
+    every = ok(api.get(f"/api/v1/runs/{all_again['id']}"))
+    assert sorted(r["device"] for r in every["results"]) == ["bad-1", "good-1"]
 
 
 def test_a_run_restricted_to_devices_by_name(api: Api, app) -> None:
@@ -288,6 +291,9 @@ def test_a_run_restricted_to_devices_by_name(api: Api, app) -> None:
     run = ok(api.post(f"/api/v1/jobs/{job['id']}/runs", json={"devices": ["b1"]}), 201)
     assert run["device_ids"] == [b1]
     error(api.post(f"/api/v1/jobs/{job['id']}/runs", json={"devices": ["zz"]}), 422)
+    drain(app)
+    done = ok(api.get(f"/api/v1/runs/{run['id']}"))
+    assert [r["device"] for r in done["results"]] == ["b1"]
 
 
 def test_now_answers_with_the_result(api: Api) -> None:
@@ -313,6 +319,8 @@ def test_wait_returns_when_the_run_ends_or_the_time_is_up(api: Api, app) -> None
     run = ok(api.post(f"/api/v1/jobs/{job['id']}/runs?wait=0.6", json={}), 201)
     assert run["status"] == "QUEUED" and time.monotonic() - started >= 0.5
     error(api.post(f"/api/v1/jobs/{job['id']}/runs?wait=-1", json={}), 422)
+    drain(app)
+    assert ok(api.get(f"/api/v1/runs/{run['id']}"))["status"] == "COMPLETED_SUCCESS"
 
 
 def test_schedule_at_and_depends_on_runs(api: Api) -> None:
@@ -332,6 +340,10 @@ def test_schedule_at_and_depends_on_runs(api: Api) -> None:
     )
     assert "schedule_at" in naive["fields"]
     error(api.post(f"/api/v1/jobs/{job['id']}/runs", json={"depends_on_runs": [999]}), 422)
+    # cancelling the dependency ends the run that waits for it
+    ok(api.post(f"/api/v1/runs/{later['id']}/cancel"))
+    ended = ok(api.get(f"/api/v1/runs/{waiting['id']}"))
+    assert ended["status"] == "CANCELLED" and f"#{later['id']}" in ended["message"]
 
 
 def test_cancel(api: Api) -> None:

@@ -195,12 +195,15 @@ def test_job_run_wait_returns_the_final_status(runner, app, ctx):
 
 
 def test_job_run_wait_without_a_worker_exits_1_and_now_takes_a_job_type(runner, ctx):
-    make_job("idle", "noop")
+    idle = make_job("idle", "noop")
     result = invoke(runner, "job", "run", "idle", "--wait", "0.5")
     assert result.exit_code == 1
     assert "still QUEUED after 0.5s" in result.output
     now = invoke(runner, "job", "run", "noop", "--now")
     assert (now.exit_code, now.output.strip()) == (0, "waited 0s")
+    drain(ctx)  # a worker comes at last
+    queued = db.session.scalars(select(JobRun).where(JobRun.job_id == idle.id)).one()
+    assert reload(queued.id).status == "COMPLETED_SUCCESS"
 
 
 # ------------------------------------------------------------------------------ runs
@@ -255,6 +258,9 @@ def test_run_cancel_and_relaunch_failed_only(runner, app, ctx):
     assert reload(data["id"]).device_ids == [bad.id]
     still = invoke(runner, "run", "relaunch", str(data["id"]))
     assert still.exit_code == 1 and "relaunch it once it has ended" in still.output
+    drain(app)
+    relaunched = as_json(invoke(runner, "run", "show", str(data["id"]), "--json"))
+    assert [r["device"] for r in relaunched["results"]] == ["bad-1"]
 
 
 def test_run_logs_prints_lines_filters_and_json_lines(runner, app, ctx):

@@ -10,6 +10,7 @@ from app.cli import cli
 from app.extensions import db
 from app.models import Event, JobRun
 from app.services import jobs
+from tests.integration.helpers import drain
 
 
 def test_new_job_writes_a_module_the_registry_loads(runner, tmp_path):
@@ -51,6 +52,8 @@ def test_job_run_queues_a_run(runner, app):
     assert '"status": "QUEUED"' in result.output
     with app.app_context():
         assert db.session.scalar(select(JobRun.triggered_by)) == "cli"
+        drain(app)
+        assert db.session.scalar(select(JobRun.status)) == "COMPLETED_SUCCESS"
 
 
 def test_job_run_unknown_job_is_one_error_line(runner):

@@ -296,6 +296,8 @@ def test_delete_checks_device_targets_and_restricted_runs(ctx):
     runs.cancel_run(only_r2.id, actor="test")
     inventory.delete_device(r2.id, actor="test")  # the whole-job run targets r1 alone
     assert [r.id for r in inventory.active_runs_targeting(r1)] == [whole.id]
+    runs.cancel_run(whole.id, actor="test")
+    inventory.delete_device(r1.id, actor="test")
 
 
 def test_deleted_device_keeps_its_results_readable(ctx):

@@ -200,6 +200,9 @@ def test_reconnecting_with_last_event_id_replays_only_what_was_missed(app, viewe
         write_log(run_id, "line four")
     garbled.until("line four")
     assert "line one" not in garbled.text
+    with app.app_context():
+        runs.cancel_run(run_id, actor="test")
+    garbled.until(r"event: status\ndata: .*Cancelled")
 
 
 def test_many_viewers_share_one_listen_connection_and_hold_no_pool_connection(
@@ -259,6 +262,8 @@ def test_heartbeats_and_stream_lifetime(app_factory, database_url, tmp_path, job
         assert full.status_code == 503  # the process is at its limit of one stream
         stream.until(": keepalive")
         assert stream.ended(timeout=10), "the stream should end after its lifetime"
+    with short.app_context():
+        runs.cancel_run(run_id, actor="test")
 
 
 def test_a_lost_listen_connection_tells_streams_to_resync(app, viewer_client, streams):
@@ -290,6 +295,9 @@ def test_a_lost_listen_connection_tells_streams_to_resync(app, viewer_client, st
         write_log(run_id, "and live again")
     resumed.until("and live again")
     assert live.hub_for(app).connected
+    with app.app_context():
+        runs.cancel_run(run_id, actor="test")
+    resumed.until(r"event: status\ndata: .*Cancelled")
 
 
 @pytest.fixture
@@ -382,3 +390,5 @@ def test_api_stream_needs_a_token_and_a_known_run(app, base, api_token, streams)
     assert missing.status_code == 404
     bad_level = api_stream(base, f"/api/v1/runs/{run_id}/stream?level=loud", api_token, streams)
     assert bad_level.status_code == 422
+    with app.app_context():
+        runs.cancel_run(run_id, actor="test")

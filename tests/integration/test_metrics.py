@@ -12,11 +12,13 @@ from app.extensions import db
 from app.models import DeviceResult, JobRun, RunStatus, utcnow
 from app.services import credentials, runs
 from tests.conftest import make_config
-from tests.integration.helpers import add_queue_job, drain, make_job, reload
+from tests.integration.helpers import add_queue_job, cancel_active_runs, drain, make_job, reload
 
 
 def add_run(status: RunStatus, *, job_type: str = "backup", duration_ms: int | None = None) -> int:
     now = utcnow()
+    # a RUNNING run's attempt holds its queue entry, as a worker's does
+    held = add_queue_job("doing", [("started", now)]) if status is RunStatus.RUNNING else None
     run = JobRun(
         job_name=job_type,
         job_type=job_type,
@@ -24,6 +26,7 @@ def add_run(status: RunStatus, *, job_type: str = "backup", duration_ms: int | N
         signal_id="sig",
         finished_at=now if status.is_final else None,
         duration_ms=duration_ms,
+        procrastinate_job_id=held,
     )
     db.session.add(run)
     db.session.flush()
@@ -111,6 +114,7 @@ def test_metrics_report_the_database(ctx, client):
     assert families["rookery_credential_failures"].type == "counter"
     assert samples(families["rookery_credential_failures"], "_total") == {(): 4}
     assert samples(families["rookery_credential_successes"], "_total") == {(): 6}
+    cancel_active_runs()
 
 
 def test_metrics_follow_a_real_run(ctx, client):

@@ -231,6 +231,9 @@ def test_delete_refused_while_a_run_is_in_flight(client, auth, app):
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert f"Device r1 is targeted by run #{run_id} (queued); cancel it first." in page
     assert count(app, Device) == 1
+    assert post(client, f"/runs/{run_id}/cancel").status_code == 302
+    assert post(client, f"/devices/{device_id}/delete").status_code == 302
+    assert count(app, Device) == 0
 
 
 def test_device_page_shows_recent_results(client, auth, app):

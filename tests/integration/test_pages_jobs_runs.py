@@ -210,6 +210,7 @@ def test_a_viewer_cannot_change_jobs_or_runs(app, client, viewer, path):
     assert client.post(path, data={"csrf_token": token}).status_code == 403
     with app.app_context():
         assert reload(1).status == "QUEUED"
+        runs.cancel_run(1, actor="an operator")
 
 
 def test_a_viewer_sees_no_buttons_that_change_things(app, client, viewer):
@@ -221,6 +222,8 @@ def test_a_viewer_sees_no_buttons_that_change_things(app, client, viewer):
     assert 'id="run-now"' not in detail and 'id="edit-job"' not in detail
     assert 'id="cancel-run"' not in client.get(f"/runs/{run_id}").text
     assert client.get("/jobs/new").status_code == 403
+    with app.app_context():
+        runs.cancel_run(run_id, actor="an operator")
 
 
 def test_unknown_ids_are_404_pages(client, operator):
@@ -295,6 +298,8 @@ def test_run_page_shows_results_logs_and_events(app, client, operator):
         new_run = db.session.scalar(select(JobRun).order_by(JobRun.id.desc()))
         assert new_run.id != run_id and len(new_run.device_ids) == 1
         assert db.session.scalar(select(func.count()).select_from(JobLog)) > 0
+        drain(app)
+        assert reload(new_run.id).status == "COMPLETED_FAILURE"
 
 
 def test_cancel_a_queued_run_from_its_page(app, client, operator):
@@ -334,7 +339,7 @@ def test_jobs_page_renders_thousands_of_jobs_in_pages(app, client, viewer):
         )
         db.session.commit()
         job_id = db.session.scalar(select(Job.id).where(Job.name == "job-00002"))
-        runs.start_run(db.session.get(Job, job_id), triggered_by="test")
+        run_id = runs.start_run(db.session.get(Job, job_id), triggered_by="test").id
     first = client.get("/jobs")
     assert first.status_code == 200
     assert len(re.findall(r'<tr id="job-\d+"', first.text)) == 100
@@ -344,3 +349,5 @@ def test_jobs_page_renders_thousands_of_jobs_in_pages(app, client, viewer):
     labelled = client.get("/jobs?label=l3")
     assert len(re.findall(r'<tr id="job-\d+"', labelled.text)) == 100
     assert "<option selected>l3</option>" in labelled.text
+    with app.app_context():
+        runs.cancel_run(run_id, actor="an operator")

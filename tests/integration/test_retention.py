@@ -25,7 +25,7 @@ from app.models import (
     utcnow,
 )
 from tests.conftest import make_config
-from tests.integration.helpers import add_queue_job
+from tests.integration.helpers import add_queue_job, cancel_active_runs
 
 RUNS_DAYS = 10
 LOGS_DAYS = 5
@@ -124,9 +124,13 @@ def test_cleanup_deletes_exactly_what_is_older_than_each_limit(ctx):
             RunStatus.QUEUED,
             RunStatus.SCHEDULED,
             RunStatus.WAITING,
-            RunStatus.RUNNING,
         )
     }
+    # a RUNNING run's attempt holds its queue entry, as a worker's does
+    held = add_queue_job("doing", [("started", now - days(400))])
+    active[RunStatus.RUNNING] = add_run(
+        now, RunStatus.RUNNING, created=now - days(400), queue_job=held
+    )
     results = {
         run_id: DeviceResult(run_id=run_id, device_name=f"r{run_id}", status="success")
         for run_id in (old_done, kept_done)
@@ -237,7 +241,7 @@ def test_cleanup_deletes_exactly_what_is_older_than_each_limit(ctx):
         add_queue_job("succeeded", []),
     }
     tied = add_queue_job("failed", [("failed", q_old)])
-    kept_jobs.add(tied)
+    kept_jobs.update({tied, held})
     add_run(now, RunStatus.RUNNING, created=now - days(1), queue_job=tied)
     db.session.commit()
     ids = {
@@ -314,6 +318,7 @@ def test_cleanup_deletes_exactly_what_is_older_than_each_limit(ctx):
     # Nothing left to do: a second pass deletes nothing.
     again = retention.cleanup(now=now)
     assert set(again.values()) == {0}
+    cancel_active_runs()
 
 
 def test_events_outlive_their_run_until_their_own_limit(ctx):

@@ -83,6 +83,11 @@ def count(model) -> int:
     return db.session.scalar(select(func.count()).select_from(model))
 
 
+def run_statuses() -> set[str]:
+    db.session.expire_all()
+    return set(db.session.scalars(select(JobRun.status)))
+
+
 def fires_of(schedule_id: int) -> list[ScheduleFire]:
     db.session.expire_all()
     return list(
@@ -262,8 +267,7 @@ def test_tick_starts_one_run_per_due_schedule_and_advances(ctx):
     assert fires_of(idle.id) == []
     assert scheduler.tick(now) == [], "a second tick for the same moment fires nothing"
     drain(ctx)
-    db.session.expire_all()
-    assert {r.status for r in db.session.scalars(select(JobRun))} == {"COMPLETED_SUCCESS"}
+    assert run_statuses() == {"COMPLETED_SUCCESS"}
 
 
 def test_concurrent_ticks_fire_each_slot_once(app, monkeypatch):
@@ -308,6 +312,8 @@ def test_concurrent_ticks_fire_each_slot_once(app, monkeypatch):
         for schedule_id in ids:
             assert len(fires_of(schedule_id)) == 1
             assert reload(schedule_id).next_fire_at > now
+        drain(app)
+        assert run_statuses() == {"COMPLETED_SUCCESS"}
 
 
 def test_a_slot_already_claimed_is_not_fired_again(ctx):
@@ -335,6 +341,8 @@ def test_a_missed_hour_fires_once_on_catch_up(ctx):
     assert now < schedule.next_fire_at <= now + timedelta(minutes=5)
     grid = schedule.created_at.replace(second=0, microsecond=0)
     assert (schedule.next_fire_at - grid) % timedelta(minutes=5) == timedelta(0)
+    drain(ctx)
+    assert run_statuses() == {"COMPLETED_SUCCESS"}
 
 
 def test_a_disabled_jobs_schedule_does_not_fire(ctx):
@@ -370,6 +378,8 @@ def test_a_one_time_schedule_fires_then_disables_itself(ctx):
     assert [(f.fire_at, f.run_id) for f in fires_of(schedule.id)] == [(at, run_id)]
     assert scheduler.tick(at + timedelta(minutes=5)) == []
     assert count(JobRun) == 1
+    drain(ctx)
+    assert run_statuses() == {"COMPLETED_SUCCESS"}
 
 
 def test_a_no_overlap_job_still_running_records_a_skipped_fire(ctx):
@@ -391,6 +401,8 @@ def test_a_no_overlap_job_still_running_records_a_skipped_fire(ctx):
     schedule = reload(schedule.id)
     assert schedule.last_fire_at == fire_at and schedule.next_fire_at > now
     assert scheduler.tick(now) == [], "the skipped slot is not retried"
+    drain(ctx)
+    assert run_statuses() == {"COMPLETED_SUCCESS"}
 
 
 def test_the_procrastinate_task_runs_the_tick(ctx):

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from app.extensions import db
 from app.models import DeviceResult, JobRun, RunStatus, utcnow
 from app.services import stats
-from tests.integration.helpers import add_queue_job
+from tests.integration.helpers import add_queue_job, cancel_active_runs
 
 
 @pytest.fixture
@@ -29,6 +29,8 @@ def add_run(
     created=None,
     queued_at=None,
 ) -> int:
+    # a RUNNING run's attempt holds its queue entry, as a worker's does
+    held = add_queue_job("doing", [("started", utcnow())]) if status is RunStatus.RUNNING else None
     run = JobRun(
         job_name=job_type,
         job_type=job_type,
@@ -40,6 +42,7 @@ def add_run(
         max_attempts=max(attempt, 1),
         created_at=created or utcnow(),
         queued_at=queued_at,
+        procrastinate_job_id=held,
     )
     db.session.add(run)
     db.session.flush()
@@ -143,6 +146,7 @@ def test_statistics_on_a_known_dataset(ctx):
     assert report["queue"]["lag_seconds"] == pytest.approx(120, abs=0.01)
     assert report["workers"]["alive"] == 2
     assert len(report["workers"]["workers"]) == 2
+    cancel_active_runs()
 
 
 def test_statistics_window_has_an_end(ctx):
@@ -200,6 +204,7 @@ def test_runs_per_day_fills_every_day(ctx):
     assert days[2]["total"] == 3
     assert days[2]["success"] == 2 and days[2]["failure"] == 1
     assert days[2]["by_status"] == {"COMPLETED_SUCCESS": 2, "TIMEOUT": 1}
+    cancel_active_runs()
 
 
 def test_failing_devices_ranks_by_failures(ctx):
