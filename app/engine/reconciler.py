@@ -66,9 +66,10 @@ _DEAD_ATTEMPTS = text(
 _OVERDUE = text(
     """
     SELECT r.id FROM job_runs r
-     WHERE r.status = 'RUNNING' AND r.timeout_seconds IS NOT NULL
-       AND coalesce(r.attempt_started_at, r.started_at)
-           < clock_timestamp() - make_interval(secs => r.timeout_seconds + :margin)
+     WHERE r.status = 'RUNNING'
+       AND coalesce(r.attempt_started_at, r.started_at, r.created_at)
+           < clock_timestamp() - make_interval(
+               secs => coalesce(r.timeout_seconds, :longest) + :margin)
      ORDER BY r.id
        FOR NO KEY UPDATE OF r SKIP LOCKED
     """
@@ -107,11 +108,19 @@ _FINISH_QUEUE_JOB = text("SELECT procrastinate_finish_job_v1(:id, 'failed', fals
 _RETRY_QUEUE_JOB = text("SELECT procrastinate_retry_job_v2(:id, now(), NULL, NULL, NULL)")
 
 
-def reconcile(*, stalled_seconds: int, max_wait: timedelta | None = None) -> Counter[str]:
-    """One pass over every non-final run; returns the repairs made, by kind."""
+def reconcile(
+    *,
+    stalled_seconds: int,
+    max_wait: timedelta | None = None,
+    longest_timeout: int = 86400,
+) -> Counter[str]:
+    """One pass over every non-final run; returns the repairs made, by kind.
+
+    ``longest_timeout`` stands for the timeout of a run that has none of its own.
+    """
     repairs: Counter[str] = Counter()
     _repair_dead_attempts(stalled_seconds, repairs)
-    _repair_overdue(repairs)
+    _repair_overdue(longest_timeout, repairs)
     _repair_lost_queue_jobs(stalled_seconds, repairs)
     _release_waiting(repairs)
     if max_wait is not None:
@@ -146,15 +155,18 @@ def _repair_dead_attempts(stalled_seconds: int, repairs: Counter[str]) -> None:
     db.session.commit()
 
 
-def _repair_overdue(repairs: Counter[str]) -> None:
-    rows = db.session.execute(_OVERDUE, {"margin": TIMEOUT_MARGIN_SECONDS}).all()
+def _repair_overdue(longest_timeout: int, repairs: Counter[str]) -> None:
+    rows = db.session.execute(
+        _OVERDUE, {"margin": TIMEOUT_MARGIN_SECONDS, "longest": longest_timeout}
+    ).all()
     for row in rows:
         run = lifecycle.lock(row.id)
         assert run is not None
         if run.procrastinate_job_id is not None:  # stop the attempt if it is alive at all
             db.session.execute(CANCEL_JOB_SQL, {"id": run.procrastinate_job_id, "abort": True})
         message = (
-            f"Timed out after {run.timeout_seconds}s; the attempt did not stop by itself "
+            f"Timed out after {run.timeout_seconds or longest_timeout}s; the attempt did "
+            "not stop by itself "
             f"within {TIMEOUT_MARGIN_SECONDS}s more, so the reconciler ended it."
         )
         lifecycle.end(

@@ -75,5 +75,6 @@ def reconcile(timestamp: int) -> dict[str, int]:
     repairs = reconciler.reconcile(
         stalled_seconds=settings["ROOKERY_WORKER_STALLED_SECONDS"],
         max_wait=timedelta(minutes=settings["ROOKERY_DEPENDENCY_MAX_WAIT_MINUTES"]),
+        longest_timeout=settings["ROOKERY_JOB_TIMEOUT_MAX_SECONDS"],
     )
     return dict(repairs)
