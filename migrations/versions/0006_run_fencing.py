@@ -28,6 +28,21 @@ def upgrade():
         "UPDATE job_runs SET has_dependants = true WHERE id IN "
         "(SELECT depends_on_run_id FROM run_dependencies)"
     )
+    # Whatever writes a dependency of runs marks the run waited for, in its row: a
+    # global run's one-statement ending re-reads its row after a lock wait, never a
+    # subquery committed later (see lifecycle.finish_global).
+    op.execute(
+        """
+        CREATE FUNCTION rookery_mark_waited_for() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE job_runs SET has_dependants = true
+             WHERE id = NEW.depends_on_run_id AND NOT has_dependants;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER run_dependencies_mark AFTER INSERT ON run_dependencies
+            FOR EACH ROW EXECUTE FUNCTION rookery_mark_waited_for();
+        """
+    )
     # The database keeps the engine's two promises even against a bug in it: a run
     # that ended stays ended (exactly once), and an attempt number never goes back
     # (it is the fencing token a stale worker is refused by).
@@ -52,6 +67,10 @@ def upgrade():
 
 
 def downgrade():
-    op.execute("DROP TRIGGER job_runs_fence ON job_runs; DROP FUNCTION rookery_run_fence()")
+    op.execute(
+        "DROP TRIGGER run_dependencies_mark ON run_dependencies; "
+        "DROP FUNCTION rookery_mark_waited_for(); "
+        "DROP TRIGGER job_runs_fence ON job_runs; DROP FUNCTION rookery_run_fence()"
+    )
     op.drop_column("job_runs", "has_dependants")
     op.drop_column("job_runs", "attempt_started_at")
