@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as settings
 from app import database
@@ -95,5 +96,10 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
         auth.init_app(app)
         errors_web.init_app(app)
         views.register(app)
+        proxies = values["ROOKERY_TRUSTED_PROXIES"]
+        if proxies:
+            # Only as many hops as the operator declared: a client can write any
+            # X-Forwarded-For, so trusting one entry too many lets it choose its address.
+            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     queue.bind(app)
     return app

@@ -305,13 +305,36 @@ SETTINGS: tuple[Setting, ...] = (
         env="ROOKERY_LOGIN_MAX_FAILURES",
         default=5,
         parse=_to_positive_int,
-        help="Failed logins allowed per user name and per address within the window.",
+        help="Failed logins for one user name from one address before each further try "
+        "waits (a first delay, doubled after every failure). Other addresses are not slowed.",
+    ),
+    Setting(
+        env="ROOKERY_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default=20,
+        parse=_to_positive_int,
+        help="Failed logins from one address, for any user names, before every login "
+        "from it waits the same growing delays.",
+    ),
+    Setting(
+        env="ROOKERY_LOGIN_DELAY_SECONDS",
+        default=30,
+        parse=_to_positive_int,
+        help="First wait once a login limit is reached; it doubles with each further failure.",
     ),
     Setting(
         env="ROOKERY_LOGIN_WINDOW_SECONDS",
         default=900,
         parse=_to_positive_int,
-        help="Window of the failed-login limit; a locked name or address waits it out.",
+        help="Failed logins older than this are forgotten; also the longest wait.",
+    ),
+    Setting(
+        env="ROOKERY_TRUSTED_PROXIES",
+        default=0,
+        parse=_to_non_negative_int,
+        help="Reverse proxies in front of the web server, each setting `X-Forwarded-For` "
+        "and `X-Forwarded-Proto`. With N > 0 the client address and scheme are read from "
+        "those headers, N entries from the end, so login throttling and the audit trail see "
+        "real addresses; 0 trusts no such header.",
     ),
     Setting(
         env="ROOKERY_METRICS_TOKEN",
