@@ -9,6 +9,8 @@ created by a migration, and are not modelled here.
 from __future__ import annotations
 
 import enum
+import functools
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,6 +158,22 @@ class User(UserMixin, db.Model):
         return f"<User {self.username} {self.role}>"
 
 
+@functools.cache
+def _dummy_password_hash() -> str:
+    # Made like every real hash (same method and cost), so checking it costs the same.
+    return generate_password_hash(secrets.token_urlsafe(24))
+
+
+def check_no_user_password(password: str) -> bool:
+    """Check ``password`` against a dummy hash: always False, as slow as a real check.
+
+    A login for an unknown name does this instead of answering at once, so the time
+    of an answer does not tell which user names exist.
+    """
+    check_password_hash(_dummy_password_hash(), password)
+    return False
+
+
 class ApiToken(db.Model):
     """A bearer token for the JSON API; only its hash is stored."""
 
@@ -175,7 +193,7 @@ class ApiToken(db.Model):
 
 
 class LoginFailure(db.Model):
-    """One failed login, counted per user name and per address by every web process."""
+    """One failed login, counted per (user name, address) and per address by every process."""
 
     __tablename__ = "login_failures"
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import Select, delete, func, select
@@ -14,7 +15,15 @@ from sqlalchemy import Select, delete, func, select
 from app import audit
 from app.errors import Conflict, NotFound, ValidationError
 from app.extensions import db
-from app.models import LoginFailure, Role, User, count_users, user_by_name, utcnow
+from app.models import (
+    LoginFailure,
+    Role,
+    User,
+    check_no_user_password,
+    count_users,
+    user_by_name,
+    utcnow,
+)
 from app.services import get_row
 
 logger = logging.getLogger(__name__)
@@ -146,36 +155,103 @@ def ensure_first_admin(password: str | None) -> FirstAdmin | None:
 class LoginThrottled(ValidationError):
     """Too many failed logins: try again later."""
 
+    def __init__(self, message: str | None = None, *, retry_after: int = 0) -> None:
+        super().__init__(message)
+        #: Whole seconds until a login may be tried again (the Retry-After header).
+        self.retry_after = retry_after
+
 
 class LoginFailed(ValidationError):
     """Invalid user name or password."""
 
 
+#: Key space of the per-address advisory lock (two int4 keys: apart from other locks).
+_LOGIN_LOCK_SPACE = 0x524F4F4C
+
+
+def _wait(failures: int, last: datetime | None, limit: int, now: datetime) -> float:
+    """Seconds still to wait after ``failures`` failed logins, the last at ``last``.
+
+    Up to ``limit`` failures cost nothing; from then on each try waits a delay that
+    doubles with every further failure, never longer than the window.
+    """
+    if failures < limit or last is None:
+        return 0.0
+    first = current_app.config["ROOKERY_LOGIN_DELAY_SECONDS"]
+    window = current_app.config["ROOKERY_LOGIN_WINDOW_SECONDS"]
+    delay = min(window, first * 2 ** min(failures - limit, 20))
+    return (last + timedelta(seconds=delay) - now).total_seconds()
+
+
+def _retry_in(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
+def _check_throttle(name: str, address: str) -> None:
+    """Raise LoginThrottled while this name from this address, or this address, must wait.
+
+    Only failures from this address count: a name that failed elsewhere (someone
+    guessing ``admin``'s password) does not slow its owner down here.
+    """
+    now = utcnow()
+    since = now - timedelta(seconds=current_app.config["ROOKERY_LOGIN_WINDOW_SECONDS"])
+    from_address = (LoginFailure.address == address) & (LoginFailure.at > since)
+    same_name = LoginFailure.username == name
+    by_pair, last_pair, by_address, last_address = db.session.execute(
+        select(
+            func.count().filter(same_name),
+            func.max(LoginFailure.at).filter(same_name),
+            func.count(),
+            func.max(LoginFailure.at),
+        ).where(from_address)
+    ).one()
+    pair_wait = _wait(by_pair, last_pair, current_app.config["ROOKERY_LOGIN_MAX_FAILURES"], now)
+    address_wait = _wait(
+        by_address,
+        last_address,
+        current_app.config["ROOKERY_LOGIN_MAX_FAILURES_PER_ADDRESS"],
+        now,
+    )
+    wait = max(pair_wait, address_wait)
+    if wait <= 0:
+        return
+    seconds = max(1, math.ceil(wait))
+    who = "this user name from your address" if pair_wait >= address_wait else "your address"
+    raise LoginThrottled(
+        f"Too many failed logins for {who}. Try again in {_retry_in(seconds)}.",
+        retry_after=seconds,
+    )
+
+
 def authenticate(username: str, password: str, address: str) -> User:
     """Return the user, or raise LoginFailed / LoginThrottled.
 
-    Failures are counted per user name and per address in PostgreSQL, so every web
-    process enforces the same limit; a throttled attempt is refused before the
-    password is even checked.
+    Failures are counted in PostgreSQL per user name and address together, and per
+    address, so every web process enforces the same delays; a throttled attempt is
+    refused before the password is even checked. Every other attempt checks exactly
+    one password hash, a dummy one for an unknown name, so the time of the answer
+    does not tell which names exist.
     """
     name = username.strip().lower()[:64]
     address = (address or "unknown")[:64]
-    window = timedelta(seconds=current_app.config["ROOKERY_LOGIN_WINDOW_SECONDS"])
-    limit = current_app.config["ROOKERY_LOGIN_MAX_FAILURES"]
-    since = utcnow() - window
-    by_user = db.session.scalar(
-        select(func.count()).where(LoginFailure.username == name, LoginFailure.at > since)
+    # One login at a time per address, so parallel tries cannot all pass the count
+    # before any failure is written. Released by the commit or rollback below.
+    db.session.execute(
+        select(func.pg_advisory_xact_lock(_LOGIN_LOCK_SPACE, func.hashtext(address)))
     )
-    by_address = db.session.scalar(
-        select(func.count()).where(LoginFailure.address == address, LoginFailure.at > since)
-    )
-    if by_user >= limit or by_address >= limit:
-        minutes = max(1, round(window.total_seconds() / 60))
-        raise LoginThrottled(
-            f"Too many failed logins for this user or address. Try again in {minutes} minutes."
-        )
+    try:
+        _check_throttle(name, address)
+    except LoginThrottled:
+        db.session.rollback()
+        raise
     user = db.session.scalar(user_by_name(name)) if name else None
-    if user is None or not user.check_password(password) or not user.active:
+    if user is None:
+        password_ok = check_no_user_password(password)
+    else:
+        password_ok = user.check_password(password)
+    if user is None or not password_ok or not user.active:
         db.session.add(LoginFailure(username=name, address=address))
         audit.record(
             actor=name or "anonymous",
@@ -186,10 +262,12 @@ def authenticate(username: str, password: str, address: str) -> User:
             summary=f"failed login for {name!r}",
         )
         db.session.commit()
-        if user is not None and not user.active and user.check_password(password):
+        if user is not None and password_ok:
             raise LoginFailed("This account is disabled; ask an administrator.")
         raise LoginFailed()
-    db.session.execute(delete(LoginFailure).where(LoginFailure.username == name))
+    db.session.execute(
+        delete(LoginFailure).where(LoginFailure.username == name, LoginFailure.address == address)
+    )
     user.last_login_at = utcnow()
     audit.record(
         actor=user,

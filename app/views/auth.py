@@ -32,7 +32,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response | tuple[str, int]:
+def login() -> str | Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
     """Show the login form; log the user in on a valid POST."""
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
@@ -44,7 +44,8 @@ def login() -> str | Response | tuple[str, int]:
             )
         except users.LoginThrottled as exc:
             form.form_errors.append(exc.message)
-            return render_template("auth/login.html", form=form), 429
+            page = render_template("auth/login.html", form=form)
+            return page, 429, {"Retry-After": str(exc.retry_after)}
         except users.LoginFailed as exc:
             form.form_errors.append(exc.message)
             return render_template("auth/login.html", form=form), 401

@@ -77,25 +77,29 @@ def test_logout_needs_csrf(client, auth):
     assert client.get("/").status_code == 200
 
 
-def test_failed_logins_are_throttled_per_user(client, auth, app):
+def test_failed_logins_are_throttled_per_user_and_address(client, auth, app):
     auth.create("alice", "correct-horse")
     limit = app.config["ROOKERY_LOGIN_MAX_FAILURES"]
-    for i in range(limit):
-        # a different address each time: the per-user counter alone must lock
-        assert auth.login("alice", "bad-password", REMOTE_ADDR=f"10.0.0.{i}").status_code == 401
-    response = auth.login("alice", "correct-horse", REMOTE_ADDR="10.0.0.99")
+    for _ in range(limit):
+        assert auth.login("alice", "bad-password", REMOTE_ADDR="10.0.0.1").status_code == 401
+    response = auth.login("alice", "correct-horse", REMOTE_ADDR="10.0.0.1")
     assert response.status_code == 429
     assert b"Too many failed logins" in response.data
+    assert b"Try again in 30 seconds" in response.data
+    assert response.headers["Retry-After"] in {"29", "30"}
     assert client.get("/").status_code == 302
+    # the same user from another address is not slowed down
+    assert auth.login("alice", "correct-horse", REMOTE_ADDR="10.0.0.99").status_code == 302
 
 
 def test_failed_logins_are_throttled_per_address(client, auth, app):
     auth.create("alice", "correct-horse")
-    limit = app.config["ROOKERY_LOGIN_MAX_FAILURES"]
-    for i in range(limit):
+    app.config["ROOKERY_LOGIN_MAX_FAILURES_PER_ADDRESS"] = 6
+    for i in range(6):
         assert auth.login(f"ghost{i}", "bad-password", REMOTE_ADDR="10.9.9.9").status_code == 401
     response = auth.login("alice", "correct-horse", REMOTE_ADDR="10.9.9.9")
     assert response.status_code == 429
+    assert b"Too many failed logins for your address" in response.data
     # the same user from another address is not locked out
     assert auth.login("alice", "correct-horse", REMOTE_ADDR="10.1.1.1").status_code == 302
 
