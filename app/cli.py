@@ -60,7 +60,7 @@ class RookeryGroup(FlaskGroup):
         try:
             return super().invoke(ctx)
         except RookeryError as exc:
-            raise click.ClickException(exc.message) from None
+            raise click.ClickException(_error_line(exc)) from None
         except OperationalError as exc:
             reason = str(exc.orig or exc).strip().splitlines()
             raise click.ClickException(
@@ -669,3 +669,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _error_line(exc: RookeryError) -> str:
+    """The error's message, with each field's reason the message does not already give."""
+    fields = getattr(exc, "fields", None) or {}
+    extra = [f"{name}: {reason}" for name, reason in fields.items() if reason not in exc.message]
+    return f"{exc.message} ({'; '.join(extra)})" if extra else exc.message

@@ -62,6 +62,7 @@ __all__ = [
     "device_file_name",
     "device_name_from_file",
     "normalize_config",
+    "redact_secrets",
     "store_for",
 ]
 
@@ -234,6 +235,12 @@ def _redact(lines: Sequence[str]) -> list[str]:
             blocks.pop()
         out.append(line)
     return out
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` (a config, or any command's output) with every secret a config backup
+    removes replaced by ``<removed>``; nothing else changes, line endings included."""
+    return "\n".join(_redact(text.split("\n")))
 
 
 @functools.lru_cache(maxsize=64)

@@ -44,3 +44,11 @@ class NotFound(RookeryError):
 
 class Conflict(RookeryError):
     """The request conflicts with the current state."""
+
+
+class Forbidden(RookeryError):
+    """This needs a role you do not have."""
+
+    def __init__(self, message: str | None = None, *, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}

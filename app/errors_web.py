@@ -14,6 +14,7 @@ from app.errors import (
     MAX_ID,
     Conflict,
     DatabaseUnavailable,
+    Forbidden,
     NotFound,
     RookeryError,
     ValidationError,
@@ -25,6 +26,7 @@ STATUS_BY_ERROR: tuple[tuple[type[RookeryError], int], ...] = (
     (ValidationError, 422),
     (NotFound, 404),
     (Conflict, 409),
+    (Forbidden, 403),
     (DatabaseUnavailable, 503),
 )
 
@@ -73,7 +75,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(RookeryError)
     def rookery_error(exc: RookeryError):
         status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
-        fields = exc.fields if isinstance(exc, ValidationError) else None
+        fields = exc.fields if isinstance(exc, ValidationError | Forbidden) else None
         return _respond(status, type(exc).__name__, exc.message, fields)
 
     @app.errorhandler(OperationalError)

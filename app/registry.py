@@ -589,23 +589,25 @@ def _to_boolean(value: Any) -> bool:
 
 
 def _to_list(value: Any) -> list[str]:
-    """A ``list`` parameter's items: one per line of text, or per item of a list.
+    """A ``list`` parameter's items: one per line of text, or one per item of a list.
 
-    Only line breaks separate items, never commas: a command such as
-    ``show interfaces | include up, down`` is one item. An item of a list that holds line
-    breaks (``--param`` repeated with multi-line values) gives one item per line. Items are
-    stripped and blank ones dropped. Anything else than text or a list of text is refused.
+    Only line breaks separate the items of text, never commas: a command such as
+    ``show interfaces | include up, down`` is one item. An item of a list is one item: a
+    line break inside it (once stripped) is refused, never split, so a command given as
+    one item reaches a device as one line. Items are stripped and blank ones dropped.
+    Anything else than text or a list of text is refused.
     """
     if isinstance(value, str):
-        parts: list[Any] = [value]
-    elif isinstance(value, list | tuple):
-        parts = list(value)
-    else:
+        lines = (line.strip() for line in _LINE_BREAK.split(value))
+        return [line for line in lines if line]
+    if not isinstance(value, list | tuple) or not all(isinstance(part, str) for part in value):
         raise _Invalid("Expected a list of text items.")
-    if not all(isinstance(part, str) for part in parts):
-        raise _Invalid("Expected a list of text items.")
-    lines = (line.strip() for part in parts for line in _LINE_BREAK.split(part))
-    return [line for line in lines if line]
+    items = [part.strip() for part in value]
+    if any(_LINE_BREAK.search(item) for item in items):
+        raise _Invalid(
+            "An item may not hold a line break (CR or LF): give each line as its own item."
+        )
+    return [item for item in items if item]
 
 
 # --- Flask wiring ----------------------------------------------------------------------

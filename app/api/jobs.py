@@ -263,6 +263,7 @@ def _run_now(job: Any, body: s.RunStart) -> dict[str, Any]:
         )
     if not job.enabled:
         raise Conflict(f"Job {job.name!r} is disabled; enable it before running it.")
+    job_service.check_command_policy(job, actor())
     last = db.session.scalar(select(JobRun.id).order_by(JobRun.id.desc()).limit(1)) or 0
     job_id, job_name = job.id, job.name
     outcome: str | None

@@ -12,18 +12,22 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from app.command_policy import APPROVED_BY, control_problem, policy_problem
 from app.job_api import DeviceTarget, JobLogger, NotRetryable, ResolvedCredential
 from app.platforms import command_error
 
 __all__ = [
+    "APPROVED_BY",
     "LEVELS",
     "DeviceTarget",
     "JobLogger",
     "NotRetryable",
     "ResolvedCredential",
     "command_error",
+    "command_problem",
     "commit_configs",
     "normalize_config",
+    "redact_secrets",
     "result",
 ]
 
@@ -56,6 +60,22 @@ def normalize_config(platform: str, text: str, *, redact_secrets: bool = True) -
     from app import config_store
 
     return config_store.normalize_config(platform, text, redact_secrets=redact_secrets)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with the secrets a config backup removes replaced by ``<removed>``."""
+    from app import config_store
+
+    return config_store.redact_secrets(text)
+
+
+def command_problem(command: str, platform: str, *, approved: bool) -> str | None:
+    """Why ``command`` may not be sent to a device of ``platform``, or None.
+
+    A control character (CR, LF...) is never sent; a command that is not read-only is
+    sent only when an admin ``approved`` the job (see app/command_policy.py).
+    """
+    return control_problem(command) if approved else policy_problem(command, platform)
 
 
 def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: Any) -> Any:

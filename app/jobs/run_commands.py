@@ -6,14 +6,22 @@ from typing import Any
 
 from netmiko.utilities import get_structured_data_textfsm
 
-from app.jobs import JobLogger, command_error
+from app.jobs import (
+    APPROVED_BY,
+    JobLogger,
+    NotRetryable,
+    command_error,
+    command_problem,
+    redact_secrets,
+)
 
 JOB_META = {
     "job_type": "run_commands",
     "label": "Run commands",
     "description": "Run the given commands on each device and store the output; with "
     "TextFSM, also the parsed records where ntc-templates has a template. A device that "
-    "refuses a command (% Invalid input, syntax error...) fails, its output kept.",
+    "refuses a command (% Invalid input, syntax error...) fails, its output kept. Output "
+    "and records are stored with secrets removed, as in config backups.",
     "icon": "terminal",
     "targets": "devices",
     "needs_credentials": True,
@@ -22,8 +30,8 @@ JOB_META = {
             "name": "commands",
             "type": "list",
             "required": True,
-            "help": "One command per line, commas included (show commands; there is no "
-            "configuration mode).",
+            "help": "One command per line, commas included. Read-only commands (show, "
+            "display, ping, traceroute...) unless an admin saves the job.",
         },
         {
             "name": "textfsm",
@@ -43,15 +51,24 @@ def run(device, job_id, config, db):
     params = config["params"]
     commands = [c for c in params.get("commands") or [] if c.strip()]
     log = JobLogger(job_id, JOB_META["job_type"], device.id)
+    # Checked again here, whatever wrote the job: a line break must never make one
+    # command several, and only a job an admin saved may send more than read-only ones.
+    approved = bool(params.get(APPROVED_BY))
+    for command in commands:
+        problem = command_problem(command, device.platform, approved=approved)
+        if problem is not None:
+            raise NotRetryable(f"{command!r} not sent (no command was): {problem}")
     outputs: list[str] = []
     parsed: dict[str, list] = {}
     unparsed: dict[str, str] = {}
     refused: dict[str, str] = {}
     with device.connect() as session:
         for command in commands:
-            text = str(session.send_command(command))
+            raw = str(session.send_command(command))
+            refusal = command_error(device.platform, raw)
+            # Stored and parsed only without secrets: viewers read every run's output.
+            text = redact_secrets(raw)
             outputs.append(f"{device.name}# {command}\n{text.rstrip()}\n")
-            refusal = command_error(device.platform, text)
             if refusal is not None:
                 # The device answered, but with an error instead of output: the run must
                 # not call that a success. The next commands still run (their output helps).

@@ -9,10 +9,10 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, func, select, text
 
-from app import audit, crypto, registry
-from app.errors import Conflict, NotFound, ValidationError
+from app import audit, command_policy, crypto, registry
+from app.errors import Conflict, Forbidden, NotFound, ValidationError
 from app.extensions import db
-from app.models import Credential, Device, Job, Priority, Tag, User, job_dependencies
+from app.models import Credential, Device, Job, Priority, Role, Tag, User, job_dependencies
 from app.services import get_row
 
 logger = logging.getLogger(__name__)
@@ -209,6 +209,7 @@ def _create_job(
         raise
     if problems:
         raise ValidationError("A job needs a name of at most 128 characters.", fields=problems)
+    _apply_command_policy(job, actor, {"params", *fields})
     if db.session.scalar(select(Job.id).where(Job.name == name)) is not None:
         raise Conflict(f"A job named {name!r} already exists.")
     db.session.add(job)
@@ -256,6 +257,7 @@ def update_job(job_id: int, *, actor: User | str | None = None, **changes: Any) 
                 raise Conflict(f"A job named {name!r} already exists.")
             job.name = name
         _apply(job, kind, changes, creating=False)
+        _apply_command_policy(job, actor, set(changes))
         if "depends_on_job_ids" in changes:
             _set_dependencies(job, changes["depends_on_job_ids"] or [])
         db.session.flush()
@@ -298,6 +300,7 @@ def _apply(job: Job, kind: registry.JobType, fields: dict[str, Any], *, creating
     if "params" in fields:
         stored = crypto.reveal_params(job.params or {}) if not creating else {}
         given = dict(fields["params"] or {})
+        given.pop(command_policy.APPROVED_BY, None)  # only the service writes it
         for secret in kind.secret_params:
             if given.get(secret) in (None, "") and stored.get(secret) not in (None, ""):
                 given[secret] = stored[secret]
@@ -352,6 +355,51 @@ def _apply(job: Job, kind: registry.JobType, fields: dict[str, Any], *, creating
         job.target_devices = devices
     if "credential_names" in fields:
         job.credentials = credentials
+
+
+def trusted(actor: User | str | None) -> bool:
+    """May ``actor`` send commands that are not read-only: an admin, or the server itself
+    (a name: the ``rookery`` command, a schedule)."""
+    return not isinstance(actor, User) or actor.has_role(Role.ADMIN)
+
+
+def check_command_policy(job: Job, actor: User | str | None) -> None:
+    """Forbidden unless ``job``'s commands are all read-only or ``actor`` is trusted."""
+    if trusted(actor):
+        return
+    refused = command_policy.first_refused(command_policy.job_commands(job.job_type, job.params))
+    if refused is not None:
+        command, problem = refused
+        name = command_policy.COMMAND_PARAMS[job.job_type]
+        raise Forbidden(
+            f"Only an admin may save or start a job with the command {command!r}: {problem}",
+            fields={name: f"{command!r}: {problem}"},
+        )
+
+
+def _apply_command_policy(job: Job, actor: User | str | None, changed: set[str]) -> None:
+    """Refuse control characters in commands; let only admins save commands that are not
+    read-only, and write who allowed them into the params the worker reads."""
+    commands = command_policy.job_commands(job.job_type, job.params or {})
+    if not commands:
+        return
+    name = command_policy.COMMAND_PARAMS[job.job_type]
+    for command in commands:
+        problem = command_policy.control_problem(command)
+        if problem is not None:
+            raise ValidationError(f"Invalid parameters: {name}", fields={name: problem})
+    params = dict(job.params)
+    if command_policy.first_refused(commands) is None:
+        params.pop(command_policy.APPROVED_BY, None)
+    elif changed <= {"enabled"}:
+        return  # switching a job on or off changes no command
+    else:
+        check_command_policy(job, actor)
+        if "params" in changed or command_policy.APPROVED_BY not in params:
+            who = actor.username if isinstance(actor, User) else (actor or "system")
+            params[command_policy.APPROVED_BY] = who
+    if params != job.params:
+        job.params = params
 
 
 def _credentials(names: list[str]) -> list[Credential]:

@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import load_only
 
-from app import audit, crypto, events, registry
+from app import audit, command_policy, crypto, events, registry
 from app.engine import lifecycle, queue
 from app.errors import Conflict, ValidationError
 from app.extensions import db
@@ -32,7 +32,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import get_row
+from app.services import get_row, jobs
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,7 @@ def _start_run(
     if not job.enabled:
         raise Conflict(f"Job {job.name!r} is disabled; enable it before running it.")
     job_type = registry.current().get(job.job_type)
+    jobs.check_command_policy(job, actor)
     if schedule_at is not None and schedule_at.tzinfo is None:
         raise ValidationError(
             "schedule_at needs a time zone (e.g. 2026-12-01T10:00:00Z).",
@@ -466,7 +467,12 @@ def run_now(
 
     definition, job_type = _resolve_for_run_now(job)
     stored = crypto.reveal_params(definition.params) if definition else {}
+    approved = stored.pop(command_policy.APPROVED_BY, None)
     validated = registry.validate_params(job_type, {**stored, **params})
+    commands = command_policy.job_commands(job_type.job_type, validated)
+    if command_policy.first_refused(commands) is not None:
+        # The caller is code on the server, trusted like the rookery command.
+        validated[command_policy.APPROVED_BY] = approved if approved and not params else "run_now"
     run = JobRun(
         job_id=definition.id if definition else None,
         job_name=name or (definition.name if definition else job_type.job_type),

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from app import registry
 from app.auth import require_role
-from app.errors import Conflict, NotFound, ValidationError
+from app.errors import Conflict, Forbidden, NotFound, ValidationError
 from app.extensions import db
 from app.models import Credential, Job, Priority, Role, Schedule, utcnow
 from app.services import inventory, jobs, runs, schedules
@@ -89,10 +89,10 @@ def create() -> Response | tuple[str, int]:
         job = jobs.create_job(
             name=values["name"], job_type=kind.job_type, actor=current_user, **fields
         )
-    except (ValidationError, Conflict) as exc:
+    except (ValidationError, Conflict, Forbidden) as exc:
         return _render_form(
             kind, values=values, errors=_errors(exc, kind), job=None, message=exc.message
-        ), 422
+        ), _status(exc)
     if schedule is not None:
         schedules.create_schedule(job, actor=current_user, **schedule)
     flash(f"Job {job.name!r} created.", "success")
@@ -138,11 +138,11 @@ def update(job_id: int) -> Response | tuple[str, int]:
         fields = _job_fields(kind, values)
         schedule = _schedule_spec(values)
         jobs.update_job(job.id, actor=current_user, name=values["name"], **fields)
-    except (ValidationError, Conflict) as exc:
+    except (ValidationError, Conflict, Forbidden) as exc:
         job = _get_job(job_id)
         return _render_form(
             kind, values=values, errors=_errors(exc, kind), job=job, message=exc.message
-        ), 422
+        ), _status(exc)
     existing = list(db.session.scalars(schedules.list_schedules(job.id)))
     if schedule is None:
         for old in existing:
@@ -162,7 +162,7 @@ def run_now(job_id: int) -> Response:
     job = _get_job(job_id)
     try:
         run = runs.start_run(job, triggered_by=f"user:{current_user.username}", actor=current_user)
-    except (Conflict, ValidationError) as exc:
+    except (Conflict, ValidationError, Forbidden) as exc:
         flash(exc.message, "error")
         return redirect(request.referrer or url_for("jobs.detail", job_id=job_id))
     flash(f"Run #{run.id} of {job.name} queued.", "success")
@@ -407,6 +407,11 @@ def _schedule_spec(values: dict[str, Any]) -> dict[str, Any] | None:
         "timezone": spec.timezone,
         "run_at": spec.run_at,
     }
+
+
+def _status(exc: Exception) -> int:
+    """A refused command is a 403 (an admin may save it); any other form error a 422."""
+    return 403 if isinstance(exc, Forbidden) else 422
 
 
 def _errors(exc: Exception, kind: registry.JobType) -> dict[str, str]:

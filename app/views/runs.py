@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from app import live, registry
 from app.auth import require_role
-from app.errors import Conflict, NotFound, ValidationError
+from app.errors import Conflict, Forbidden, NotFound, ValidationError
 from app.extensions import db
 from app.models import Event, JobLog, Role, RunStatus
 from app.services import runs
@@ -230,7 +230,7 @@ def relaunch(run_id: int) -> Response:
         new_run = runs.relaunch_run(run_id, failed_only=failed_only, actor=current_user)
     except NotFound:
         abort(404)
-    except (Conflict, ValidationError) as exc:
+    except (Conflict, ValidationError, Forbidden) as exc:
         flash(exc.message, "error")
         return redirect(url_for("runs.detail", run_id=run_id))
     flash(f"Relaunched as run #{new_run.id}.", "success")

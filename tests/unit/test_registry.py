@@ -411,7 +411,7 @@ def test_missing_values_use_defaults_or_none(tmp_path):
         ("  show version \r\n\r\n\tshow clock\t\r", ["show version", "show clock"]),
         ("a,b\n,\nc", ["a,b", ",", "c"]),
         (["show ip route vrf a, b", " show clock "], ["show ip route vrf a, b", "show clock"]),
-        (["show version\nshow clock", "show users"], ["show version", "show clock", "show users"]),
+        (["show version\n", "\r\nshow users"], ["show version", "show users"]),
         (("one", "two, three"), ["one", "two, three"]),
     ],
 )
@@ -426,6 +426,17 @@ def test_blank_list_is_missing(tmp_path, value):
     with pytest.raises(ValidationError) as caught:
         registry.validate_params(job, {"commands": value})
     assert caught.value.fields == {"commands": registry.REQUIRED_MESSAGE}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [["show version\nconfigure terminal"], ["show clock", "show version\rreload"], ("a\r\nb",)],
+)
+def test_a_line_break_inside_a_list_item_is_refused_not_split(tmp_path, value):
+    job = make_job([{"name": "commands", "type": "list"}], tmp_path)
+    with pytest.raises(ValidationError) as caught:
+        registry.validate_params(job, {"commands": value})
+    assert "line break" in caught.value.fields["commands"]
 
 
 def test_multidict_list_values(tmp_path):
