@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 
 from app import config as settings
-from app import database
+from app import database, headers
 from app.extensions import db
 
 __all__ = ["create_app", "migrations_dir"]
@@ -74,8 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
         app.config["ROOKERY_PG_DSN"] = libpq_url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database.engine_options())
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    headers.configure_cookies(app)
     # Keyword overrides that are plain Flask settings (TESTING, WTF_CSRF_ENABLED, ...)
     app.config.update({k: v for k, v in overrides.items() if k not in settings.SETTINGS_BY_ENV})
 
@@ -94,6 +93,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
         login_manager.init_app(app)
         auth.init_app(app)
         errors_web.init_app(app)
+        headers.init_app(app)
         views.register(app)
     queue.bind(app)
     return app

@@ -1,0 +1,91 @@
+"""Browser-facing hardening: cookie flags, security headers, CSV formulas, NUL in the jobs form."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import AuthActions, csrf_token, make_config
+
+
+def _set_cookies(response) -> dict[str, str]:
+    """Each Set-Cookie header of an answer, by cookie name."""
+    return {header.split("=", 1)[0]: header for header in response.headers.getlist("Set-Cookie")}
+
+
+def _remember_login(client, username: str, password: str):
+    token = csrf_token(client)
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "remember": "y", "csrf_token": token},
+    )
+
+
+# ---------------------------------------------------------------------- cookies
+
+
+def test_session_and_remember_cookies_are_samesite_lax_and_not_secure_by_default(client, auth):
+    auth.create("olga", "operator-pw-1", "operator")
+    response = _remember_login(client, "olga", "operator-pw-1")
+    assert response.status_code in (302, 303)
+    cookies = _set_cookies(response)
+    assert {"session", "remember_token"} <= set(cookies)
+    for name in ("session", "remember_token"):
+        assert "SameSite=Lax" in cookies[name], cookies[name]
+        assert "HttpOnly" in cookies[name], cookies[name]
+        assert "Secure" not in cookies[name], cookies[name]
+
+
+def test_rookery_cookie_secure_marks_both_cookies_secure(database_url, tmp_path, app_factory):
+    app = app_factory(make_config(database_url, tmp_path / "secure", ROOKERY_COOKIE_SECURE=True))
+    # The test client keeps Secure cookies only over https.
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    AuthActions(app, client).create("olga", "operator-pw-1", "operator")
+    response = _remember_login(client, "olga", "operator-pw-1")
+    assert response.status_code in (302, 303)
+    cookies = _set_cookies(response)
+    for name in ("session", "remember_token"):
+        assert "; Secure" in cookies[name], cookies[name]
+        assert "SameSite=Lax" in cookies[name], cookies[name]
+
+
+# ---------------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    (
+        "/login",  # before login
+        "/",  # a page
+        "/jobs/999999",  # a 404 page
+        "/static/vendor/htmx.min.js",
+        "/api/v1/jobs",  # the JSON API (a 401 without a token)
+        "/health",
+    ),
+)
+def test_every_answer_carries_the_security_headers(client, auth, path):
+    auth.create("vic", "viewer-pw-1", "viewer")
+    auth.login("vic", "viewer-pw-1")
+    with client.get(path) as response:
+        headers = response.headers
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+    policy = {
+        part.strip().split(" ", 1)[0]: part.strip()
+        for part in headers["Content-Security-Policy"].split(";")
+    }
+    assert policy["script-src"] == "script-src 'self'"
+    assert policy["frame-ancestors"] == "frame-ancestors 'none'"
+    assert policy["object-src"] == "object-src 'none'"
+
+
+def test_no_page_carries_inline_script(client, auth):
+    """script-src 'self' would block it: scripts live in app/static."""
+    auth.create("ada", "admin-password-1", "admin")
+    auth.login("ada", "admin-password-1")
+    for path in ("/", "/jobs", "/jobs/new", "/runs", "/devices", "/credentials", "/users"):
+        page = client.get(path).get_data(as_text=True).lower()
+        for tag in page.split("<script")[1:]:
+            assert tag.lstrip().startswith("src="), f"inline <script> on {path}"
+        assert " onclick=" not in page and "hx-on" not in page and "javascript:" not in page
