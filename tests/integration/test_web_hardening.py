@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 
+from app.extensions import db
+from app.services import inventory
 from tests.conftest import AuthActions, csrf_token, make_config
 
 
@@ -89,3 +94,74 @@ def test_no_page_carries_inline_script(client, auth):
         for tag in page.split("<script")[1:]:
             assert tag.lstrip().startswith("src="), f"inline <script> on {path}"
         assert " onclick=" not in page and "hx-on" not in page and "javascript:" not in page
+
+
+# ---------------------------------------------------------------------- CSV exports
+
+FORMULAS = ['=HYPERLINK("http://127.0.0.1/x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+def test_csv_cells_that_start_a_formula_are_neutralised(ctx):
+    inventory.create_device(
+        actor="test",
+        name="-r1",
+        host="10.0.0.1",
+        platform="cisco_ios",
+        tags=['=HYPERLINK("http://127.0.0.1/t")'],
+        notes='=HYPERLINK("http://127.0.0.1/x","click")',
+    )
+    text = inventory.export_csv()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[0]["name"] == "'-r1"
+    assert rows[0]["tags"] == '\'=HYPERLINK("http://127.0.0.1/t")'
+    assert rows[0]["notes"] == '\'=HYPERLINK("http://127.0.0.1/x","click")'
+    for row in rows:
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), value
+
+
+@pytest.mark.parametrize("notes", FORMULAS)
+def test_every_formula_start_is_neutralised(ctx, notes):
+    inventory.create_device(
+        actor="test", name="r1", host="10.0.0.1", platform="cisco_ios", tags=[], notes="x"
+    )
+    inventory.get_by_name("r1").notes = notes
+    db.session.commit()
+    row = next(csv.DictReader(io.StringIO(inventory.export_csv())))
+    assert row["notes"] == "'" + notes
+
+
+@pytest.mark.parametrize(
+    "notes", [*FORMULAS[:4], "'=quoted", "''+two", "'plain", "plain", "lone\rcarriage return"]
+)
+def test_neutralised_cells_import_back_exactly(ctx, notes):
+    """The quote is for spreadsheets only: an export imports back to the same values."""
+    inventory.create_device(
+        actor="test", name="r1", host="10.0.0.1", platform="cisco_ios", tags=[], notes="x"
+    )
+    device = inventory.get_by_name("r1")
+    device.notes = notes
+    db.session.commit()
+    exported = inventory.export_csv()
+    device.notes = "changed"
+    db.session.commit()
+    report = inventory.import_csv(exported, actor="test")
+    assert (report.updated, report.errors) == (1, [])
+    db.session.expire_all()
+    assert inventory.get_by_name("r1").notes == notes
+    assert inventory.export_csv() == exported
+
+
+def test_the_export_pages_neutralise_formulas(app, client, auth):
+    with app.app_context():
+        inventory.create_device(
+            actor="test",
+            name="r1",
+            host="10.0.0.1",
+            platform="cisco_ios",
+            notes='=HYPERLINK("http://127.0.0.1/x")',
+        )
+    auth.create("vic", "viewer-pw-1", "viewer")
+    auth.login("vic", "viewer-pw-1")
+    page = client.get("/devices/export.csv").get_data(as_text=True)
+    assert "'=HYPERLINK" in page and ",=HYPERLINK" not in page
