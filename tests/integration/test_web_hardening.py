@@ -6,8 +6,10 @@ import csv
 import io
 
 import pytest
+from sqlalchemy import func, select
 
 from app.extensions import db
+from app.models import Job
 from app.services import inventory
 from tests.conftest import AuthActions, csrf_token, make_config
 
@@ -165,3 +167,46 @@ def test_the_export_pages_neutralise_formulas(app, client, auth):
     auth.login("vic", "viewer-pw-1")
     page = client.get("/devices/export.csv").get_data(as_text=True)
     assert "'=HYPERLINK" in page and ",=HYPERLINK" not in page
+
+
+# ---------------------------------------------------------------------- the jobs form
+
+
+@pytest.mark.parametrize(
+    "job_type, field",
+    (
+        ("writer", "name"),
+        ("writer", "description"),
+        ("writer", "labels"),
+        ("writer", "p_tag"),
+        ("devjob", "target_tags"),
+        ("devjob", "target_devices"),
+    ),
+)
+def test_the_jobs_form_refuses_a_nul_byte_next_to_its_field(app, client, auth, job_type, field):
+    auth.create("olga", "operator-pw-1", "operator")
+    auth.login("olga", "operator-pw-1")
+    form = {
+        "job_type": job_type,
+        "name": "nightly",
+        "p_tag": "t1",
+        "p_mode": "ok",
+        "schedule_kind": "none",
+        "timezone": "UTC",
+        field: "a\x00b",
+        "csrf_token": csrf_token(client, f"/jobs/new?job_type={job_type}"),
+    }
+    created = client.post("/jobs/new", data=form)
+    assert created.status_code == 422
+    assert f'id="error-{field}"' in created.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Job)) == 0
+    # The same on the edit form of a job that exists.
+    form.update({field: "fine", "name": "nightly", "target_devices": ""})
+    assert client.post("/jobs/new", data=form).status_code == 302
+    with app.app_context():
+        job_id = db.session.scalar(select(Job.id))
+    form[field] = "a\x00b"
+    edited = client.post(f"/jobs/{job_id}/edit", data=form)
+    assert edited.status_code == 422
+    assert f'id="error-{field}"' in edited.get_data(as_text=True)
