@@ -12,7 +12,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as settings
-from app import database
+from app import database, headers
 from app.extensions import db
 
 __all__ = ["create_app", "migrations_dir"]
@@ -75,8 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
         app.config["ROOKERY_PG_DSN"] = libpq_url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database.engine_options())
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    headers.configure_cookies(app)
     # Keyword overrides that are plain Flask settings (TESTING, WTF_CSRF_ENABLED, ...)
     app.config.update({k: v for k, v in overrides.items() if k not in settings.SETTINGS_BY_ENV})
 
@@ -95,6 +94,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
         login_manager.init_app(app)
         auth.init_app(app)
         errors_web.init_app(app)
+        headers.init_app(app)
         views.register(app)
         proxies = values["ROOKERY_TRUSTED_PROXIES"]
         if proxies:

@@ -346,6 +346,13 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        env="ROOKERY_COOKIE_SECURE",
+        default=False,
+        parse=_to_bool,
+        help="Mark the session and remember-me cookies `Secure` (sent over HTTPS only). "
+        "Turn on in production behind TLS; off for plain http on 127.0.0.1.",
+    ),
+    Setting(
         env="ROOKERY_ADMIN_PASSWORD",
         default=None,
         parse=_to_str,

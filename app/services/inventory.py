@@ -74,6 +74,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _TAG_SPLIT_RE = re.compile(r"[;|,]")
 _TAG_FORBIDDEN = frozenset(";|,")
+#: A CSV cell a spreadsheet would run as a formula (after any quotes a cell starts with).
+_FORMULA_RE = re.compile(r"^'*[=+\-@\t\r]")
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
 
@@ -832,7 +834,10 @@ def _parse_csv(text: str | bytes) -> tuple[list[_Row], list[RowError]]:
                     )
                 )
                 continue
-            raw = {col: (cells[i] if i < len(cells) else "") for i, col in enumerate(header)}
+            raw = {
+                col: (csv_uncell(cells[i]) if i < len(cells) else "")
+                for i, col in enumerate(header)
+            }
             result = _check_row(line, raw, header, seen)
             (errors if isinstance(result, RowError) else rows).append(result)
     except csv.Error as exc:
@@ -1039,14 +1044,35 @@ def _all_devices() -> list[Device]:
     return list(db.session.scalars(list_devices()))
 
 
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell no spreadsheet runs as a formula.
+
+    A cell starting with ``= + - @``, tab or CR is prefixed with a single quote
+    (OWASP's CSV injection advice), and so is one that already starts with quotes
+    before such a character, so that ``csv_uncell`` gives back exactly the value.
+    """
+    text = "" if value is None else str(value)
+    return "'" + text if _FORMULA_RE.match(text) else text
+
+
+def csv_uncell(text: str) -> str:
+    """The value ``csv_cell`` wrote: its neutralising quote removed."""
+    return text[1:] if _FORMULA_RE.match(text) and text.startswith("'") else text
+
+
 def export_csv() -> str:
-    """Every device as CSV, in the columns ``import_csv`` takes back."""
+    """Every device as CSV, in the columns ``import_csv`` takes back (formulas neutralised)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    # With "\n" line ends the csv module leaves a lone CR unquoted, and a reader takes it
+    # for the end of the row (notes typed in a textarea arrive with CRLF): such rows are
+    # quoted whole.
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)
     for d in _all_devices():
-        writer.writerow(
-            [
+        cells = [
+            csv_cell(value)
+            for value in (
                 d.name,
                 d.host,
                 d.port,
@@ -1055,8 +1081,9 @@ def export_csv() -> str:
                 ";".join(t.name for t in d.tags),
                 "true" if d.enabled else "false",
                 d.notes,
-            ]
-        )
+            )
+        ]
+        (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
     return out.getvalue()
 
 

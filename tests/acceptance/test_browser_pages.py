@@ -102,12 +102,22 @@ def browser() -> Iterator[object]:
     yield from launch()
 
 
+#: What the admin tab printed on its console over the whole module (CSP violations land here).
+CONSOLE: list[str] = []
+
+
+def _is_csp_violation(text: str) -> bool:
+    return "Content Security Policy" in text or "Refused to" in text
+
+
 @pytest.fixture(scope="module")
 def admin(browser, site: Site):  # type: ignore[no-untyped-def]
     """One admin tab for the module's tests (they build on each other)."""
     context = browser.new_context()
     context.set_default_timeout(STEP_TIMEOUT_MS)
     page = context.new_page()
+    page.on("console", lambda message: CONSOLE.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: CONSOLE.append(f"pageerror: {error}"))
     page.goto(f"{site.base}/login")
     submit_login(page, "admin", ADMIN_PASSWORD)
     page.wait_for_url(f"{site.base}/")
@@ -243,3 +253,29 @@ def test_no_device_password_reached_any_page(admin, site: Site) -> None:  # type
     for path in ("/credentials", "/devices", "/jobs", "/runs", "/"):
         admin.goto(f"{site.base}{path}")
         assert DEVICE_PASSWORD not in admin.content(), path
+
+
+def test_pages_work_under_the_content_security_policy(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    """Scripts from /static only: htmx, its SSE extension and rookery.js run, nothing is
+    refused, on the pages above and on a tour of the rest."""
+    from playwright.sync_api import expect
+
+    policy = admin.request.get(f"{site.base}/").headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    for path in ("/", "/jobs", "/runs", "/devices", "/credentials", "/job-types", "/users"):
+        admin.goto(f"{site.base}{path}")
+        assert admin.evaluate("typeof htmx === 'object' && htmx.version.startsWith('2')"), path
+    # An htmx request the page makes by itself: the device filter as one types.
+    admin.goto(f"{site.base}/devices")
+    with admin.expect_response(lambda r: "/devices?" in r.url and "q=edge-1" in r.url):
+        admin.fill("#f-q", "edge-1")
+    expect(admin.locator("table")).not_to_contain_text("edge-2")
+    # A run page opens its live stream (the SSE extension's EventSource).
+    admin.goto(f"{site.base}/runs")
+    admin.locator("a[href^='/runs/']").first.click()
+    admin.wait_for_url(re.compile(r"/runs/\d+$"))
+    expect(admin.locator("#run-status")).to_be_visible()
+    admin.wait_for_timeout(1000)
+    violations = [line for line in CONSOLE if _is_csp_violation(line)]
+    assert violations == [], violations
+    assert not [line for line in CONSOLE if line.startswith("pageerror")], CONSOLE
