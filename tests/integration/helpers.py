@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select, text
 from werkzeug.routing import Rule
 
+from app.demo_lab import DeviceLab, LabDevice
 from app.engine import queue, reconciler
 from app.extensions import db
 from app.models import ACTIVE_STATUSES, Event, JobRun
-from app.services import jobs, runs
+from app.services import credentials, inventory, jobs, runs
 
 
 def drain(app, concurrency: int = 1) -> None:
@@ -119,3 +121,25 @@ def fill(rule: Rule, known: dict[str, str], odd: str | None) -> str:
         return "deadbeef" if odd is None else "..%2F..%2Fetc%2Fpasswd"
 
     return re.sub(r"<(?:([^:>]+):)?([^>]+)>", value, rule.rule)
+
+
+def load_lab_devices(devices: Iterable[LabDevice], lab: DeviceLab) -> None:
+    """The lab's devices in the inventory, tagged ``lab``, each with its own credential."""
+    for device in devices:
+        inventory.create_device(
+            name=device.name,
+            host="127.0.0.1",
+            port=lab.port_of(device.name),
+            platform=device.platform,
+            tags=["lab", f"dev-{device.name}"],
+            actor="test",
+        )
+        credentials.create_credential(
+            f"cred-{device.name}",
+            device.username,
+            device.password,
+            enable_secret=device.enable_secret,
+            priority=100,
+            tags=[f"dev-{device.name}"],
+            actor="test",
+        )

@@ -19,7 +19,7 @@ from app.job_api import DeviceTarget
 from app.models import Credential, Device, DeviceResult, JobRun
 from app.services import credentials, inventory, jobs, runs
 from tests.conftest import make_config
-from tests.integration.helpers import drain, reload
+from tests.integration.helpers import drain, load_lab_devices, reload
 
 pytest_plugins = ["tests.devices"]
 
@@ -61,24 +61,7 @@ def app(lab_config, app_factory):
 def fleet(app, device_lab):
     """The lab's five devices in the inventory, each with its own credential."""
     with app.app_context():
-        for device in device_lab.devices:
-            inventory.create_device(
-                name=device.name,
-                host="127.0.0.1",
-                port=device_lab.port_of(device.name),
-                platform=device.platform,
-                tags=["lab", f"dev-{device.name}"],
-                actor="test",
-            )
-            credentials.create_credential(
-                f"cred-{device.name}",
-                device.username,
-                device.password,
-                enable_secret=device.enable_secret,
-                priority=100,
-                tags=[f"dev-{device.name}"],
-                actor="test",
-            )
+        load_lab_devices(device_lab.devices, device_lab)
         yield device_lab
 
 

@@ -8,19 +8,17 @@ a device's error message as its configuration.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import git
 import pytest
 from sqlalchemy import select
 
 from app.cli import cli
-from app.demo_lab import DeviceLab, LabDevice, default_fleet
+from app.demo_lab import default_fleet
 from app.extensions import db
 from app.models import DeviceResult, Job, JobLog, JobRun
-from app.services import credentials, inventory, jobs, runs
+from app.services import jobs, runs
 from tests.conftest import csrf_token, make_config
-from tests.integration.helpers import drain, reload
+from tests.integration.helpers import drain, load_lab_devices, reload
 
 pytest_plugins = ["tests.devices"]
 
@@ -49,32 +47,10 @@ def ctx(app):
         yield app
 
 
-def load(devices: Iterable[LabDevice], lab: DeviceLab) -> None:
-    """The lab's devices in the inventory, tagged ``lab``, each with its own credential."""
-    for device in devices:
-        inventory.create_device(
-            name=device.name,
-            host="127.0.0.1",
-            port=lab.port_of(device.name),
-            platform=device.platform,
-            tags=["lab", f"dev-{device.name}"],
-            actor="test",
-        )
-        credentials.create_credential(
-            f"cred-{device.name}",
-            device.username,
-            device.password,
-            enable_secret=device.enable_secret,
-            priority=100,
-            tags=[f"dev-{device.name}"],
-            actor="test",
-        )
-
-
 @pytest.fixture
 def fleet(ctx, device_lab):
     """The session lab's five devices (ios, eos, nxos, xr, junos) in the inventory."""
-    load(device_lab.devices, device_lab)
+    load_lab_devices(device_lab.devices, device_lab)
     return device_lab
 
 
@@ -108,7 +84,7 @@ def test_a_command_with_a_comma_runs_as_one_command(app, ctx, device_lab_factory
     (ios,) = default_fleet(1, ["cisco_ios"])
     ios.commands[COMMA_COMMAND] = COMMA_ANSWER
     lab = device_lab_factory([ios])
-    load(lab.devices, lab)
+    load_lab_devices(lab.devices, lab)
 
     run = run_commands(app, f"{COMMA_COMMAND}\nshow clock")
 
@@ -143,7 +119,7 @@ def test_a_refused_command_fails_only_the_devices_that_refuse_it(app, fleet):
 def test_invalid_input_on_ios_fails_the_device(app, ctx, device_lab_factory):
     ios, eos = default_fleet(2, ["cisco_ios", "arista_eos"])
     lab = device_lab_factory([ios, eos])
-    load(lab.devices, lab)
+    load_lab_devices(lab.devices, lab)
 
     run = run_commands(app, ["show clock", "show bogus", "show nonsense"])
 
@@ -187,7 +163,7 @@ def test_a_command_without_template_is_kept_as_text(app, ctx, device_lab_factory
     (ios,) = default_fleet(1, ["cisco_ios"])
     ios.commands["show rookery"] = "nothing to parse here"
     lab = device_lab_factory([ios])
-    load(lab.devices, lab)
+    load_lab_devices(lab.devices, lab)
 
     run = run_commands(app, "show rookery\nshow clock", textfsm=True)
 
@@ -201,7 +177,7 @@ def test_a_command_without_template_is_kept_as_text(app, ctx, device_lab_factory
 def test_backup_refuses_an_error_answer_as_a_config(app, ctx, device_lab_factory):
     ios, eos = default_fleet(2, ["cisco_ios", "arista_eos"])
     lab = device_lab_factory([ios, eos])
-    load(lab.devices, lab)
+    load_lab_devices(lab.devices, lab)
     lab.set_config(ios.name, "                 ^\n% Invalid input detected at '^' marker.\n")
     job = jobs.create_job(
         name="backup", job_type="config_backup", target_tags=["lab"], actor="test"
