@@ -16,9 +16,9 @@ from app.extensions import db
 from app.models import Job
 from app.services import jobs, runs
 from tests.conftest import csrf_token
-from tests.integration.helpers import drain, reload
+from tests.integration.helpers import drain, load_lab_devices, reload
 from tests.integration.test_api_support import Api, error, make_tokens, ok
-from tests.integration.test_run_commands import app, ctx, load, results  # noqa: F401
+from tests.integration.test_run_commands import app, ctx, results  # noqa: F401
 
 pytest_plugins = ["tests.devices"]
 
@@ -139,7 +139,7 @@ def _bypassing_the_service(commands) -> Job:
 def test_worker_sends_no_line_break_and_no_unapproved_command(app, ctx, device_lab_factory):  # noqa: F811
     (ios,) = default_fleet(1, ["cisco_ios"])
     lab = device_lab_factory([ios])
-    load(lab.devices, lab)
+    load_lab_devices(lab.devices, lab)
 
     for commands, says in (
         (["show clock", "show version\nconfigure terminal"], "line break"),
@@ -159,7 +159,7 @@ def test_an_admin_saved_job_sends_its_commands(app, ctx, device_lab_factory):  #
     (ios,) = default_fleet(1, ["cisco_ios"])
     ios.commands["terminal monitor"] = "% Console already monitors"
     lab = device_lab_factory([ios])
-    load(lab.devices, lab)
+    load_lab_devices(lab.devices, lab)
     job = jobs.create_job(
         name="admin",
         job_type="run_commands",
@@ -178,7 +178,7 @@ def test_stored_output_is_redacted(app, ctx, device_lab_factory):  # noqa: F811
     (ios,) = default_fleet(1, ["cisco_ios"])
     ios.commands["show running-config"] = RUNNING_CONFIG
     lab = device_lab_factory([ios])
-    load(lab.devices, lab)
+    load_lab_devices(lab.devices, lab)
     job = jobs.create_job(
         name="run",
         job_type="run_commands",
