@@ -48,6 +48,14 @@ def _fail_queue_job(run: JobRun) -> None:
     db.session.commit()
 
 
+def _drop_queue_job(run: JobRun) -> None:
+    """The run's queue entry is gone (deleted by hand, lost with a restored database)."""
+    db.session.execute(
+        text("DELETE FROM procrastinate_jobs WHERE id = :id"), {"id": run.procrastinate_job_id}
+    )
+    db.session.commit()
+
+
 # ------------------------------------------------------------------- fencing
 
 
@@ -171,10 +179,7 @@ def test_running_run_whose_queue_job_failed_gets_a_new_attempt(ctx):
 def test_running_run_with_no_attempt_left_fails_with_the_reason(ctx):
     run = runs.start_run(make_job(name="lost"), triggered_by="test")
     lifecycle.claim(run.id, run.procrastinate_job_id, "w-lost")
-    db.session.execute(
-        text("DELETE FROM procrastinate_jobs WHERE id = :id"), {"id": run.procrastinate_job_id}
-    )
-    db.session.commit()
+    _drop_queue_job(run)
     assert reconciler.reconcile(stalled_seconds=30)["running_failed"] == 1
     run = reload(run.id)
     assert run.status == "FAILED_UNEXPECTED"
@@ -192,10 +197,7 @@ def test_a_cancelled_running_run_of_a_dead_attempt_ends_cancelled(ctx):
 
 def test_queued_run_whose_queue_job_is_gone_is_queued_again(ctx):
     run = runs.start_run(make_job(name="orphan"), triggered_by="test")
-    db.session.execute(
-        text("DELETE FROM procrastinate_jobs WHERE id = :id"), {"id": run.procrastinate_job_id}
-    )
-    db.session.commit()
+    _drop_queue_job(run)
     assert reconciler.reconcile(stalled_seconds=30)["queued_requeued"] == 1
     drain(ctx)
     run = reload(run.id)
@@ -237,10 +239,7 @@ def test_run_now_run_whose_process_died_times_out(ctx):
 
 def test_repairs_are_counted_for_metrics(ctx):
     run = runs.start_run(make_job(name="orphan"), triggered_by="test")
-    db.session.execute(
-        text("DELETE FROM procrastinate_jobs WHERE id = :id"), {"id": run.procrastinate_job_id}
-    )
-    db.session.commit()
+    _drop_queue_job(run)
     reconciler.reconcile(stalled_seconds=30)
     reconciler.reconcile(stalled_seconds=30)  # nothing more to repair
     state = reconciler.state()
