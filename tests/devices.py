@@ -12,6 +12,8 @@ conftest, which makes them available everywhere).
   platforms were parsed: about 0.7 s, once per process).
 - ``silent_server``: accepts TCP connections and never answers (SSH banner timeout).
 - ``closed_port``: a port of 127.0.0.1 that refuses connections.
+- ``ssh_trap``: an attacker's SSH server on 127.0.0.1 that records the passwords it is
+  offered and refuses them (``tests.ssh_trap.SshTrap``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from app.demo_lab import (
     sample_config,
     unreachable_port,
 )
+from tests.ssh_trap import SshTrap
 
 __all__ = [
     "DEFAULT_PLATFORMS",
@@ -43,6 +46,7 @@ __all__ = [
     "device_lab_factory",
     "sample_config",
     "silent_server",
+    "ssh_trap",
     "unreachable_port",
 ]
 
@@ -85,3 +89,10 @@ def silent_server() -> Iterator[SilentServer]:
 @pytest.fixture
 def closed_port() -> int:
     return unreachable_port()
+
+
+@pytest.fixture
+def ssh_trap() -> Iterator[SshTrap]:
+    """An attacker's SSH server on 127.0.0.1 recording the passwords it is offered."""
+    with SshTrap() as trap:
+        yield trap
