@@ -18,4 +18,9 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# pytest's temporary folders per checkout: test runs in two clones (or worktrees) at once
+# would otherwise share /tmp/pytest-of-$USER and prune each other's embedded PostgreSQL.
+PYTEST_DEBUG_TEMPROOT=${PYTEST_DEBUG_TEMPROOT:-${TMPDIR:-/tmp}/rookery-tests-$(pwd | cksum | cut -d' ' -f1)}
+export PYTEST_DEBUG_TEMPROOT
+mkdir -p "$PYTEST_DEBUG_TEMPROOT"
 exec .venv/bin/pytest "$@"
