@@ -1,7 +1,8 @@
 """The dispatcher's device side: credentials, circuit breakers and connections.
 
 ``resolve_credentials`` finds every device's credentials in one query (those sharing
-a tag with the device, lowest priority first — or the credentials the job names).
+a tag with the device, lowest priority first — or those of them the job names; none
+while the device's credentials are on hold).
 ``make_connector`` builds what ``DeviceTarget.connect()`` calls: it skips a device
 whose circuit is open, tries the credentials in order (an authentication failure
 moves to the next one), retries connection errors with backoff, keeps the
@@ -33,7 +34,14 @@ from sqlalchemy.orm import Session
 from app import database, drivers
 from app.extensions import db
 from app.job_api import DeviceTarget, ResolvedCredential
-from app.models import Credential, credential_tags, device_tags, job_credentials, utcnow
+from app.models import (
+    Credential,
+    Device,
+    credential_tags,
+    device_tags,
+    job_credentials,
+    utcnow,
+)
 from app.services import credentials
 
 logger = logging.getLogger(__name__)
@@ -50,39 +58,86 @@ class CircuitOpen(drivers.DriverError):
 def resolve_credentials(
     session: Session, device_ids: Iterable[int], job_id: int | None
 ) -> dict[int, tuple[ResolvedCredential, ...]]:
-    """Each device's credentials in priority order, decrypted, in one batch."""
+    """Each device's credentials in priority order, decrypted, in one batch.
+
+    A device gets only credentials sharing one of its tags (their scope), and none while
+    its credentials are on hold (``services.credential_scope``). A job that names
+    credentials picks among those, in its own order: naming a credential never sends it
+    to a device outside its scope.
+    """
     ids = sorted(set(device_ids))
     if not ids:
         return {}
-    named = []
+    rows = session.execute(
+        select(device_tags.c.device_id, Credential)
+        .join(credential_tags, credential_tags.c.tag_id == device_tags.c.tag_id)
+        .join(Credential, Credential.id == credential_tags.c.credential_id)
+        .join(Device, Device.id == device_tags.c.device_id)
+        .where(device_tags.c.device_id.in_(ids), Device.credential_hold.is_(None))
+        .order_by(device_tags.c.device_id, Credential.priority, Credential.id)
+    ).all()
+    named: list[int] = []
     if job_id is not None:
         named = list(
             session.scalars(
-                select(Credential)
+                select(Credential.id)
                 .join(job_credentials, job_credentials.c.credential_id == Credential.id)
                 .where(job_credentials.c.job_id == job_id)
                 .order_by(Credential.priority, Credential.id)
             )
         )
-    if named:
-        chosen = tuple(_decrypt(c) for c in named)
-        return {device_id: chosen for device_id in ids}
-    rows = session.execute(
-        select(device_tags.c.device_id, Credential)
-        .join(credential_tags, credential_tags.c.tag_id == device_tags.c.tag_id)
-        .join(Credential, Credential.id == credential_tags.c.credential_id)
-        .where(device_tags.c.device_id.in_(ids))
-        .order_by(device_tags.c.device_id, Credential.priority, Credential.id)
-    ).all()
     decrypted: dict[int, ResolvedCredential] = {}
     found: dict[int, list[ResolvedCredential]] = {}
     for device_id, credential in rows:
+        if named and credential.id not in named:
+            continue
         if credential.id not in decrypted:
             decrypted[credential.id] = _decrypt(credential)
         chosen_list = found.setdefault(device_id, [])
         if all(c.id != credential.id for c in chosen_list):  # two shared tags: once
             chosen_list.append(decrypted[credential.id])
     return {device_id: tuple(creds) for device_id, creds in found.items()}
+
+
+def missing_credentials_reasons(
+    session: Session, device_ids: Iterable[int], job_id: int | None
+) -> dict[int, str]:
+    """Why each of these devices got no credential from ``resolve_credentials``."""
+    ids = sorted(set(device_ids))
+    if not ids:
+        return {}
+    held = dict(
+        session.execute(
+            select(Device.id, Device.credential_hold).where(
+                Device.id.in_(ids), Device.credential_hold.isnot(None)
+            )
+        ).all()
+    )
+    named = []
+    if job_id is not None:
+        named = list(
+            session.scalars(
+                select(Credential.name)
+                .join(job_credentials, job_credentials.c.credential_id == Credential.id)
+                .where(job_credentials.c.job_id == job_id)
+                .order_by(Credential.name)
+            )
+        )
+    if named:
+        otherwise = (
+            f"No credentials: none of the job's credentials ({', '.join(named)}) shares a "
+            "tag with this device."
+        )
+    else:
+        otherwise = "No credentials: no credential shares a tag with this device."
+    return {
+        device_id: (
+            f"Credentials on hold until an admin approves this device: {held[device_id]}."
+            if device_id in held
+            else otherwise
+        )
+        for device_id in ids
+    }
 
 
 def _decrypt(credential: Credential) -> ResolvedCredential:

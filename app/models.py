@@ -269,6 +269,11 @@ class Device(db.Model):
     driver: Mapped[str] = mapped_column(String(32), default="netmiko")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     notes: Mapped[str] = mapped_column(Text, default="")
+    #: why no credential is sent to this device until an admin approves it (see
+    #: app/services/credential_scope.py); None: its destination is approved
+    credential_hold: Mapped[str | None] = mapped_column(Text)
+    credential_hold_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    credential_hold_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
 

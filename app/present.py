@@ -167,6 +167,15 @@ def device(row: Device) -> dict[str, Any]:
         "enabled": row.enabled,
         "notes": row.notes or "",
         "tags": [t.name for t in row.tags],
+        "credential_hold": (
+            {
+                "reason": row.credential_hold,
+                "since": iso(row.credential_hold_at),
+                "by": row.credential_hold_by,
+            }
+            if row.credential_hold
+            else None
+        ),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }

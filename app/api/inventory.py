@@ -12,8 +12,8 @@ from app.api.base import ID, actor, bp, requires, responses, spec
 from app.errors import NotFound, ValidationError
 from app.extensions import db
 from app.models import Role
+from app.services import credential_scope, inventory
 from app.services import credentials as credential_service
-from app.services import inventory
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +24,13 @@ logger = logging.getLogger(__name__)
 @spec.validate(query=s.DeviceQuery, resp=responses(HTTP_200=s.DeviceList), tags=["devices"])
 @requires(Role.VIEWER)
 def list_devices():
-    """Devices by name, filtered by tag, text (name, host, platform, notes), state, platform."""
+    """Devices by name, filtered by tag, text (name, host, platform, notes), state, platform,
+    held credentials."""
     q: s.DeviceQuery = request.context.query
     rows = db.session.scalars(
-        inventory.list_devices(tag=q.tag, search=q.search, enabled=q.enabled, platform=q.platform)
+        inventory.list_devices(
+            tag=q.tag, search=q.search, enabled=q.enabled, platform=q.platform, held=q.held
+        )
     )
     return {"items": [present.device(d) for d in rows]}
 
@@ -60,6 +63,17 @@ def update_device(device_id: int):
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     device = inventory.update_device(device_id, actor=actor(), **changes)
     return present.device(device)
+
+
+@bp.post(f"/devices/<{ID}:device_id>/credential-hold/approve")
+@spec.validate(resp=responses(HTTP_200=s.DeviceOut), tags=["devices"])
+@requires(Role.ADMIN)
+def approve_credentials(device_id: int):
+    """Approve where a held device's credentials go (its host, port, platform, tags now):
+    runs send them again. A device without a hold is answered as it is."""
+    device = inventory.get_device(device_id)
+    credential_scope.approve([device.id], actor=actor())
+    return present.device(inventory.get_device(device_id))
 
 
 @bp.delete(f"/devices/<{ID}:device_id>")

@@ -449,6 +449,14 @@ class DevicePatch(Request):
     tags: list[TagName] | None = Field(default=None, max_length=500)
 
 
+class CredentialHoldOut(BaseModel):
+    """Why no credential is sent to the device until an admin approves it."""
+
+    reason: str
+    since: datetime | None
+    by: str | None
+
+
 class DeviceOut(BaseModel):
     id: int
     name: str
@@ -459,6 +467,7 @@ class DeviceOut(BaseModel):
     enabled: bool
     notes: str
     tags: list[str]
+    credential_hold: CredentialHoldOut | None = None
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -472,6 +481,8 @@ class DeviceQuery(Query):
     search: ShortText | None = None
     enabled: bool | None = None
     platform: ShortText | None = None
+    #: true: only devices whose credentials are on hold; false: only the others
+    held: bool | None = None
 
 
 class ConfigVersion(BaseModel):

@@ -46,7 +46,7 @@ from app.models import (
     job_target_devices,
     job_target_tags,
 )
-from app.services import get_row
+from app.services import credential_scope, get_row
 
 logger = logging.getLogger(__name__)
 
@@ -271,8 +271,10 @@ def list_devices(
     search: str | None = None,
     enabled: bool | None = None,
     platform: str | None = None,
+    held: bool | None = None,
 ) -> Select[tuple[Device]]:
-    """Devices by name, filtered by a tag, a text (name, host, platform, notes), state."""
+    """Devices by name, filtered by a tag, a text (name, host, platform, notes), state,
+    platform, and whether their credentials are on hold."""
     query = select(Device).options(selectinload(Device.tags)).order_by(Device.name)
     if tag:
         query = query.where(Device.tags.any(Tag.name == tag))
@@ -290,6 +292,10 @@ def list_devices(
         query = query.where(Device.enabled.is_(enabled))
     if platform:
         query = query.where(Device.platform == platform)
+    if held is not None:
+        query = query.where(
+            Device.credential_hold.isnot(None) if held else Device.credential_hold.is_(None)
+        )
     return query
 
 
@@ -386,6 +392,7 @@ def _create_device(
         summary=f"created device {device.name} ({device.host}, {device.platform})",
         after=snapshot(device),
     )
+    credential_scope.hold_if_widened(device, None, actor)
     db.session.commit()
     logger.info("Device %s created", device.name)
     return device
@@ -418,6 +425,7 @@ def update_device(device_id: int, *, actor: User | str | None, **changes: Any) -
     try:
         clean = validate_device(changes, partial=True)
         before = snapshot(device)
+        destination = credential_scope.destination(device)
         if "name" in clean and clean["name"] != old_name:
             _refuse_taken_name(clean["name"], other_than=device.id)
         if "tags" in clean:  # before the attributes change: no autoflush of a taken name
@@ -444,6 +452,7 @@ def update_device(device_id: int, *, actor: User | str | None, **changes: Any) -
             before=before,
             after=after,
         )
+        credential_scope.hold_if_widened(device, destination, actor)
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -572,6 +581,7 @@ def update_tag(
                 raise ValidationError("A tag needs a name.", fields={"name": "Required."})
             new_name = names[0]
             if new_name != tag.name:
+                credential_scope.refuse_tag_change(tag, actor, "rename")
                 taken = db.session.scalar(select(Tag.id).where(Tag.name == new_name))
                 if taken is not None:
                     raise Conflict(f"A tag named {new_name!r} already exists.")
@@ -610,6 +620,7 @@ def delete_tag(tag_id: int, *, actor: User | str | None, force: bool = False) ->
     it — their meaning would change silently — unless ``force``. Commits."""
     tag = get_tag(tag_id)
     try:
+        credential_scope.refuse_tag_change(tag, actor, "delete")
         if not force:
             jobs = list(
                 db.session.scalars(
@@ -725,6 +736,7 @@ def _apply_rows(
             )
         }
         tags = {t.name: t for t in ensure_tags({n for r in rows for n in r.clean["tags"]})}
+        scope = credential_scope.credentials_by_tag()
         created: list[Device] = []
         for row in rows:
             device = existing.get(row.name)
@@ -735,6 +747,7 @@ def _apply_rows(
                 created.append(device)
                 continue
             before = snapshot(device)
+            destination = credential_scope.destination(device, scope)
             for key in DEVICE_FIELDS:
                 if key in row.given:
                     setattr(device, key, row.clean[key])
@@ -754,6 +767,7 @@ def _apply_rows(
                 before=before,
                 after=after,
             )
+            credential_scope.hold_if_widened(device, destination, actor, scope)
         db.session.flush()  # one flush for every new device: their ids, for the trail
         report.created = len(created)
         for device in created:
@@ -765,6 +779,7 @@ def _apply_rows(
                 summary=f"created device {device.name} ({source} import)",
                 after=snapshot(device),
             )
+            credential_scope.hold_if_widened(device, None, actor, scope)
         audit.record(
             actor=actor,
             action="import",

@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 
 from app import config_store
 from app.auth import require_role
-from app.errors import Conflict, ValidationError
+from app.errors import Conflict, Forbidden, ValidationError
 from app.extensions import db
 from app.models import Device, Role
-from app.services import inventory
+from app.services import credential_scope, inventory
 from app.views.common import form_bool, form_text, is_htmx, query_without
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ def index() -> str:
     search = (request.args.get("q") or "").strip()[:200] or None
     after = request.args.get("after") or None
     before = request.args.get("before") or None
-    query = inventory.list_devices(tag=tag, search=search)
+    held = True if request.args.get("held") == "1" else None
+    query = inventory.list_devices(tag=tag, search=search, held=held)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     if before:
         rows = list(
@@ -112,6 +113,7 @@ def index() -> str:
         "total": total,
         "tag": tag,
         "search": search or "",
+        "held": bool(held),
         "tags": [t for t, _ in db.session.execute(inventory.list_tags())],
         "next_url": next_url,
         "prev_url": prev_url,
@@ -143,6 +145,7 @@ def create() -> str | Response | tuple[str, int]:
     except Conflict as exc:
         return _form_again(None, values, exc.message, {"name": exc.message}, 409)
     flash(f"Device {device.name} created.", "success")
+    _flash_hold(device)
     return redirect(url_for(".show", device_id=device.id))
 
 
@@ -166,7 +169,30 @@ def edit(device_id: int) -> str | Response | tuple[str, int]:
     except Conflict as exc:
         return _form_again(device, values, exc.message, {}, 409)
     flash(f"Device {device.name} saved.", "success")
+    _flash_hold(device)
     return redirect(url_for(".show", device_id=device.id))
+
+
+def _flash_hold(device: Device) -> None:
+    if device.credential_hold:
+        flash(
+            f"No credential will be sent to {device.name} until an admin approves it: "
+            f"{device.credential_hold}.",
+            "error",
+        )
+
+
+@bp.route("/<int:device_id>/approve-credentials", methods=["POST"])
+@require_role(Role.ADMIN)
+def approve_credentials(device_id: int) -> Response:
+    """Approve where a held device's credentials go; runs send them again."""
+    device = inventory.get_device(device_id)
+    if credential_scope.approve([device.id], actor=current_user):
+        flash(
+            f"Approved: {device.name}'s credentials go to {device.host}:{device.port} again.",
+            "success",
+        )
+    return redirect(url_for(".show", device_id=device_id))
 
 
 def _form_again(
@@ -384,8 +410,8 @@ def rename_tag(tag_id: int) -> Response | tuple[str, int]:
     new_name = form_text("name")
     try:
         inventory.rename_tag(tag_id, new_name, actor=current_user)
-    except (ValidationError, Conflict) as exc:
-        status = 422 if isinstance(exc, ValidationError) else 409
+    except (ValidationError, Conflict, Forbidden) as exc:
+        status = {ValidationError: 422, Conflict: 409, Forbidden: 403}[type(exc)]
         rows = list(db.session.execute(inventory.list_tags()))
         return render_template(
             "devices/tags.html",
@@ -406,7 +432,7 @@ def delete_tag(tag_id: int) -> Response:
     name = tag.name
     try:
         inventory.delete_tag(tag_id, actor=current_user)
-    except Conflict as exc:
+    except (Conflict, Forbidden) as exc:
         flash(exc.message, "error")
     else:
         flash(f"Tag {name} deleted.", "success")

@@ -451,9 +451,9 @@ def test_tags_list_rename_delete(client, auth, app):
     with app.app_context():
         credentials.create_credential("lab", "netops", SECRET_PASSWORD, tags=["edge"], actor="t")
     refused = post(client, f"/devices/tags/{edge}/delete")
-    assert "used by credential lab" in client.get(refused.headers["Location"]).get_data(
-        as_text=True
-    )
+    assert "scopes credential(s) lab; only an admin can delete it" in client.get(
+        refused.headers["Location"]
+    ).get_data(as_text=True)
     assert post(client, f"/devices/tags/{core}/delete").status_code == 302
     with app.app_context():
         assert db.session.scalars(select(Tag.name)).all() == ["edge"]

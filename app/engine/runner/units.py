@@ -456,6 +456,7 @@ def resolve(
         return None
     run.metrics = metrics
     now = utcnow()
+    reasons = dispatch.missing_credentials_reasons(db.session, [t.id for t in missing], run.job_id)
     for target in missing:
         db.session.add(
             DeviceResult(
@@ -463,7 +464,7 @@ def resolve(
                 device_id=target.id,
                 device_name=target.name,
                 status="no_credentials",
-                message="No credentials: no credential shares a tag with this device.",
+                message=reasons[target.id],
                 started_at=now,
                 finished_at=now,
                 duration_ms=0,
