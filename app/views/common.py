@@ -8,7 +8,7 @@ from typing import Any
 from flask import request
 from markupsafe import Markup, escape
 
-from app.errors import MAX_ID
+from app.errors import MAX_ID, ValidationError
 
 
 def is_htmx() -> bool:
@@ -175,3 +175,14 @@ def run_row(run: Any) -> Markup:
         f'<td class="small right">{duration(run.duration_ms)}</td>'
         "</tr>"
     )
+
+
+def refuse_nul(values: dict[str, Any]) -> None:
+    """A NUL character is a field error, as in the API: PostgreSQL text cannot hold one."""
+    bad: dict[str, str] = {}
+    for key, value in values.items():
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            bad[key] = "No NUL characters."
+    if bad:
+        raise ValidationError("Text may not contain NUL characters.", fields=bad)

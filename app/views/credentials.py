@@ -18,7 +18,7 @@ from app.errors import Conflict, ValidationError
 from app.extensions import db
 from app.models import Credential, Role
 from app.services import credentials, inventory
-from app.views.common import form_bool, form_text
+from app.views.common import form_bool, form_text, refuse_nul
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,13 @@ def _credential_values(credential: Credential) -> dict[str, Any]:
 
 def _secret(name: str) -> str:
     # Secrets are taken as typed (no strip: a space may be part of a password).
-    return (request.form.get(name) or "").replace("\x00", "")
+    return request.form.get(name) or ""
+
+
+def _refuse_nul() -> None:
+    """A NUL byte in any field is a form error, never silently dropped (a password
+    changed behind the admin's back would simply stop working)."""
+    refuse_nul({k: request.form.get(k) or "" for k in (*SHOWN_FIELDS, "password", "enable_secret")})
 
 
 @bp.route("")
@@ -63,6 +69,7 @@ def create() -> str | Response | tuple[str, int]:
         return render_template("credentials/form.html", credential=None, values=values)
     values = _form_values()
     try:
+        _refuse_nul()
         credential = credentials.create_credential(
             values["name"],
             values["username"],
@@ -96,6 +103,7 @@ def edit(credential_id: int) -> str | Response | tuple[str, int]:
     # The service clears the enable secret on "": only the explicit box asks for that.
     enable_secret = "" if form_bool("clear_enable_secret") else (new_secret or None)
     try:
+        _refuse_nul()
         credential = credentials.update_credential(
             credential_id,
             actor=current_user,

@@ -25,7 +25,7 @@ from app.errors import Conflict, Forbidden, ValidationError
 from app.extensions import db
 from app.models import Device, Role
 from app.services import credential_scope, inventory
-from app.views.common import form_bool, form_text, is_htmx, query_without
+from app.views.common import form_bool, form_text, is_htmx, query_without, refuse_nul
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +45,15 @@ def utc_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 def _form_values() -> dict[str, Any]:
-    """The device form as typed (kept on re-render); NUL bytes dropped (PostgreSQL refuses)."""
+    """The device form as typed (kept on re-render; a NUL byte is shown as removed)."""
     values: dict[str, Any] = {k: form_text(k).replace("\x00", "") for k in FORM_FIELDS}
     values["enabled"] = form_bool("enabled")
     return values
+
+
+def _refuse_nul() -> None:
+    """A NUL byte in any field is a form error (PostgreSQL text cannot hold one)."""
+    refuse_nul({k: form_text(k) for k in FORM_FIELDS})
 
 
 def _service_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +140,7 @@ def create() -> str | Response | tuple[str, int]:
         return render_template("devices/form.html", device=None, values=values | {"enabled": True})
     values = _form_values()
     try:
+        _refuse_nul()
         device = inventory.create_device(
             actor=current_user,
             tags=inventory.split_tags(values["tags"]),
@@ -158,6 +164,7 @@ def edit(device_id: int) -> str | Response | tuple[str, int]:
         return render_template("devices/form.html", device=device, values=_device_values(device))
     values = _form_values()
     try:
+        _refuse_nul()
         device = inventory.update_device(
             device_id,
             actor=current_user,

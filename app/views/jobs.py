@@ -346,7 +346,7 @@ def _form_values(kind: registry.JobType) -> dict[str, Any]:
 
 def _job_fields(kind: registry.JobType, values: dict[str, Any]) -> dict[str, Any]:
     """The service's fields from the form values; unknown device names are field errors."""
-    _refuse_nul(values)
+    common.refuse_nul(values)
     # A list parameter's textarea goes as typed: the registry splits it into lines.
     params = {spec.name: values[f"p_{spec.name}"] for spec in kind.params}
     device_ids: list[int] = []
@@ -386,17 +386,6 @@ def _job_fields(kind: registry.JobType, values: dict[str, Any]) -> dict[str, Any
         "enabled": values["enabled"],
         "depends_on_job_ids": depends,
     }
-
-
-def _refuse_nul(values: dict[str, Any]) -> None:
-    """A NUL character is a field error, as in the API: PostgreSQL text cannot hold one."""
-    bad: dict[str, str] = {}
-    for key, value in values.items():
-        texts = value if isinstance(value, list) else [value]
-        if any(isinstance(text, str) and "\x00" in text for text in texts):
-            bad[key] = "No NUL characters."
-    if bad:
-        raise ValidationError("Text may not contain NUL characters.", fields=bad)
 
 
 def _schedule_spec(values: dict[str, Any]) -> dict[str, Any] | None:

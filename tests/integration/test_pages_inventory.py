@@ -203,7 +203,10 @@ def test_device_form_errors_per_field_keep_the_input(client, auth, app):
         "/devices/new",
         {"name": "r9", "host": "10.0.0.9", "platform": "cisco_ios", "notes": "a\x00b"},
     )
-    assert nul.status_code == 302
+    # refused next to its field, never silently changed
+    assert nul.status_code == 422 and b'id="error-notes"' in nul.data
+    with app.app_context():
+        assert db.session.scalar(select(Device.id).where(Device.name == "r9")) is None
 
 
 def test_duplicate_name_and_double_submit(client, auth, app):
@@ -575,6 +578,11 @@ def test_credential_form_errors_and_duplicates(client, auth, app):
     again = post(client, "/credentials/new", data)
     assert again.status_code == 409 and b"already exists" in again.data
     assert SECRET_PASSWORD.encode() not in again.data
+    assert count(app, Credential) == 1
+    # A NUL byte in a password is refused, not dropped: a silently changed secret
+    # would only fail later at the device.
+    nul = post(client, "/credentials/new", {**data, "name": "lab2", "password": "a\x00b"})
+    assert nul.status_code == 422 and b'id="error-password"' in nul.data
     assert count(app, Credential) == 1
 
 
