@@ -10,6 +10,12 @@ commands on one line on NX-OS) are never read-only. Anything else needs an admin
 A control character (CR, LF, Ctrl-U, backspace...) is refused in every command, for every
 role: the device would read ``show version\\nconfigure terminal`` as two commands, and
 ``show\\x15configure terminal`` as the second one alone.
+
+Admins edit the list with ``Rule``s (stored by ``app.services.command_rules``): an
+*allow* rule lets operators send commands that start with its words (spelled out, on
+one platform or all), a *deny* rule refuses commands that start with its words (or any
+abbreviation of them) even when they are read-only. Deny wins; filters, ``;``, ``>``
+and control characters are checked whatever the rules say.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from app import platforms
@@ -106,8 +113,54 @@ def _matches(word: str, table: Iterable[tuple[str, int]]) -> bool:
     return any(len(word) >= length and full.startswith(word) for full, length in table)
 
 
-def policy_problem(command: str, platform: str | None = None) -> str | None:
-    """Why ``command`` is not read-only on ``platform`` (None: on any platform), or None."""
+ALLOW = "allow"
+DENY = "deny"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An admin's change to the read-only list: commands starting with ``words``."""
+
+    kind: str  # ALLOW or DENY
+    words: tuple[str, ...]  # lower case
+    platform: str | None = None  # a canonical platform key; None: every platform
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    def applies(self, key: str | None, *, any_platform: bool) -> bool:
+        """Whether the rule counts for platform ``key``; with ``key`` None (a job saved
+        before its devices are known) rules of one platform count only if
+        ``any_platform``."""
+        return self.platform is None or self.platform == key or (key is None and any_platform)
+
+    def allows(self, words: list[str]) -> bool:
+        return self.kind == ALLOW and tuple(words[: len(self.words)]) == self.words
+
+    def denies(self, words: list[str]) -> bool:
+        """Each of the rule's words typed in full or abbreviated (``sh run`` is
+        ``show running-config``): an operator cannot spell around a deny."""
+        return (
+            self.kind == DENY
+            and len(words) >= len(self.words)
+            and all(full.startswith(word) for full, word in zip(self.words, words, strict=False))
+        )
+
+
+def rule_words(text: str) -> tuple[str, ...]:
+    """A rule's words as stored: lower case, single spaces."""
+    return tuple(text.lower().split())
+
+
+def policy_problem(
+    command: str, platform: str | None = None, rules: Iterable[Rule] = ()
+) -> str | None:
+    """Why ``command`` is not read-only on ``platform`` (None: on any platform), or None.
+
+    ``rules`` are the admins' allow and deny rules (``services.command_rules.current()``);
+    without them only the built-in list counts.
+    """
     key = platforms.platform_key(platform) if platform else None
     verbs, filters = READ_ONLY.get(key, GENERIC) if key else GENERIC
     where = f" on {key}" if key else ""
@@ -118,9 +171,17 @@ def policy_problem(command: str, platform: str | None = None) -> str | None:
         return "';' (several commands on one line) needs an admin."
     head, *piped = command.split("|")
     words = head.split()
+    lowered = [word.lower() for word in words]
     if any(word.startswith(">") for word in command.split()):
         return "Writing output to a file ('>') needs an admin."
-    if not words or not _matches(words[0].lower(), verbs):
+    rules = tuple(rules)
+    denied = next(
+        (r for r in rules if r.applies(key, any_platform=False) and r.denies(lowered)), None
+    )
+    if denied is not None:
+        return f"{head.strip()!r} is denied by the admins' rule {denied.text!r}{where}."
+    allowed_by_rule = any(r.applies(key, any_platform=True) and r.allows(lowered) for r in rules)
+    if not allowed_by_rule and (not words or not _matches(lowered[0], verbs)):
         allowed = ", ".join(verb for verb, _ in verbs) or "none"
         verb = words[0] if words else ""
         return (
@@ -140,10 +201,13 @@ def job_commands(job_type: str, params: Mapping[str, Any]) -> list[str]:
     return [c for c in value if isinstance(c, str)] if isinstance(value, list) else []
 
 
-def first_refused(commands: Iterable[str], platform: str | None = None) -> tuple[str, str] | None:
+def first_refused(
+    commands: Iterable[str], platform: str | None = None, rules: Iterable[Rule] = ()
+) -> tuple[str, str] | None:
     """The first command that is not read-only and why, or None when all are."""
+    rules = tuple(rules)
     for command in commands:
-        problem = policy_problem(command, platform)
+        problem = policy_problem(command, platform, rules)
         if problem is not None:
             return command, problem
     return None

@@ -32,6 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
@@ -633,6 +634,28 @@ class Webhook(db.Model):
     events: Mapped[list[str]] = mapped_column(JSONB, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class CommandRule(db.Model):
+    """An admin's allow or deny rule for run_commands (see app/command_policy.py)."""
+
+    __tablename__ = "command_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    #: the command's first words, lower case, single spaces
+    words: Mapped[str] = mapped_column(String(200))
+    #: a canonical platform key (cisco_ios, juniper_junos...); None: every platform
+    platform: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('allow', 'deny')", name="kind"),
+        # one rule per kind, words and platform (NULL, every platform, counted as one)
+        Index("uq_command_rules", "kind", "words", text("coalesce(platform, '')"), unique=True),
+    )
 
 
 class MaintenanceState(db.Model):

@@ -750,3 +750,36 @@ class StreamQuery(Query):
     #: resume after this cursor (the ``id:`` of the last message seen); the
     #: Last-Event-ID header does the same. Default: from the run's beginning.
     last_event_id: ShortText | None = None
+
+
+# ------------------------------------------------------------------ command rules
+
+
+class CommandRuleCreate(Request):
+    kind: Literal["allow", "deny"]
+    #: the first words of the commands, e.g. "show tech-support"
+    words: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    #: a netmiko device type; null or absent: every platform
+    platform: Annotated[str, StringConstraints(max_length=64)] | None = None
+    note: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class CommandRuleOut(BaseModel):
+    id: int
+    kind: str
+    words: str
+    platform: str | None
+    note: str
+    created_by: str
+    created_at: datetime | None
+
+
+class BuiltinPolicyOut(BaseModel):
+    platform: str
+    verbs: list[str]
+    filters: list[str]
+
+
+class CommandPolicyOut(BaseModel):
+    builtin: list[BuiltinPolicyOut]
+    rules: list[CommandRuleOut]

@@ -72,10 +72,15 @@ def redact_secrets(text: str) -> str:
 def command_problem(command: str, platform: str, *, approved: bool) -> str | None:
     """Why ``command`` may not be sent to a device of ``platform``, or None.
 
-    A control character (CR, LF...) is never sent; a command that is not read-only is
-    sent only when an admin ``approved`` the job (see app/command_policy.py).
+    A control character (CR, LF...) is never sent; a command that is not read-only (by
+    the built-in list and the admins' rules) is sent only when an admin ``approved`` the
+    job (see app/command_policy.py).
     """
-    return control_problem(command) if approved else policy_problem(command, platform)
+    if approved:
+        return control_problem(command)
+    from app.services import command_rules
+
+    return policy_problem(command, platform, command_rules.current())
 
 
 def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: Any) -> Any:

@@ -13,7 +13,7 @@ from app import audit, command_policy, crypto, registry
 from app.errors import Conflict, Forbidden, NotFound, ValidationError
 from app.extensions import db
 from app.models import Credential, Device, Job, Priority, Role, Tag, User, job_dependencies
-from app.services import get_row
+from app.services import command_rules, get_row
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +367,9 @@ def check_command_policy(job: Job, actor: User | str | None) -> None:
     """Forbidden unless ``job``'s commands are all read-only or ``actor`` is trusted."""
     if trusted(actor):
         return
-    refused = command_policy.first_refused(command_policy.job_commands(job.job_type, job.params))
+    refused = command_policy.first_refused(
+        command_policy.job_commands(job.job_type, job.params), rules=command_rules.current()
+    )
     if refused is not None:
         command, problem = refused
         name = command_policy.COMMAND_PARAMS[job.job_type]
@@ -389,7 +391,7 @@ def _apply_command_policy(job: Job, actor: User | str | None, changed: set[str])
         if problem is not None:
             raise ValidationError(f"Invalid parameters: {name}", fields={name: problem})
     params = dict(job.params)
-    if command_policy.first_refused(commands) is None:
+    if command_policy.first_refused(commands, rules=command_rules.current()) is None:
         params.pop(command_policy.APPROVED_BY, None)
     elif changed <= {"enabled"}:
         return  # switching a job on or off changes no command

@@ -20,6 +20,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.views.devices",
     "app.views.credentials",
     "app.views.job_types",
+    "app.views.policy",
     "app.views.admin",
     "app.api",
 )

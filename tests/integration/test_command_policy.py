@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.cli import cli
 from app.demo_lab import default_fleet
 from app.extensions import db
-from app.models import Job
+from app.models import AuditEntry, DeviceResult, Job
 from app.services import jobs, runs
 from tests.conftest import csrf_token
 from tests.integration.helpers import drain, load_lab_devices, reload
@@ -197,3 +197,88 @@ def test_stored_output_is_redacted(app, ctx, device_lab_factory):  # noqa: F811
     assert "snmp-server community <removed> RO" in result.output
     assert "tacacs-server key 7 <removed>" in result.output
     assert db.session.scalar(select(Job.id).where(Job.name == "run")) == job.id
+
+
+# ------------------------------------------------------------------ admins' rules
+
+
+def test_admins_edit_the_policy_and_operators_follow_it(api, app, device_lab_factory):  # noqa: F811
+    (ios,) = default_fleet(1, ["cisco_ios"])
+    ios.commands["clear counters"] = 'Clear "show interface" counters on all interfaces'
+    lab = device_lab_factory([ios])
+    with app.app_context():
+        load_lab_devices(lab.devices, lab)
+
+    rule = {"kind": "allow", "words": "Clear  Counters", "note": "NOC runbook 4"}
+    error(api.post("/api/v1/command-policy/rules", json=rule, as_="operator"), 403)
+    error(api.post("/api/v1/jobs", json=job_body(["clear counters"]), as_="operator"), 403)
+    allow = ok(api.post("/api/v1/command-policy/rules", json=rule, as_="admin"), 201)
+    assert allow["words"] == "clear counters" and allow["created_by"] == "admin"
+    error(api.post("/api/v1/command-policy/rules", json=rule, as_="admin"), 409)
+    bad = api.post("/api/v1/command-policy/rules", json={"kind": "allow", "words": "x | y"})
+    assert "not words" in error(bad, 422)["fields"]["words"]
+    deny = {"kind": "deny", "words": "show running-config", "platform": "cisco_ios"}
+    ok(api.post("/api/v1/command-policy/rules", json=deny, as_="admin"), 201)
+    policy = ok(api.get("/api/v1/command-policy", as_="viewer"))
+    assert [(r["kind"], r["words"], r["platform"]) for r in policy["rules"]] == [
+        ("allow", "clear counters", None),
+        ("deny", "show running-config", "cisco_ios"),
+    ]
+    assert any(p["platform"] == "cisco_ios" and "show" in p["verbs"] for p in policy["builtin"])
+
+    # The operator may now save and run clear counters, and the worker sends it.
+    body = {**job_body(["clear counters"]), "targets": {"tags": ["lab"]}}
+    job = ok(api.post("/api/v1/jobs", json=body, as_="operator"), 201)
+    assert "_approved_by" not in job["params"]
+    ok(api.post(f"/api/v1/jobs/{job['id']}/runs", json={}, as_="operator"), 201)
+    drain(app)
+    with app.app_context():
+        sent = db.session.scalars(select(DeviceResult).where(DeviceResult.device_name == ios.name))
+        assert any("Clear" in (r.output or "") for r in sent), [r.message for r in sent]
+
+    # A deny catches abbreviations, on the platform it names, at the worker as well.
+    with app.app_context():
+        raw = _bypassing_the_service(["sh run"])
+        run_id = runs.start_run(raw, triggered_by="test").id
+    drain(app)
+    with app.app_context():
+        refused = results(run_id)[ios.name]
+        assert "denied by the admins' rule 'show running-config' on cisco_ios" in refused.message
+        assert not refused.output
+
+    # Removing the allow rule takes it back: the saved job no longer starts for operators,
+    # and the worker refuses it even when an admin starts it.
+    ok(api.delete(f"/api/v1/command-policy/rules/{allow['id']}", as_="admin"), 204)
+    error(api.post(f"/api/v1/jobs/{job['id']}/runs", json={}, as_="operator"), 403)
+    started = ok(api.post(f"/api/v1/jobs/{job['id']}/runs", json={}, as_="admin"), 201)
+    drain(app)
+    with app.app_context():
+        result = results(started["id"])[ios.name]
+        assert "not a read-only command" in result.message and not result.output
+        trail = db.session.scalars(
+            select(AuditEntry.action).where(AuditEntry.object_type == "command_rule")
+        ).all()
+        assert sorted(trail) == ["create", "create", "delete"]
+
+
+def test_the_policy_page_shows_the_list_and_admins_edit_it(app, client, auth):  # noqa: F811
+    auth.create("vera", "viewer-pw-1", "viewer")
+    auth.login("vera", "viewer-pw-1")
+    page = client.get("/command-policy").get_data(as_text=True)
+    assert 'id="builtin-policy"' in page and 'id="no-rules"' in page
+    assert 'id="rule-form"' not in page
+    auth.logout()
+    auth.create("ada", "admin-pw-12", "admin")
+    auth.login("ada", "admin-pw-12")
+    token = csrf_token(client, "/command-policy")
+    bad = client.post(
+        "/command-policy/rules", data={"csrf_token": token, "kind": "allow", "words": ""}
+    )
+    assert bad.status_code == 422 and 'id="error-words"' in bad.get_data(as_text=True)
+    added = client.post(
+        "/command-policy/rules",
+        data={"csrf_token": token, "kind": "deny", "words": "show tech-support", "platform": ""},
+        follow_redirects=True,
+    )
+    assert added.status_code == 200 and "Rule added: deny" in added.get_data(as_text=True)
+    assert "every platform" in client.get("/command-policy").get_data(as_text=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import command_policy, config_store
+from app.command_policy import Rule, policy_problem, rule_words
 
 
 @pytest.mark.parametrize(
@@ -79,3 +80,54 @@ def test_command_output_is_redacted_like_a_config():
     assert "snmp-server community <removed> RO" in redacted
     assert redacted.startswith("r1# show running-config\nhostname r1\n")
     assert redacted.endswith("interface Ethernet0/0\n")
+
+
+ALLOW_CLEAR = Rule("allow", rule_words("clear counters"))
+ALLOW_RELOAD_IOS = Rule("allow", rule_words("reload in"), platform="cisco_ios")
+DENY_RUN = Rule("deny", rule_words("show running-config"))
+DENY_PING_JUNOS = Rule("deny", rule_words("ping"), platform="juniper_junos")
+RULES = (ALLOW_CLEAR, ALLOW_RELOAD_IOS, DENY_RUN, DENY_PING_JUNOS)
+
+
+@pytest.mark.parametrize(
+    ("command", "platform"),
+    [
+        ("clear counters", "cisco_ios"),
+        ("CLEAR Counters Ethernet0/0", "arista_eos"),
+        ("reload in 10", "cisco_ios"),
+        ("reload in 10", None),  # saved before its devices are known: checked per device later
+    ],
+)
+def test_admins_allow_rules_let_operators_send_more(command, platform):
+    assert policy_problem(command, platform, RULES) is None
+    assert policy_problem(command, platform) is not None  # the built-in list alone refuses
+
+
+def test_rules_of_other_platforms_change_nothing():
+    assert policy_problem("ping 127.0.0.1", "cisco_ios", RULES) is None  # denied on Junos only
+    assert policy_problem("show version", "cisco_ios", RULES) is None
+
+
+@pytest.mark.parametrize(
+    ("command", "platform", "says"),
+    [
+        ("show running-config", "cisco_ios", "denied by the admins' rule 'show running-config'"),
+        ("sh run", "cisco_ios", "denied"),  # every abbreviation of a denied command
+        ("sho running-config | include secret", None, "denied"),
+        ("ping 127.0.0.1", "juniper_junos", "denied by the admins' rule 'ping' on juniper_junos"),
+        ("clear", "cisco_ios", "not a read-only command"),  # allowed words spelled out in full
+        ("clear count", "cisco_ios", "not a read-only command"),
+        ("reload in 10", "arista_eos", "not a read-only command"),  # allowed on IOS only
+        ("clear counters | redirect flash:x", "cisco_ios", "'| redirect' is not a display"),
+        ("clear counters; reload", "cisco_ios", "';'"),
+        ("clear counters > flash:x", "cisco_ios", "'>'"),
+    ],
+)
+def test_deny_rules_and_the_fixed_limits_hold_whatever_is_allowed(command, platform, says):
+    problem = policy_problem(command, platform, RULES)
+    assert problem is not None and says in problem, problem
+
+
+def test_a_deny_rule_is_not_undone_by_an_allow_rule():
+    rules = (Rule("allow", rule_words("show running-config")), DENY_RUN)
+    assert "denied" in (policy_problem("show running-config", "cisco_ios", rules) or "")
