@@ -211,21 +211,36 @@ def wait_for_end(run_id: int, timeout: float) -> JobRun:
     return runs.get_run(run_id)
 
 
-def _log_line(row: JobLog, as_json: bool) -> str:
+def _log_line(row: JobLog, as_json: bool, names: dict[int, str]) -> str:
     if as_json:
         return json.dumps(log_service.as_dict(row), default=str)
-    device = f" [device {row.device_id}]" if row.device_id else ""
+    device = ""
+    if row.device_id:
+        device = f" [{names.get(row.device_id) or f'device {row.device_id}'}]"
     return f"{when(row.at)} {row.level.upper():<8} {row.source}{device}: {row.message}"
 
 
+def _learn_names(rows: list[JobLog], names: dict[int, str]) -> None:
+    """Add the names of the devices of ``rows`` not in ``names`` yet (one query)."""
+    wanted = {r.device_id for r in rows if r.device_id and r.device_id not in names}
+    if wanted:
+        rows_found = db.session.execute(select(Device.id, Device.name).where(Device.id.in_(wanted)))
+        names.update({device_id: name for device_id, name in rows_found})
+
+
 def print_logs(where: log_service.LogFilter, after_id: int, as_json: bool) -> int:
-    """Print every line of ``where`` after ``after_id``, oldest first; the last id printed."""
+    """Print every line of ``where`` after ``after_id``, oldest first; the last id printed.
+
+    Lines name their device (a deleted device's lines keep its id)."""
+    names: dict[int, str] = {}
     while True:
         rows, more = log_service.query_logs(
             where, after_id=after_id, oldest_first=True, limit=log_service.MAX_PAGE
         )
+        if not as_json:
+            _learn_names(rows, names)
         for row in rows:
-            click.echo(_log_line(row, as_json))
+            click.echo(_log_line(row, as_json, names))
             after_id = row.id
         if more is None:
             return after_id
@@ -723,13 +738,19 @@ def run_list(
 
 @click.command("show")
 @click.argument("run_id", type=int)
+@click.option("--device", "device_name", help="Only this device's result and output.")
+@click.option("--no-output", is_flag=True, help="Leave the devices' outputs out.")
 @json_option
 @with_appcontext
-def run_show(run_id: int, as_json: bool) -> None:
-    """Show a run: status, progress, timings, per-device results and events."""
+def run_show(run_id: int, device_name: str | None, no_output: bool, as_json: bool) -> None:
+    """Show a run: status, progress, timings, per-device results, outputs and events."""
     run = runs.get_run(run_id)
     events = runs.run_events(run.id)
     data = run_detail(run, events)
+    if device_name is not None:
+        data["results"] = [r for r in data["results"] if r["device"] == device_name]
+        if not data["results"]:
+            raise click.ClickException(f"Run #{run.id} has no result for device {device_name!r}.")
     if as_json:
         emit(data, True, "")
         return
@@ -760,13 +781,29 @@ def run_show(run_id: int, as_json: bool) -> None:
             ],
             empty="",
         )
-    if data["events"]:
+    if not no_output:
+        human += "".join(_output_block(r) for r in data["results"])
+    if data["events"] and device_name is None:
         human += "\n\nEvents:\n" + table(
             ["TIME", "TYPE", "MESSAGE"],
             [[when(e.at), e.type, _first_line(e.message)] for e in events],
             empty="",
         )
     click.echo(human)
+
+
+def _output_block(result: dict[str, Any]) -> str:
+    """A device's output as ``run show`` prints it: a header, then the text as stored;
+    parsed records as one JSON line per record."""
+    parsed = (result.get("data") or {}).get("parsed") or {}
+    if not result.get("output") and not parsed:
+        return ""
+    text = f"\n\n--- {result['device']} ---\n{(result.get('output') or '').rstrip()}"
+    for command, records in parsed.items():
+        text += f"\n[parsed: {command}]\n" + "\n".join(
+            json.dumps(record, sort_keys=True) for record in records
+        )
+    return text
 
 
 @click.command("cancel")

@@ -26,6 +26,8 @@ def list_runs():
         status=q.status,
         job_type=q.job_type,
         job_id=q.job_id,
+        device=q.device,
+        trigger=q.trigger,
         since=q.since,
         until=q.until,
         before_id=q.before,

@@ -343,9 +343,14 @@ class RunList(BaseModel):
 
 
 class RunQuery(Query):
+    #: statuses, or ``any_failure``
     status: list[ShortText] | None = None
     job_type: ShortText | None = None
     job_id: Id | None = None
+    #: a device's name: runs with a result for it
+    device: ShortText | None = None
+    #: user, api, cli, schedule, relaunch, dependency, run_now
+    trigger: ShortText | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
     #: the ``next`` of the previous page

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -536,11 +537,35 @@ BRIEF_COLUMNS = (
 )
 
 
+#: the status filter that stands for every run that did not fully succeed
+ANY_FAILURE = "any_failure"
+#: the statuses of ANY_FAILURE: some device or the whole run failed, timed out, or had
+#: no credentials
+FAILING_STATUSES = tuple(
+    s.value
+    for s in RunStatus
+    if s.is_failure
+    or s in (RunStatus.COMPLETED_PARTIAL_FAILURE, RunStatus.COMPLETED_NO_CREDENTIALS)
+)
+#: the trigger filter: kind -> how ``triggered_by`` starts
+TRIGGERS: dict[str, str] = {
+    "user": "user:",
+    "api": "api:",
+    "cli": "cli",
+    "schedule": "schedule:",
+    "relaunch": "relaunch:",
+    "dependency": "dependency of ",
+    "run_now": "run_now",
+}
+
+
 def list_runs(
     *,
     status: str | list[str] | None = None,
     job_type: str | None = None,
     job_id: int | None = None,
+    device: str | None = None,
+    trigger: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before_id: int | None = None,
@@ -549,14 +574,20 @@ def list_runs(
 ) -> tuple[list[JobRun], int | None]:
     """Runs newest first, filtered; keyset-paginated on the id (``before_id``).
 
+    ``status`` may hold ``any_failure`` (every status of FAILING_STATUSES); ``device``
+    (a device's name) keeps runs with a result for it; ``trigger`` is a kind of TRIGGERS.
     Returns the page and the cursor of the next (older) page, or None at the end. The
     cursor stays cheap at any depth: no OFFSET, the primary key's index does the work.
     """
+    from app.models import Device, DeviceResult
+
     limit = max(1, min(int(limit), MAX_PAGE))
     query = select(JobRun).order_by(JobRun.id.desc()).limit(limit + 1)
     if brief:  # what a list shows: not params, results, tracebacks
         query = query.options(load_only(*(getattr(JobRun, name) for name in BRIEF_COLUMNS)))
     statuses = [status] if isinstance(status, str) else list(status or [])
+    if ANY_FAILURE in statuses:
+        statuses = [s for s in statuses if s != ANY_FAILURE] + list(FAILING_STATUSES)
     if statuses:
         valid = {s.value for s in RunStatus}
         unknown = sorted(set(statuses) - valid)
@@ -570,6 +601,26 @@ def list_runs(
         query = query.where(JobRun.job_type == job_type)
     if job_id is not None:
         query = query.where(JobRun.job_id == job_id)
+    if device:
+        device_id = db.session.scalar(select(Device.id).where(Device.name == device))
+        if device_id is None:
+            raise ValidationError(f"No device named {device!r}.", fields={"device": "Unknown."})
+        query = query.where(
+            select(DeviceResult.id)
+            .where(DeviceResult.run_id == JobRun.id, DeviceResult.device_id == device_id)
+            .exists()
+        )
+    if trigger:
+        if trigger not in TRIGGERS:
+            raise ValidationError(
+                f"Unknown trigger: {trigger}.",
+                fields={"trigger": f"One of {', '.join(TRIGGERS)}."},
+            )
+        start = TRIGGERS[trigger]
+        if start.endswith((":", " ")):
+            query = query.where(JobRun.triggered_by.startswith(start, autoescape=True))
+        else:
+            query = query.where(JobRun.triggered_by == start)
     if since is not None:
         query = query.where(JobRun.created_at >= since)
     if until is not None:
@@ -579,6 +630,12 @@ def list_runs(
     rows = list(db.session.scalars(query))
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def job_names() -> list[tuple[int, str]]:
+    """Every job's (id, name) by name: the choices of the runs list's job filter."""
+    rows = db.session.execute(select(Job.id, Job.name).order_by(Job.name))
+    return [(row[0], row[1]) for row in rows]
 
 
 def device_results(run_id: int) -> list[Any]:
@@ -592,6 +649,21 @@ def device_results(run_id: int) -> list[Any]:
             .order_by(DeviceResult.device_name, DeviceResult.id)
         )
     )
+
+
+def device_outputs(run_id: int, batch: int = 200) -> Iterator[tuple[str, str]]:
+    """(device name, output) of every result of a run with an output, by device name,
+    read ``batch`` rows at a time (a run of thousands of devices is not held in memory)."""
+    from app.models import DeviceResult
+
+    query = (
+        select(DeviceResult.device_name, DeviceResult.output)
+        .where(DeviceResult.run_id == run_id, DeviceResult.output.isnot(None))
+        .order_by(DeviceResult.device_name, DeviceResult.id)
+        .execution_options(yield_per=batch)
+    )
+    for row in db.session.execute(query):
+        yield row[0], row[1]
 
 
 def run_events(run_id: int, *, types: list[str] | None = None, after_id: int = 0) -> list[Any]:

@@ -1,4 +1,4 @@
-/* Rookery's only script: live streams resume where they stopped.
+/* Rookery's only script: live streams resume where they stopped; outputs expand and copy.
  *
  * A browser's EventSource sends Last-Event-ID when it reconnects by itself, but
  * htmx's SSE extension opens a brand-new EventSource after an error (a restart, a
@@ -35,11 +35,72 @@
       evt.preventDefault();
     }
   });
+  /* Once a run has ended, the "queued" and "cancelling" notes above it are old news. */
+  document.addEventListener("htmx:sseMessage", function () {
+    if (document.querySelector("#run-status-card[data-final]")) {
+      document.querySelectorAll("main > .flash-success, main > .flash-info").forEach(function (note) {
+        note.remove();
+      });
+    }
+  });
   /* The log level filter: hide lines below the chosen level, live lines included. */
   document.addEventListener("change", function (evt) {
     var select = evt.target.closest("[data-log-filter]");
     if (select) {
       document.getElementById(select.dataset.logFilter).dataset.level = select.value;
+    }
+  });
+  /* A device's output: its button loads it once, and hides it when shown. */
+  function slotOf(button) {
+    return document.querySelector(button.getAttribute("hx-target"));
+  }
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var button = evt.detail.elt;
+    if (!button || !button.hasAttribute || !button.hasAttribute("data-output-toggle")) {
+      return;
+    }
+    var slot = slotOf(button);
+    if (slot && slot.innerHTML.trim()) {
+      evt.preventDefault();
+      slot.innerHTML = "";
+      button.setAttribute("aria-expanded", "false");
+    } else {
+      button.setAttribute("aria-expanded", "true");
+    }
+  });
+  document.addEventListener("click", function (evt) {
+    /* Expand (or collapse) every output on the page. */
+    var all = evt.target.closest("[data-expand-all]");
+    if (all) {
+      var open = all.dataset.expandAll === "open";
+      document.querySelectorAll("[data-output-toggle]").forEach(function (button) {
+        var slot = slotOf(button);
+        var shown = Boolean(slot && slot.innerHTML.trim());
+        if (shown !== open) {
+          button.click();
+        }
+      });
+      all.dataset.expandAll = open ? "close" : "open";
+      all.textContent = open ? "Collapse all outputs" : "Expand all outputs";
+      return;
+    }
+    /* Copy a block of text (an output) to the clipboard. */
+    var copy = evt.target.closest("[data-copy]");
+    if (copy) {
+      var source = document.querySelector(copy.dataset.copy);
+      var text = source ? source.textContent : "";
+      var done = function () { copy.textContent = "Copied"; };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done);
+      } else {
+        var area = document.createElement("textarea");
+        area.value = text;
+        document.body.appendChild(area);
+        area.select();
+        document.execCommand("copy");
+        area.remove();
+        done();
+      }
     }
   });
 })();

@@ -36,6 +36,7 @@ def register(app: Flask) -> None:
         duration_html=common.duration,
         run_row=common.run_row,
         run_cells=common.run_cells,
+        trigger_html=common.trigger,
     )
     for name in BLUEPRINTS:
         module = importlib.import_module(name)

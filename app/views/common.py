@@ -152,6 +152,20 @@ def run_cells(run: Any) -> Markup:
     return html
 
 
+def trigger(triggered_by: str | None) -> Markup:
+    """What started a run, in words, with a link to the run it relaunched."""
+    text = triggered_by or ""
+    kind, _, rest = text.partition(":")
+    if kind == "relaunch" and rest.isdigit():
+        return Markup(f'relaunch of <a href="/runs/{int(rest)}">#{int(rest)}</a>')
+    if kind == "schedule" and rest.isdigit():
+        return Markup(f"schedule #{int(rest)}")
+    if kind in ("user", "api") and rest:
+        where = "page" if kind == "user" else "API"
+        return escape(rest) + Markup(f' <span class="muted">({where})</span>')
+    return escape(text)
+
+
 def run_row(run: Any) -> Markup:
     """One row of the runs list, also sent live to page one.
 
@@ -170,7 +184,7 @@ def run_row(run: Any) -> Markup:
         f"<td>{job}</td>"
         f'<td class="mono">{escape(run.job_type)}</td>'
         f'<td id="run-{int(run.id)}-status" sse-swap="run-{int(run.id)}">{run_cells(run)}</td>'
-        f'<td class="small">{escape(run.triggered_by or "")}</td>'
+        f'<td class="small">{trigger(run.triggered_by)}</td>'
         f'<td class="small">{when(run.created_at)}</td>'
         f'<td class="small right">{duration(run.duration_ms)}</td>'
         "</tr>"

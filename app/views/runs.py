@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app import live, registry
 from app.auth import require_role
-from app.errors import Conflict, Forbidden, NotFound, ValidationError
+from app.errors import MAX_ID, Conflict, Forbidden, NotFound, ValidationError
 from app.extensions import db
-from app.models import Event, JobLog, Role, RunStatus
+from app.models import DeviceResult, Event, JobLog, Role, RunStatus
 from app.services import runs
 from app.services.logs import LogFilter, query_logs
 from app.views import common, streaming
@@ -46,6 +56,8 @@ def index() -> str | tuple[str, int]:
     status = request.args.get("status") or None
     job_type = request.args.get("job_type") or None
     job_id = common.arg_int("job_id")
+    device = (request.args.get("device") or "").strip()[:128] or None
+    trigger = request.args.get("trigger") or None
     before = common.arg_int("before")
     errors: dict[str, str] = {}
     page: list[Any] = []
@@ -56,6 +68,8 @@ def index() -> str | tuple[str, int]:
             status=status,
             job_type=job_type,
             job_id=job_id,
+            device=device,
+            trigger=trigger,
             since=day,
             until=day + timedelta(days=1) if day else None,
             before_id=before,
@@ -64,12 +78,17 @@ def index() -> str | tuple[str, int]:
         )
     except ValidationError as exc:
         errors = exc.fields
-    first_page = before is None and not (status or job_type or job_id or request.args.get("date"))
+    first_page = before is None and not (
+        status or job_type or job_id or device or trigger or request.args.get("date")
+    )
     context = {
         "runs": page,
         "errors": errors,
         "statuses": [s.value for s in RunStatus],
         "job_types": sorted(registry.current().types),
+        "jobs": runs.job_names(),
+        "triggers": list(runs.TRIGGERS),
+        "any_failure": runs.ANY_FAILURE,
         "next_url": url_for("runs.index", **common.query_without(before=next_cursor))
         if next_cursor
         else None,
@@ -138,6 +157,37 @@ def results(run_id: int) -> str:
     """The per-device result rows alone (refreshed once a run has ended)."""
     run = _get_run(run_id)
     return render_template("runs/_results.html", results=runs.device_results(run.id))
+
+
+@bp.route("/<int:run_id>/results/<int:result_id>/output")
+@login_required
+def output(run_id: int, result_id: int) -> str:
+    """One device's output and parsed records, loaded when its row is expanded."""
+    result = _get_result(run_id, result_id)
+    return render_template("runs/_output.html", result=result, parsed=_parsed(result))
+
+
+@bp.route("/<int:run_id>/results/<int:result_id>/output.txt")
+@login_required
+def output_text(run_id: int, result_id: int) -> Response:
+    """One device's output as a text file."""
+    result = _get_result(run_id, result_id)
+    return _attachment(result.output or "", f"run-{run_id}-{result.device_name}.txt")
+
+
+@bp.route("/<int:run_id>/outputs.txt")
+@login_required
+def outputs_text(run_id: int) -> Response:
+    """Every device's output of a run, one after the other, as a text file (streamed)."""
+    _get_run(run_id)
+
+    def chunks() -> Iterator[str]:
+        for name, text in runs.device_outputs(run_id):
+            yield f"--- {name} ---\n{text.rstrip()}\n\n"
+
+    response = Response(stream_with_context(chunks()), mimetype="text/plain")
+    response.headers["Content-Disposition"] = f'attachment; filename="run-{run_id}-outputs.txt"'
+    return response
 
 
 @bp.route("/<int:run_id>/stream")
@@ -245,6 +295,35 @@ def _get_run(run_id: int) -> Any:
         return runs.get_run(run_id)
     except NotFound:
         abort(404)
+
+
+def _get_result(run_id: int, result_id: int) -> Any:
+    result = db.session.get(DeviceResult, result_id) if 1 <= result_id <= MAX_ID else None
+    if result is None or result.run_id != run_id:
+        abort(404)
+    return result
+
+
+def _parsed(result: Any) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """The TextFSM records of a result as tables: (command, columns, rows)."""
+    tables = []
+    for command, records in ((result.data or {}).get("parsed") or {}).items():
+        if not isinstance(records, list):
+            continue
+        columns: list[str] = []
+        for record in records:
+            if isinstance(record, dict):
+                columns += [key for key in record if key not in columns]
+        rows = [[r.get(c, "") for c in columns] for r in records if isinstance(r, dict)]
+        tables.append((command, columns, rows))
+    return tables
+
+
+def _attachment(text: str, file_name: str) -> Response:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in file_name)
+    response = Response(text, mimetype="text/plain")
+    response.headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+    return response
 
 
 def _cursor_of(run_id: int) -> live.Cursor:

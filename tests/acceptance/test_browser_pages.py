@@ -166,13 +166,22 @@ def test_backup_job_from_the_form_runs_live_without_a_reload(admin, site: Site) 
     expect(admin.locator("#run-status")).to_have_attribute("data-status", "COMPLETED_SUCCESS")
     expect(admin.locator("#run-progress-text")).to_contain_text("4 of 4")
     assert len(seen - {""}) >= 2, f"progress never moved while watched: {seen}"
-    expect(admin.locator("#results-body tr")).to_have_count(4)
+    expect(admin.locator("#results-body tr[id^=result-]")).to_have_count(4)
     assert admin.locator("#log-lines .log-line").count() >= 4
     expect(admin.locator("#events")).to_contain_text("job.completed")
     assert admin.evaluate("window.__noReload === true"), "the page was reloaded"
     # The level filter hides lines below the chosen level, live ones included.
     admin.select_option("#log-level", "error")
     expect(admin.locator("#log-lines .log-info").first).to_be_hidden()
+    # Each device's output loads when asked for, and all of them with one click.
+    expect(admin.locator(".output-text")).to_have_count(0)
+    admin.locator("[data-output-toggle]").first.click()
+    expect(admin.locator(".output-text")).to_have_count(1)
+    expect(admin.locator(".output-text").first).to_contain_text("hostname")
+    admin.click("#expand-outputs")
+    expect(admin.locator(".output-text")).to_have_count(4)
+    admin.click("#expand-outputs")
+    expect(admin.locator(".output-text")).to_have_count(0)
 
 
 def test_a_changed_config_shows_in_the_side_by_side_diff(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
@@ -207,10 +216,25 @@ def test_cancel_a_long_run_from_its_page(admin, site: Site) -> None:  # type: ig
     admin.click("#run-now")
     admin.wait_for_url(re.compile(r"/runs/\d+$"))
     expect(admin.locator("#run-status")).to_have_attribute("data-status", "RUNNING", timeout=30_000)
+    # Cancel asks first: saying no leaves the run alone.
+    asked: list[str] = []
+
+    def answer(dialog, accept: bool) -> None:  # type: ignore[no-untyped-def]
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    admin.once("dialog", lambda dialog: answer(dialog, False))
+    admin.click("#cancel-run")
+    time.sleep(1)
+    expect(admin.locator("#run-status")).to_have_attribute("data-status", "RUNNING")
+    admin.once("dialog", lambda dialog: answer(dialog, True))
     admin.click("#cancel-run")
     expect(admin.locator("#run-status")).to_have_attribute(
         "data-status", "CANCELLED", timeout=30_000
     )
+    assert len(asked) == 2 and "Cancel run #" in asked[0]
+    # The "queued" note from Run now is gone once the run has ended.
+    expect(admin.locator("main > .flash-success")).to_have_count(0)
 
 
 def test_a_viewer_sees_no_create_button_and_gets_403(browser, site: Site) -> None:  # type: ignore[no-untyped-def]
