@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import current_app
 from procrastinate import exceptions as procrastinate_exceptions
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import load_only
 
@@ -649,6 +649,23 @@ def device_results(run_id: int) -> list[Any]:
             .order_by(DeviceResult.device_name, DeviceResult.id)
         )
     )
+
+
+def waiting_devices(run: JobRun, limit: int = 500) -> tuple[list[tuple[int, str]], int]:
+    """The devices a run in flight targets that have no result yet, as (id, name) by
+    name (at most ``limit``), and how many there are in all."""
+    from app.engine.runner.units import target_query
+    from app.models import Device, DeviceResult
+
+    query = target_query(run)
+    if query is None or RunStatus(run.status).is_final:
+        return [], 0
+    done = select(DeviceResult.device_id).where(
+        DeviceResult.run_id == run.id, DeviceResult.device_id.isnot(None)
+    )
+    rows = query.where(Device.id.not_in(done)).with_only_columns(Device.id, Device.name)
+    count = db.session.scalar(select(func.count()).select_from(rows.order_by(None).subquery()))
+    return [(row[0], row[1]) for row in db.session.execute(rows.limit(limit))], count or 0
 
 
 def device_outputs(run_id: int, batch: int = 200) -> Iterator[tuple[str, str]]:

@@ -30,17 +30,26 @@
   };
   /* A row that is already on the page (a run announced twice) is not added again. */
   document.addEventListener("htmx:sseBeforeMessage", function (evt) {
-    var found = /^\s*<tr id="([^"]+)"/.exec(evt.detail && evt.detail.data || "");
+    var data = evt.detail && evt.detail.data || "";
+    var found = /^\s*<tr id="([^"]+)"/.exec(data);
     if (found && document.getElementById(found[1])) {
       evt.preventDefault();
     }
+    /* A device's result replaces its "waiting" row on a run's page. */
+    var device = /^\s*<tr id="result-\d+" data-device-id="(\d+)"/.exec(data);
+    var waiting = device && document.getElementById("waiting-device-" + device[1]);
+    if (waiting) {
+      waiting.remove();
+    }
   });
-  /* Once a run has ended, the "queued" and "cancelling" notes above it are old news. */
+  /* Once a run has ended, the "queued" and "cancelling" notes above it are old news, and
+     devices still "waiting" got no result (the results table is reloaded). */
   document.addEventListener("htmx:sseMessage", function () {
     if (document.querySelector("#run-status-card[data-final]")) {
-      document.querySelectorAll("main > .flash-success, main > .flash-info").forEach(function (note) {
-        note.remove();
-      });
+      document.querySelectorAll("main > .flash-success, main > .flash-info, #waiting-body > tr")
+        .forEach(function (note) {
+          note.remove();
+        });
     }
   });
   /* The log level filter: hide lines below the chosen level, live lines included. */

@@ -132,10 +132,13 @@ def detail(run_id: int) -> str:
     lines, _ = query_logs(LogFilter(run_id=run.id), limit=LOG_TAIL)
     lines.reverse()
     results = runs.device_results(run.id)
+    waiting, waiting_total = runs.waiting_devices(run)
     return render_template(
         "runs/detail.html",
         run=run,
         results=results,
+        waiting=waiting,
+        waiting_more=waiting_total - len(waiting),
         device_names={r.device_id: r.device_name for r in results},
         lines=lines,
         events=runs.run_events(run.id),

@@ -155,11 +155,13 @@ def test_backup_job_from_the_form_runs_live_without_a_reload(admin, site: Site) 
     # A marker that a reload would wipe: every change below must arrive over SSE.
     admin.evaluate("window.__noReload = true")
     seen: set[str] = set()
+    waiting: set[int] = set()  # devices listed before their result arrives
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         bar = admin.locator("#run-progress")
         if bar.count():
             seen.add(bar.get_attribute("aria-valuenow") or "")
+        waiting.add(admin.locator("#waiting-body tr").count())
         if admin.locator("#run-status[data-status='COMPLETED_SUCCESS']").count():
             break
         time.sleep(0.1)
@@ -167,6 +169,8 @@ def test_backup_job_from_the_form_runs_live_without_a_reload(admin, site: Site) 
     expect(admin.locator("#run-progress-text")).to_contain_text("4 of 4")
     assert len(seen - {""}) >= 2, f"progress never moved while watched: {seen}"
     expect(admin.locator("#results-body tr[id^=result-]")).to_have_count(4)
+    assert max(waiting) >= 1, "no device was listed before its result"
+    expect(admin.locator("#waiting-body tr")).to_have_count(0)
     assert admin.locator("#log-lines .log-line").count() >= 4
     expect(admin.locator("#events")).to_contain_text("job.completed")
     assert admin.evaluate("window.__noReload === true"), "the page was reloaded"

@@ -70,3 +70,29 @@ def test_runs_page_filters_and_trigger_links(app, ctx, client, auth):
     assert unknown.status_code == 422 and 'id="error-device"' in unknown.get_data(as_text=True)
     detail = client.get(f"/runs/{again}").get_data(as_text=True)
     assert f'<dd id="run-trigger">relaunch of <a href="/runs/{mixed}">#{mixed}</a></dd>' in detail
+
+
+def test_run_page_lists_every_targeted_device_until_its_result_arrives(app, ctx, client, auth):
+    for name in ("good-1", "bad-1", "good-2"):
+        _device(name, "lab")
+    inventory.create_device(
+        actor="test",
+        name="off",
+        host="192.0.2.9",
+        platform="cisco_ios",
+        tags=["lab"],
+        enabled=False,
+    )
+    run = runs.start_run(make_job("all", "devjob", target_tags=["lab"]), triggered_by="test")
+    auth.create("vera", "viewer-pw-1", "viewer")
+    auth.login("vera", "viewer-pw-1")
+    page = client.get(f"/runs/{run.id}").get_data(as_text=True)
+    device_ids = {d.name: d.id for d in map(inventory.get_by_name, ("good-1", "bad-1", "good-2"))}
+    for device_id in device_ids.values():
+        assert f'id="waiting-device-{device_id}"' in page
+    assert 'id="waiting-device-' + str(inventory.get_by_name("off").id) not in page  # disabled
+    drain(app)
+    page = client.get(f"/runs/{run.id}").get_data(as_text=True)
+    assert "waiting-device-" not in page
+    for device_id in device_ids.values():
+        assert f'data-device-id="{device_id}"' in page

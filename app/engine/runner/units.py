@@ -23,7 +23,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from psycopg.types.json import Jsonb
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 
 from app import audit, database, dispatch, events, logs, registry
 from app.engine import fence, lifecycle
@@ -392,20 +392,27 @@ def global_unit(app: Flask, work: Attempt) -> tuple[str, UnitResult] | None:
 # ---------------------------------------------------------------------- devices
 
 
-def load_devices(run: JobRun) -> list[Device]:
-    """The enabled devices a run targets: the job's tags and devices, or the run's ids."""
+def target_query(run: JobRun) -> Select[tuple[Device]] | None:
+    """The enabled devices a run targets, by name: the job's tags and devices, or the
+    run's ids; None when it targets none (a run of a deleted job)."""
     query = select(Device).where(Device.enabled.is_(True)).order_by(Device.name)
     if run.device_ids is not None:
-        return list(db.session.scalars(query.where(Device.id.in_(run.device_ids))))
+        return query.where(Device.id.in_(run.device_ids))
     if run.job_id is None:
-        return []
+        return None
     by_tag = (
         select(device_tags.c.device_id)
         .join(job_target_tags, job_target_tags.c.tag_id == device_tags.c.tag_id)
         .where(job_target_tags.c.job_id == run.job_id)
     )
     by_id = select(job_target_devices.c.device_id).where(job_target_devices.c.job_id == run.job_id)
-    return list(db.session.scalars(query.where(or_(Device.id.in_(by_tag), Device.id.in_(by_id)))))
+    return query.where(or_(Device.id.in_(by_tag), Device.id.in_(by_id)))
+
+
+def load_devices(run: JobRun) -> list[Device]:
+    """The enabled devices a run targets (see ``target_query``)."""
+    query = target_query(run)
+    return [] if query is None else list(db.session.scalars(query))
 
 
 def targets_of(devices: list[Device]) -> list[DeviceTarget]:
