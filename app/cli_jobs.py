@@ -327,7 +327,7 @@ def job_show(job: str, as_json: bool) -> None:
             ("Target tags", ", ".join(data["targets"]["tags"])),
             ("Target devices", ", ".join(d["name"] for d in data["targets"]["devices"])),
             ("Credentials", ", ".join(data["credentials"])),
-            ("Priority", found.priority),
+            ("Priority", present.priority_name(found.priority)),
             ("Max retries", found.max_retries),
             ("Retry backoff", found.retry_delay_seconds),
             ("Retry backoff max", found.retry_max_delay_seconds),

@@ -23,6 +23,14 @@ from app.models import (
 from app.services import schedules as schedule_service
 
 _PRIORITY_NAMES = {p.value: p.name.lower() for p in Priority}
+
+
+def priority_name(value: int) -> str:
+    """A priority as people say it (low, normal, high, critical), or its number when it
+    is none of those."""
+    return _PRIORITY_NAMES.get(value, str(value))
+
+
 _RUN_IN_MESSAGE = re.compile(r"\brun #(\d+)\b", re.IGNORECASE)
 
 

@@ -303,6 +303,49 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+@dataclass(frozen=True)
+class TargetPreview:
+    """What a job's targets match now: the device count, and the tags and names that
+    match nothing (with the closest known name, if any)."""
+
+    count: int
+    unknown_tags: list[tuple[str, str | None]]
+    unknown_devices: list[tuple[str, str | None]]
+
+
+def preview_targets(tag_names: Iterable[str], device_names: Iterable[str]) -> TargetPreview:
+    """How many enabled devices a job with these targets would work on."""
+    import difflib
+
+    tags = [t for t in dict.fromkeys(tag_names) if t]
+    names = [n for n in dict.fromkeys(device_names) if n]
+    known_tags = set(db.session.scalars(select(Tag.name).where(Tag.name.in_(tags))))
+    known_devices = set(db.session.scalars(select(Device.name).where(Device.name.in_(names))))
+
+    def closest(word: str, kind: type[Tag] | type[Device]) -> str | None:
+        # tags are few: all of them; devices may be many: those with the same first letter
+        query = select(kind.name).limit(10_000)
+        if kind is Device:
+            query = query.where(kind.name.ilike(_escape_like(word[:1]) + "%", escape="\\"))
+        found = difflib.get_close_matches(word, list(db.session.scalars(query)), n=1, cutoff=0.6)
+        return found[0] if found else None
+
+    either = []
+    if tags:
+        either.append(Device.tags.any(Tag.name.in_(tags)))
+    if names:
+        either.append(Device.name.in_(names))
+    count = 0
+    if either:
+        matched = select(func.count(Device.id)).where(Device.enabled.is_(True), or_(*either))
+        count = db.session.scalar(matched) or 0
+    return TargetPreview(
+        count=count,
+        unknown_tags=[(t, closest(t, Tag)) for t in tags if t not in known_tags],
+        unknown_devices=[(n, closest(n, Device)) for n in names if n not in known_devices],
+    )
+
+
 def get_device(device_id: int) -> Device:
     return get_row(Device, device_id, "device")
 

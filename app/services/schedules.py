@@ -111,6 +111,18 @@ def next_fire_after(
     raise ValueError(f"unknown schedule kind {schedule.kind!r}")
 
 
+def upcoming(schedule: ScheduleLike, after: datetime, count: int = 3) -> list[datetime]:
+    """The next ``count`` fire times of ``schedule`` after ``after``, in UTC (fewer when
+    it stops firing: a one-time schedule fires once)."""
+    found: list[datetime] = []
+    when: datetime | None = after
+    while when is not None and len(found) < count:
+        when = next_fire_after(schedule, when, anchor=schedule.created_at or after)
+        if when is not None:
+            found.append(when)
+    return found
+
+
 def _next_on_grid(origin: datetime, step: timedelta, after: datetime) -> datetime:
     origin = origin.replace(second=0, microsecond=0)
     if origin > after:
@@ -235,12 +247,37 @@ def _check_cron(value: str | None, tz: ZoneInfo, now: datetime, errors: dict[str
         try:
             croniter(expression, now)
             upcoming = _next_cron(expression, tz, _utc(now))
-        except CroniterError as exc:
-            errors["cron"] = f"Not a valid cron expression: {exc}"
+        except CroniterError:
+            errors["cron"] = f"Not a valid cron expression: {_cron_problem(fields)}"
         else:
             if upcoming is None:
                 errors["cron"] = "This cron expression never fires (no such date)."
     return expression
+
+
+#: each cron field's name and what it takes, in order
+_CRON_FIELD_RULES = (
+    ("minute", "0 to 59"),
+    ("hour", "0 to 23"),
+    ("day of month", "1 to 31"),
+    ("month", "1 to 12 or jan to dec"),
+    ("day of week", "0 to 7 or sun to sat (0 and 7 are Sunday)"),
+)
+
+
+def _cron_problem(fields: list[str]) -> str:
+    """Which of five cron fields croniter refuses, in words ("minute must be 0 to 59 ...,
+    not '61'"); each field is tried alone, the others being ``*``."""
+    for index, (name, allowed) in enumerate(_CRON_FIELD_RULES):
+        alone = " ".join(field if i == index else "*" for i, field in enumerate(fields))
+        try:
+            croniter(alone)
+        except CroniterError:
+            return (
+                f"the {name} must be {allowed} (lists, ranges, steps and * allowed), "
+                f"not {fields[index]!r}."
+            )
+    return "these fields never match together."
 
 
 def _check_run_at(

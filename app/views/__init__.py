@@ -27,6 +27,7 @@ BLUEPRINTS: tuple[str, ...] = (
 
 
 def register(app: Flask) -> None:
+    from app import present
     from app.views import common
 
     app.jinja_env.globals.update(
@@ -37,6 +38,7 @@ def register(app: Flask) -> None:
         run_row=common.run_row,
         run_cells=common.run_cells,
         trigger_html=common.trigger,
+        priority_name=present.priority_name,
     )
     for name in BLUEPRINTS:
         module = importlib.import_module(name)

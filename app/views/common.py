@@ -124,11 +124,14 @@ def badge(status: str, id: str | None = None) -> Markup:
 
 
 def when(value: datetime | None) -> Markup:
-    """A timestamp as ``<time>`` (its zone as PostgreSQL sent it), or a muted dash."""
+    """A timestamp as ``<time>``, labelled with its zone (UTC as PostgreSQL sends it), or a
+    muted dash."""
     if value is None:
         return Markup('<span class="muted">—</span>')
     iso = value.isoformat()
-    return Markup(f'<time datetime="{iso}" title="{iso}">{iso[:10]} {iso[11:19]}</time>')
+    offset = value.utcoffset()
+    zone = "UTC" if not offset else "UTC" + iso[-6:]  # isoformat ends with +HH:MM
+    return Markup(f'<time datetime="{iso}" title="{iso}">{iso[:10]} {iso[11:19]} {zone}</time>')
 
 
 def duration(ms: int | None) -> Markup:

@@ -4,6 +4,8 @@ enable/disable, delete, and the job's page with its schedule and recent runs."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC
+from types import SimpleNamespace
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -197,6 +199,49 @@ def delete(job_id: int) -> Response:
 # -- the form ---------------------------------------------------------------------------
 
 
+@bp.route("/schedule-preview")
+@login_required
+def schedule_preview() -> str:
+    """The next three fire times of the schedule being typed, in its zone (the form asks
+    as one types); or why it is not a schedule yet."""
+    values = {
+        name: (request.args.get(name) or "").strip()[:200]
+        for name in ("schedule_kind", "interval_minutes", "cron", "timezone", "run_at")
+    }
+    return render_template("jobs/_next_fires.html", **_upcoming(values))
+
+
+def _upcoming(values: dict[str, Any]) -> dict[str, Any]:
+    """What ``_next_fires.html`` shows for the schedule fields in ``values``."""
+    shown: dict[str, Any] = {"fires": [], "error": None, "zone": None, "utc": UTC}
+    if values.get("schedule_kind") in (None, "", "none"):
+        return shown
+    now = utcnow()
+    try:
+        spec = _schedule_spec(values)
+    except ValidationError as exc:
+        shown["error"] = next(iter(exc.fields.values())) if exc.fields else exc.message
+        return shown
+    if spec is None:
+        return shown
+    probe = Schedule(created_at=now, enabled=True, **spec)
+    zone = schedules.zone(spec["timezone"])
+    shown["fires"] = [fire.astimezone(zone) for fire in schedules.upcoming(probe, now)]
+    shown["zone"] = spec["timezone"]
+    return shown
+
+
+@bp.route("/targets-preview")
+@login_required
+def targets_preview() -> str:
+    """How many devices the targets being typed match, and the tags and names that match
+    nothing (with a suggestion)."""
+    tags = common.split_names((request.args.get("target_tags") or "")[:2000])
+    names = common.split_names((request.args.get("target_devices") or "")[:20000])
+    preview = inventory.preview_targets(tags, names)
+    return render_template("jobs/_targets_preview.html", preview=preview, given=bool(tags or names))
+
+
 def _render_form(
     kind: registry.JobType,
     *,
@@ -209,16 +254,11 @@ def _render_form(
         select(Job.id, Job.name).where(Job.id != (job.id if job else -1)).order_by(Job.name)
     ).all()
     credential_names = list(db.session.scalars(select(Credential.name).order_by(Credential.name)))
-    now = utcnow()
-    next_fire = None
-    if values.get("schedule_kind") not in (None, "", "none") and not errors:
-        try:
-            spec = _schedule_spec(values)
-            if spec is not None:
-                probe = Schedule(created_at=now, enabled=True, **spec)
-                next_fire = schedules.next_fire_after(probe, now)
-        except (ValidationError, TypeError):
-            next_fire = None
+    suggested = None
+    if kind.default_schedule:
+        suggested = "Suggested for this job type: " + schedules.describe(
+            SimpleNamespace(**schedules.default_schedule_for(kind.job_type) or {})
+        )
     return render_template(
         "jobs/form.html",
         kind=kind,
@@ -230,7 +270,8 @@ def _render_form(
         schedule_kinds=SCHEDULE_KINDS,
         job_options=[(str(row.id), row.name) for row in other_jobs],
         credential_options=[(name, name) for name in credential_names],
-        next_fire=next_fire,
+        suggested=suggested,
+        **_upcoming(values if not errors else {}),
     )
 
 
@@ -254,11 +295,8 @@ def _defaults(kind: registry.JobType) -> dict[str, Any]:
         if spec.type == "list" and default:
             default = "\n".join(str(v) for v in default)
         values[f"p_{spec.name}"] = "" if default is None or spec.secret else default
-    if kind.default_schedule:
-        schedule = kind.default_schedule
-        values["schedule_kind"] = schedule.get("kind", "none")
-        values["interval_minutes"] = schedule.get("minutes") or schedule.get("interval_minutes")
-        values["cron"] = schedule.get("expression") or schedule.get("cron")
+    # The job type's suggested schedule is a hint next to the field, never preselected:
+    # a test job must not quietly become a nightly one.
     return values
 
 
@@ -344,6 +382,25 @@ def _form_values(kind: registry.JobType) -> dict[str, Any]:
     return values
 
 
+def _check_target_tags(tags: list[str], device_ids: list[int]) -> None:
+    """A device job saved from the form names targets, and tags that exist: a typo would
+    otherwise only show when the run finds no device."""
+    if not tags and not device_ids:
+        raise ValidationError(
+            "A device job needs targets: device tags, device names or both.",
+            fields={"target_tags": "Give device tags or device names."},
+        )
+    unknown = inventory.preview_targets(tags, []).unknown_tags
+    if unknown:
+        said = "; ".join(
+            f"no tag named {tag!r}" + (f" (did you mean {close!r}?)" if close else "")
+            for tag, close in unknown
+        )
+        raise ValidationError(
+            f"Unknown tags: {said}.", fields={"target_tags": said[0].upper() + said[1:] + "."}
+        )
+
+
 def _job_fields(kind: registry.JobType, values: dict[str, Any]) -> dict[str, Any]:
     """The service's fields from the form values; unknown device names are field errors."""
     common.refuse_nul(values)
@@ -361,6 +418,8 @@ def _job_fields(kind: registry.JobType, values: dict[str, Any]) -> dict[str, Any
             f"Unknown devices: {', '.join(missing)}.",
             fields={"target_devices": f"Unknown: {', '.join(missing)}"},
         )
+    if kind.targets == "devices":
+        _check_target_tags(common.split_names(values["target_tags"]), device_ids)
     depends = []
     for value in values["depends_on"]:
         try:

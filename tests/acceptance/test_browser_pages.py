@@ -210,6 +210,28 @@ def test_a_changed_config_shows_in_the_side_by_side_diff(admin, site: Site) -> N
     assert admin.locator("#diff-table tr.diff-added, #diff-table tr.diff-changed").count() >= 1
 
 
+def test_the_job_form_previews_fire_times_and_targets_as_one_types(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    admin.goto(f"{site.base}/jobs/new?job_type=config_backup")
+    expect(admin.locator("#f-schedule_kind")).to_have_value("none")
+    expect(admin.locator("#f-cron")).to_be_hidden()
+    expect(admin.locator("#f-interval_minutes")).to_be_hidden()
+    admin.select_option("#f-schedule_kind", "cron")
+    expect(admin.locator("#f-cron")).to_be_visible()
+    expect(admin.locator("#f-interval_minutes")).to_be_hidden()
+    admin.fill("#f-cron", "61 * * * *")
+    expect(admin.locator("#schedule-problem")).to_contain_text("the minute must be 0 to 59")
+    admin.fill("#f-cron", "30 6 * * 1-5")
+    admin.fill("#f-timezone", "Asia/Tokyo")
+    expect(admin.locator("#next-fire-times li")).to_have_count(3)
+    expect(admin.locator("#next-fire-times")).to_contain_text("06:30 Asia/Tokyo")
+    admin.fill("#f-target_tags", "lb")
+    expect(admin.locator("#targets-preview")).to_contain_text("No tag named lb (did you mean lab?)")
+    admin.fill("#f-target_tags", "lab")
+    expect(admin.locator("#targets-count")).to_have_text("4 devices match now.")
+
+
 def test_cancel_a_long_run_from_its_page(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 

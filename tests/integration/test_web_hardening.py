@@ -201,8 +201,12 @@ def test_the_jobs_form_refuses_a_nul_byte_next_to_its_field(app, client, auth, j
     assert f'id="error-{field}"' in created.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Job)) == 0
-    # The same on the edit form of a job that exists.
-    form.update({field: "fine", "name": "nightly", "target_devices": ""})
+    # The same on the edit form of a job that exists (a device job names real targets).
+    with app.app_context():
+        inventory.create_device(
+            name="fine", host="192.0.2.1", platform="cisco_ios", tags=["fine"], actor="t"
+        )
+    form.update({field: "fine", "name": "nightly"})
     assert client.post("/jobs/new", data=form).status_code == 302
     with app.app_context():
         job_id = db.session.scalar(select(Job.id))
