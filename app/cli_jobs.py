@@ -213,7 +213,8 @@ def wait_for_end(run_id: int, timeout: float) -> JobRun:
 
 def _log_line(row: JobLog, as_json: bool, names: dict[int, str]) -> str:
     if as_json:
-        return json.dumps(log_service.as_dict(row), default=str)
+        # The command runs on the server with the database's credentials: an admin.
+        return json.dumps(log_service.as_dict(row, admin=True), default=str)
     device = ""
     if row.device_id:
         device = f" [{names.get(row.device_id) or f'device {row.device_id}'}]"

@@ -60,6 +60,12 @@ def _to_level(raw: str) -> str:
     return value
 
 
+def _to_webhook_allow(raw: str) -> str:
+    from app import webhook_guard
+
+    return webhook_guard.validate_setting(raw)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Setting:
     """One environment setting: its variable, default, parser and meaning."""
@@ -353,6 +359,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Turn on in production behind TLS; off for plain http on 127.0.0.1.",
     ),
     Setting(
+        env="ROOKERY_WEBHOOK_ALLOW",
+        default="",
+        parse=_to_webhook_allow,
+        help="Internal webhook receivers an admin allows: comma-separated networks (CIDR), "
+        "addresses and host names, e.g. `127.0.0.1/32,10.20.0.0/16,hooks.internal`. "
+        "Unset: webhooks may only target public addresses (no loopback, private, "
+        "link-local, CGNAT, multicast or reserved one), checked on save and on every "
+        "delivery against every address the name resolves to.",
+    ),
+    Setting(
         env="ROOKERY_ADMIN_PASSWORD",
         default=None,
         parse=_to_str,
@@ -387,6 +403,13 @@ def read_settings(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> d
         except ValueError as exc:
             shown = "<hidden>" if setting.secret else repr(raw)
             raise ConfigError(f"{setting.env}={shown} is invalid: {exc}.") from None
+    if "ROOKERY_WEBHOOK_ALLOW" in overrides:  # the environment's was parsed above
+        from app import webhook_guard
+
+        try:
+            webhook_guard.allow_list(overrides["ROOKERY_WEBHOOK_ALLOW"])
+        except ValueError as exc:
+            raise ConfigError(f"ROOKERY_WEBHOOK_ALLOW is invalid: {exc}.") from None
     if values["ROOKERY_JOB_TIMEOUT_SECONDS"] > values["ROOKERY_JOB_TIMEOUT_MAX_SECONDS"]:
         raise ConfigError(
             "ROOKERY_JOB_TIMEOUT_SECONDS may not exceed ROOKERY_JOB_TIMEOUT_MAX_SECONDS "

@@ -18,6 +18,11 @@ logger = logging.getLogger(__name__)
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
+#: the key of a line's ``meta`` that only admins read (the API's /logs leaves it out for
+#: other roles, live streams for everyone): details such as why a webhook delivery
+#: failed, which would tell anyone which internal ports answer
+ADMIN_ONLY = "admin_only"
+
 
 def normalize_level(level: str) -> str:
     value = str(level).strip().lower()
@@ -56,6 +61,13 @@ def write(
     )
     session.add(row)
     return row
+
+
+def visible_meta(meta: dict[str, Any] | None, *, admin: bool) -> dict[str, Any] | None:
+    """A line's ``meta`` as a reader sees it: without :data:`ADMIN_ONLY` unless ``admin``."""
+    if admin or not isinstance(meta, dict) or ADMIN_ONLY not in meta:
+        return meta
+    return {key: value for key, value in meta.items() if key != ADMIN_ONLY}
 
 
 def system(level: str, part: str, message: str, meta: dict[str, Any] | None = None) -> JobLog:

@@ -20,9 +20,19 @@ A delivery is a JSON POST with ``X-Rookery-Event``, ``X-Rookery-Delivery`` (a UU
 the same on every retry) and ``X-Rookery-Signature: sha256=<hex HMAC-SHA256 of the
 raw body with the webhook's secret>``. Anything but a 2xx answer (redirects are not
 followed) is retried by procrastinate with exponential backoff: 6 attempts, waiting
-3, 9, 27, 81 and 243 s between them. Each failed attempt writes a system log line
-(run id, webhook id, the receiver's scheme, host and port, the HTTP status or
-network error): never the secret, nor the URL's path or query, which may hold a token.
+3, 9, 27, 81 and 243 s between them.
+
+Each delivery resolves the receiver's host, checks every address it resolves to
+(:mod:`app.webhook_guard`: no loopback, private, link-local... address unless
+``ROOKERY_WEBHOOK_ALLOW`` allows it) and connects to a checked address, never to a
+second resolution; a refused address is a failed attempt with no connection made.
+
+Each failed attempt writes a system log line on the run (webhook id, the receiver's
+scheme, host and port, the HTTP status when the receiver answered one, else only
+"not delivered"); the reason itself (connection refused, timed out, address not
+allowed) is in the line's admin-only meta and in the worker's log, since telling
+everyone which ports answer would make webhooks a port scanner. Never the secret,
+nor the URL's path or query, which may hold a token.
 """
 
 from __future__ import annotations
@@ -33,8 +43,8 @@ import hmac
 import http.client
 import json
 import logging
-import urllib.error
-import urllib.request
+import socket
+import ssl
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +55,7 @@ from procrastinate.retry import RetryStrategy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import config_store, crypto, logs
+from app import config_store, crypto, logs, webhook_guard
 from app.engine import queue
 from app.errors import RookeryError
 from app.extensions import db
@@ -68,7 +78,26 @@ USER_AGENT = "Rookery-Webhook/1"
 
 
 class DeliveryFailed(RookeryError):
-    """The receiver did not accept the delivery."""
+    """The receiver did not accept the delivery.
+
+    Its text (the network error, the refused address) is for admins: it tells which
+    ports answer and how. :attr:`public` is what anyone reading the run's log sees.
+    """
+
+    def __init__(
+        self, message: str, *, http_status: int | None = None, refused: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.refused = refused
+
+    @property
+    def public(self) -> str:
+        """``HTTP <status>`` from a receiver that was allowed and answered, else nothing
+        more than that the delivery failed."""
+        if self.http_status is not None:
+            return f"HTTP {self.http_status}"
+        return "not delivered"
 
 
 # ----------------------------------------------------------------- queueing
@@ -217,30 +246,101 @@ def sign(secret: str, body: bytes) -> str:
 # ----------------------------------------------------------------- delivery
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer, not a delivery: it fails (and is retried) like a 5xx."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+def _connect(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to an address :func:`webhook_guard.check_host` returned."""
+    return socket.create_connection((address, port), timeout)
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to a checked address; ``Host`` still names the URL's host."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = _connect(self.address, self.port, self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST ``body``; the HTTP status of a 2xx answer, else DeliveryFailed with the reason."""
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to a checked address; SNI and the certificate check use the URL's host."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self) -> None:
+        sock = _connect(self.address, self.port, self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def allow_list() -> webhook_guard.AllowList:
+    """This app's ``ROOKERY_WEBHOOK_ALLOW`` (read at each delivery: a change applies at once)."""
+    return webhook_guard.allow_list(current_app.config.get(webhook_guard.SETTING))
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    allow: webhook_guard.AllowList | None = None,
+    resolve: webhook_guard.Resolver | None = None,
+) -> int:
+    """POST ``body``; the HTTP status of a 2xx answer, else DeliveryFailed with the reason.
+
+    The URL's host is resolved and every address it resolves to checked (one forbidden
+    address refuses the delivery before any connection); the connection then goes to
+    a checked address, never to a second resolution. A redirect is an answer, not a
+    delivery: it is not followed, and fails (and is retried) like a 5xx. No proxy from
+    the environment is used (it would resolve the name itself).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
     try:
-        with _opener.open(request, timeout=TIMEOUT_SECONDS) as answer:
-            answer.read(65536)
+        port = parts.port or webhook_guard.default_port(scheme)
+    except ValueError:
+        raise DeliveryFailed("the URL's port is invalid") from None
+    if scheme not in ("http", "https") or not host:
+        raise DeliveryFailed("the URL is not http(s)://host/...")
+    try:
+        addresses = webhook_guard.check_host(
+            host,
+            port,
+            allow if allow is not None else allow_list(),
+            resolve=resolve,
+            timeout=TIMEOUT_SECONDS,
+        )
+    except webhook_guard.TargetRefused as exc:
+        raise DeliveryFailed(f"address not allowed: {exc}", refused=True) from None
+    except webhook_guard.Unresolved as exc:
+        raise DeliveryFailed(f"cannot reach the receiver: {exc}") from None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    pinned = _PinnedHTTPS if scheme == "https" else _PinnedHTTP
+    unreachable: list[str] = []
+    for address in addresses:
+        connection = pinned(host, port, address, TIMEOUT_SECONDS)
+        try:
+            try:
+                connection.connect()
+            except OSError as exc:  # the next checked address, if any
+                unreachable.append(f"{address}: {exc}")
+                continue
+            try:
+                connection.request("POST", target, body=body, headers=headers)
+                answer = connection.getresponse()
+                answer.read(65536)
+            except (OSError, http.client.HTTPException) as exc:
+                raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            connection.close()
+        if 200 <= answer.status < 300:
             return int(answer.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise DeliveryFailed(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise DeliveryFailed(f"cannot reach the receiver: {exc.reason}") from None
-    except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+        raise DeliveryFailed(f"HTTP {answer.status} {answer.reason}", http_status=answer.status)
+    raise DeliveryFailed(f"cannot reach the receiver: {'; '.join(unreachable)}")
 
 
 def origin(url: str) -> str:
@@ -320,13 +420,20 @@ def deliver_webhook(
     except DeliveryFailed as exc:
         final = attempt >= ATTEMPTS
         then = "giving up" if final else "will retry"
+        # Everyone who reads the run's log reads this line: the network error or the
+        # refused address (which ports answer, what a name resolves to) is admin-only.
+        told = {"http_status": exc.http_status} if exc.http_status is not None else {}
         _log(
             "error" if final else "warning",
             where,
-            f"Webhook #{webhook_id} ({event}) to {origin(url)} failed: {exc} "
+            f"Webhook #{webhook_id} ({event}) to {origin(url)} failed: {exc.public} "
             f"(attempt {attempt} of {ATTEMPTS}, {then})",
-            {**meta, "reason": str(exc)},
+            {**meta, **told, logs.ADMIN_ONLY: {"reason": str(exc)}},
         )
+        logger.warning(
+            "Webhook %s (%s) of run %s to %s failed: %s (attempt %s of %s, %s)",
+            webhook_id, event, run_id, origin(url), exc, attempt, ATTEMPTS, then,
+        )  # fmt: skip
         raise
     logger.info(
         "Webhook %s (%s) of run %s delivered to %s: HTTP %s",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,24 @@ class AuthActions:
 @pytest.fixture
 def auth(app: Flask, client: FlaskClient) -> AuthActions:
     return AuthActions(app, client)
+
+
+def hermetic_resolve(host: str, port: int) -> list[str]:
+    """Resolves what needs no DNS query (literal addresses, ``localhost``); any other name
+    is unknown. Tests never look names up for real: no query leaves the machine."""
+    if host.rstrip(".").lower() == "localhost":
+        return ["127.0.0.1", "::1"]
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    return [str(info[4][0]) for info in infos]
+
+
+@pytest.fixture(autouse=True)
+def _no_name_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhook targets are resolved by :func:`hermetic_resolve` in every test process (a
+    test that wants a name to resolve injects its own resolver)."""
+    from app import webhook_guard
+
+    monkeypatch.setattr(webhook_guard, "RESOLVER", hermetic_resolve)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

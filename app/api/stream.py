@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 from flask import abort, request
 
-from app import live
+from app import live, logs
 from app.api import schemas as s
 from app.api.base import ID, bp, requires
 from app.errors import ValidationError
@@ -57,6 +57,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def _shown(message: live.Message) -> dict[str, Any]:
+    """A message's row as every reader of a stream may see it (one rendering serves all
+    roles, so a log line's admin-only meta is left out for everyone: GET /logs has it)."""
+    if message.kind != "log" or not isinstance(message.data.get("meta"), dict):
+        return message.data
+    return {**message.data, "meta": logs.visible_meta(message.data["meta"], admin=False)}
 
 
 def status_data(run_id: int, row: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +187,7 @@ def stream_run(run_id: int):
             if data["final"]:
                 pairs.append(("end", streaming.json_data({"run_id": run_id, **data})))
         elif wanted(message):
-            payload = message.rendered("api", lambda m: streaming.json_data(_plain(m.data)))
+            payload = message.rendered("api", lambda m: streaming.json_data(_plain(_shown(m))))
             pairs.append((KIND_NAMES[message.kind], payload))
         return pairs
 

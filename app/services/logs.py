@@ -89,8 +89,9 @@ def query_logs(
     return rows[:limit], next_cursor
 
 
-def as_dict(row: JobLog) -> dict[str, Any]:
-    """A log line as the API and the CLI's --json show it."""
+def as_dict(row: JobLog, *, admin: bool) -> dict[str, Any]:
+    """A log line as the API and the CLI's --json show it; its admin-only meta only to
+    ``admin`` readers."""
     return {
         "id": row.id,
         "at": row.at.isoformat(),
@@ -102,5 +103,5 @@ def as_dict(row: JobLog) -> dict[str, Any]:
         "job_type": row.job_type,
         "run_id": row.run_id,
         "device_id": row.device_id,
-        "meta": row.meta,
+        "meta": logs.visible_meta(row.meta, admin=admin),
     }

@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy import select
 
-from app import audit, crypto
+from app import audit, crypto, webhook_guard
 from app.errors import ValidationError
 from app.extensions import db
 from app.models import Job, User, Webhook
@@ -56,6 +57,15 @@ def _clean_url(value: Any, errors: dict[str, str]) -> str:
     elif parts.username is not None or parts.password is not None:
         # They would show in pages and logs; the receiver checks the signature instead.
         errors["url"] = "A webhook URL may not carry a user name or password."
+    else:
+        # Loopback, private, link-local... targets are refused (a port scanner of the
+        # workers' network otherwise). A name that does not resolve now is saved: each
+        # delivery checks every address again before it connects (app/webhooks.py).
+        refusal = webhook_guard.save_refusal(
+            url, webhook_guard.allow_list(current_app.config.get(webhook_guard.SETTING))
+        )
+        if refusal is not None:
+            errors["url"] = refusal
     return url
 
 

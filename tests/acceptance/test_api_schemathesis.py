@@ -54,7 +54,9 @@ def _seed(app: Any) -> str:
         )
         schedules.create_schedule(job, kind="interval", interval_minutes=60, actor="test")
         runs.start_run(job, triggered_by="test", actor="test")
-        webhook_service.create_webhook(job.id, "http://127.0.0.1:9/", ["failure"], actor="test")
+        webhook_service.create_webhook(
+            job.id, "https://hooks.example.net/", ["failure"], actor="test"
+        )
     return token
 
 

@@ -73,7 +73,11 @@ def test_a_failing_push_is_a_warning_and_is_retried(drill: Drill, tmp_path: Path
     """Push refused: the backup still succeeds, is recorded, notified; pushed once fixed."""
     remote = tmp_path / "remote.git"
     hook = _refusing_remote(remote)
-    drill.start(workers=("A", "B"), ROOKERY_CONFIG_REMOTE=str(remote))
+    drill.start(
+        workers=("A", "B"),
+        ROOKERY_CONFIG_REMOTE=str(remote),
+        ROOKERY_WEBHOOK_ALLOW="127.0.0.1/32",  # the receiver listens on 127.0.0.1
+    )
     lab = drill.lab(default_fleet(2))
     names = [d.name for d in lab.devices]
     drill.add_devices(lab)

@@ -10,6 +10,12 @@ CHOSEN = "a-chosen-secret-of-some-length"
 
 
 @pytest.fixture
+def engine_config(engine_config):
+    """These webhooks point at 127.0.0.1: an admin allowed it."""
+    return {**engine_config, "ROOKERY_WEBHOOK_ALLOW": "127.0.0.1/32"}
+
+
+@pytest.fixture
 def api(app, client) -> Api:
     return Api(client=client, tokens=make_tokens(app))
 

@@ -92,7 +92,7 @@ def known_ids(app, admin_client) -> dict[str, str]:
         job = make_job("sweep", "writer")
         schedule = schedules.create_schedule(job, kind="interval", interval_minutes=60)
         webhook, _ = webhooks.create_webhook(
-            job.id, "http://127.0.0.1:9/hook", [webhooks.FAILURE], actor="test"
+            job.id, "https://hooks.example.net/hook", [webhooks.FAILURE], actor="test"
         )
         run = runs.start_run(job, triggered_by="test")
         ids = {
