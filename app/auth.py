@@ -32,7 +32,12 @@ def require_role(role: Role) -> Callable[[F], F]:
             if not current_user.is_authenticated:
                 return login_manager.unauthorized()
             if not current_user.has_role(role):
-                abort(403)
+                abort(
+                    403,
+                    f"This page needs the {role.value} role; you are signed in as "
+                    f"{current_user.username}, a {current_user.role}. Ask an admin if you "
+                    "need it.",
+                )
             return view(*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]

@@ -38,6 +38,7 @@ def register(app: Flask) -> None:
         run_row=common.run_row,
         run_cells=common.run_cells,
         trigger_html=common.trigger,
+        icon=common.icon,
         priority_name=present.priority_name,
     )
     for name in BLUEPRINTS:

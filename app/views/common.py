@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import request
@@ -76,50 +79,72 @@ def query_without(**changes: Any) -> dict[str, Any]:
     return args
 
 
-#: How each run status looks everywhere: (icon, text). Colours: .badge-<status> in CSS.
+#: How each run status looks everywhere: (icon, text); icons are names of the vendored
+#: lucide sprite (app/static/vendor/lucide-sprite.svg). Colours: .badge-<status> in CSS.
 STATUS_DISPLAY: dict[str, tuple[str, str]] = {
-    "PENDING": ("…", "Pending"),
-    "QUEUED": ("⏳", "Queued"),
-    "SCHEDULED": ("🕒", "Scheduled"),
-    "WAITING": ("⛓", "Waiting for dependencies"),
-    "RUNNING": ("▶", "Running"),
-    "COMPLETED_SUCCESS": ("✔", "Success"),
-    "COMPLETED_PARTIAL_FAILURE": ("◐", "Partial failure"),
-    "COMPLETED_FAILURE": ("✖", "Failed"),
-    "COMPLETED_NO_DEVICES": ("∅", "No devices"),
-    "COMPLETED_NO_CREDENTIALS": ("🔑", "No credentials found"),
-    "FAILED_CREDENTIAL_RESOLUTION": ("🔒", "Credential error"),
-    "FAILED_DISPATCHER_ERROR": ("⚠", "Dispatcher error"),
-    "FAILED_UNEXPECTED": ("💥", "Unexpected error"),
-    "CANCELLED": ("⏹", "Cancelled"),
-    "TIMEOUT": ("⌛", "Timed out"),
+    "PENDING": ("circle-dashed", "Pending"),
+    "QUEUED": ("clock", "Queued"),
+    "SCHEDULED": ("calendar-clock", "Scheduled"),
+    "WAITING": ("hourglass", "Waiting for dependencies"),
+    "RUNNING": ("play", "Running"),
+    "COMPLETED_SUCCESS": ("circle-check", "Success"),
+    "COMPLETED_PARTIAL_FAILURE": ("circle-alert", "Partial failure"),
+    "COMPLETED_FAILURE": ("circle-x", "Failed"),
+    "COMPLETED_NO_DEVICES": ("circle-minus", "No devices"),
+    "COMPLETED_NO_CREDENTIALS": ("key-round", "No credentials found"),
+    "FAILED_CREDENTIAL_RESOLUTION": ("lock", "Credential error"),
+    "FAILED_DISPATCHER_ERROR": ("triangle-alert", "Dispatcher error"),
+    "FAILED_UNEXPECTED": ("octagon-x", "Unexpected error"),
+    "CANCELLED": ("square", "Cancelled"),
+    "TIMEOUT": ("timer-off", "Timed out"),
 }
 
 #: Device result statuses (DeviceResult.status) the same way.
 RESULT_DISPLAY: dict[str, tuple[str, str]] = {
-    "success": ("✔", "Success"),
-    "failed": ("✖", "Failed"),
-    "skipped": ("↷", "Skipped"),
-    "no_credentials": ("🔑", "No credentials"),
-    "auth_failed": ("🔒", "Authentication failed"),
-    "unreachable": ("⚡", "Unreachable"),
-    "timeout": ("⌛", "Timed out"),
-    "cancelled": ("⏹", "Cancelled"),
+    "success": ("circle-check", "Success"),
+    "failed": ("circle-x", "Failed"),
+    "skipped": ("skip-forward", "Skipped"),
+    "no_credentials": ("key-round", "No credentials"),
+    "auth_failed": ("lock", "Authentication failed"),
+    "unreachable": ("unplug", "Unreachable"),
+    "timeout": ("timer-off", "Timed out"),
+    "cancelled": ("square", "Cancelled"),
+    "waiting": ("hourglass", "Waiting"),
 }
+
+#: the vendored icon sprite (lucide-static, see app/static/vendor/VERSIONS.txt)
+ICON_SPRITE = "/static/vendor/lucide-sprite.svg"
+
+
+@functools.cache
+def icon_names() -> frozenset[str]:
+    """Every icon the sprite holds (read once per process)."""
+    sprite = Path(__file__).resolve().parent.parent / "static" / "vendor" / "lucide-sprite.svg"
+    return frozenset(re.findall(r'<symbol id="([^"]+)"', sprite.read_text()))
+
+
+def icon(name: str | None) -> Markup:
+    """An icon of the sprite as inline SVG; nothing for a name the sprite lacks (a job
+    module may name any lucide icon)."""
+    if not name or name not in icon_names():
+        return Markup("")
+    return Markup(
+        f'<svg class="icon" aria-hidden="true" focusable="false">'
+        f'<use href="{ICON_SPRITE}#{escape(name)}"></use></svg>'
+    )
 
 
 def status_display(status: str) -> tuple[str, str]:
-    return STATUS_DISPLAY.get(status, RESULT_DISPLAY.get(status, ("•", status)))
+    return STATUS_DISPLAY.get(status, RESULT_DISPLAY.get(status, ("circle-help", status)))
 
 
 def badge(status: str, id: str | None = None) -> Markup:
     """A status badge: colour (``.badge-<status>``), icon and text (the _badges macro)."""
-    icon, text = status_display(status)
+    icon_name, text = status_display(status)
     ident = f' id="{escape(id)}"' if id else ""
     return Markup(
         f'<span class="badge badge-{escape(status.lower())}" data-status="{escape(status)}" '
-        f'title="{escape(status)}"{ident}><span aria-hidden="true">{escape(icon)}</span> '
-        f"{escape(text)}</span>"
+        f'title="{escape(status)}"{ident}>{icon(icon_name)} {escape(text)}</span>'
     )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import login_required
+from werkzeug.wrappers import Response
 
 from app.services import runs, stats, system
 from app.views import common
@@ -62,3 +63,9 @@ def _chart(per_day: list[dict[str, Any]]) -> dict[str, Any]:
             segments.append({"outcome": outcome, "y": y, "h": h, "count": count})
         bars.append({"x": x, "date": day["date"], "total": day["total"], "segments": segments})
     return {"width": width, "height": height, "bar": bar, "bars": bars, "max": tallest}
+
+
+@bp.route("/favicon.ico")
+def favicon() -> Response:
+    """Browsers that ask for /favicon.ico get the SVG icon (no 404 on every page)."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
