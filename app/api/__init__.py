@@ -3,7 +3,8 @@
 Each module adds its routes to the one blueprint ``bp`` (see ``app.api.base``):
 ``jobs`` (job types, jobs, starting runs), ``runs`` (runs, events, logs), ``inventory``
 (devices, tags, credentials, imports, config history), ``admin`` (schedules,
-statistics, audit trail), ``webhooks``, ``stream`` (a run's live events as SSE).
+statistics, audit trail), ``account`` (passwords: your own, an admin's reset),
+``webhooks``, ``stream`` (a run's live events as SSE).
 Views parse (pydantic, via spectree), call one service and serialise
 (``app.present``); errors are JSON (``app.errors_web``).
 """
@@ -15,12 +16,12 @@ from typing import Any
 
 from flask import jsonify
 
-from app.api import admin, inventory, jobs, runs, schemas, stream, webhooks
+from app.api import account, admin, inventory, jobs, runs, schemas, stream, webhooks
 from app.api.base import bp, public, spec
 
 __all__ = ["bp", "openapi_document"]
 
-_MODULES = (admin, inventory, jobs, runs, stream, webhooks)
+_MODULES = (account, admin, inventory, jobs, runs, stream, webhooks)
 
 #: operations answering text rather than JSON: media type of their 200
 _TEXT_ANSWERS = {
