@@ -293,7 +293,7 @@ def _serve_worker(concurrency: int | None, name: str | None) -> None:
 
 @cli.group("user")
 def user_group() -> None:
-    """Manage people: create, change role, disable."""
+    """Manage people: create, change role or password, disable."""
 
 
 @user_group.command("create")
@@ -355,6 +355,26 @@ def user_enable(username: str) -> None:
 
     user = users.set_active(username, True, actor="cli")
     click.echo(f"{user.username} is enabled.")
+
+
+@user_group.command("password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@with_appcontext
+def user_password(username: str, password_stdin: bool) -> None:
+    """Set a user's password (from stdin, or prompted twice); their sessions end."""
+    from app.services import users
+
+    user = users.get_user(username)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    users.reset_password(user, password, actor="cli")
+    click.echo(
+        f"Password of {user.username} changed; every session of theirs is logged out "
+        "(their API tokens stay valid)."
+    )
 
 
 @user_group.command("list")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,12 +140,46 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    #: Part of every session and remember-me cookie (see ``get_id``); raising it ends
+    #: them all: logout, disable, a password or role change do (app/services/users.py).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (CheckConstraint("role IN ('viewer', 'operator', 'admin')", name="role"),)
+
+    #: When the login this object stands for began (int, epoch seconds), or None: set
+    #: by the login and by the user loader, never stored (not annotated: not mapped).
+    login_stamp = None
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    def get_id(self) -> str:
+        """What the session and the remember-me cookie hold: ``id:session_version:stamp``.
+
+        Flask-Login's "alternative token": the user loader (app/auth.py) accepts it only
+        while the version is the user's current one and the login is younger than the
+        remember-me duration, so raising the version ends every session at once, and
+        each login's cookie differs from the one before.
+        """
+        if self.login_stamp is None:
+            self.login_stamp = int(time.time())
+        return f"{self.id}:{self.session_version}:{self.login_stamp}"
+
+    # UserMixin compares get_id(), which holds the login's stamp: the same person is
+    # the same user whatever login an object stands for.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, User):
+            return NotImplemented
+        if self.id is None or other.id is None:
+            return self is other
+        return self.id == other.id
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = object.__hash__
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

@@ -3,8 +3,9 @@
 Each module adds its routes to the one blueprint ``bp`` (see ``app.api.base``):
 ``jobs`` (job types, jobs, starting runs), ``runs`` (runs, events, logs), ``inventory``
 (devices, tags, credentials, imports, config history), ``admin`` (schedules,
-statistics, audit trail), ``policy`` (run_commands' command policy), ``webhooks``,
-``stream`` (a run's live events as SSE).
+statistics, audit trail), ``account`` (passwords: your own, an admin's reset),
+``policy`` (run_commands' command policy), ``webhooks``, ``stream`` (a run's live events
+as SSE).
 Views parse (pydantic, via spectree), call one service and serialise
 (``app.present``); errors are JSON (``app.errors_web``).
 """
@@ -16,12 +17,12 @@ from typing import Any
 
 from flask import jsonify
 
-from app.api import admin, inventory, jobs, policy, runs, schemas, stream, webhooks
+from app.api import account, admin, inventory, jobs, policy, runs, schemas, stream, webhooks
 from app.api.base import bp, public, spec
 
 __all__ = ["bp", "openapi_document"]
 
-_MODULES = (admin, inventory, jobs, policy, runs, stream, webhooks)
+_MODULES = (account, admin, inventory, jobs, policy, runs, stream, webhooks)
 
 #: operations answering text rather than JSON: media type of their 200
 _TEXT_ANSWERS = {

@@ -1,4 +1,5 @@
-"""People: create, authenticate (with shared login throttling), change role, disable."""
+"""People: create, authenticate (with shared login throttling), change role, disable,
+change and reset passwords, end sessions."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ from app.models import (
     user_by_name,
     utcnow,
 )
-from app.services import get_row
+from app.services import find_row, get_row
 
 logger = logging.getLogger(__name__)
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
+#: what the login form accepts (app/views/auth.py)
+MAX_PASSWORD_LENGTH = 1024
 
 
 def validate_username(username: str) -> str:
@@ -42,11 +45,18 @@ def validate_username(username: str) -> str:
     return name
 
 
-def validate_password(password: str) -> str:
+def validate_password(password: str, *, field: str = "password") -> str:
+    """The one password rule (creation, change, reset): 8 to 1024 characters (the
+    login form takes no longer one)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
             f"A password needs at least {MIN_PASSWORD_LENGTH} characters.",
-            fields={"password": f"At least {MIN_PASSWORD_LENGTH} characters."},
+            fields={field: f"At least {MIN_PASSWORD_LENGTH} characters."},
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValidationError(
+            f"A password has at most {MAX_PASSWORD_LENGTH} characters.",
+            fields={field: f"At most {MAX_PASSWORD_LENGTH} characters."},
         )
     return password
 
@@ -94,10 +104,41 @@ def get_user(username: str) -> User:
     return user
 
 
+def find_user(ref: str | int) -> User:
+    """A user by id when ``ref`` is all digits (as tokens are found), else by name.
+
+    A name of digits only is found by name when no user has that id."""
+    text = str(ref).strip()
+    user = None
+    if text.isdigit() and len(text) <= 18:
+        user = find_row(User, int(text))
+    if user is None:
+        user = db.session.scalar(user_by_name(text[:200]))
+    if user is None:
+        raise NotFound(f"No user with the name or id {text[:64]!r}.")
+    return user
+
+
+def _end_sessions(user: User) -> None:
+    """Raise the user's session version (in the caller's transaction): every session
+    and remember-me cookie made before no longer logs anyone in (app/auth.py)."""
+    user.session_version = User.session_version + 1
+
+
+def end_sessions(user: User) -> None:
+    """End every session and remember-me cookie of ``user`` (logout does). Commits."""
+    _end_sessions(user)
+    db.session.commit()
+    logger.info("Ended every session of %s", user.username)
+
+
 def set_role(username: str, role: str, *, actor: User | str | None = None) -> User:
+    """Change a user's role; their sessions end (a new login shows the new role)."""
     user = get_user(username)
     new_role = parse_role(role)
     before = {"role": user.role}
+    if user.role != new_role.value:
+        _end_sessions(user)
     user.role = new_role.value
     audit.record(
         actor=actor,
@@ -113,8 +154,11 @@ def set_role(username: str, role: str, *, actor: User | str | None = None) -> Us
 
 
 def set_active(username: str, active: bool, *, actor: User | str | None = None) -> User:
+    """Disable (every session ends) or enable a user; enabling brings no old login back."""
     user = get_user(username)
     before = {"active": user.active}
+    if not active or not user.active:
+        _end_sessions(user)
     user.active = active
     audit.record(
         actor=actor,
@@ -165,8 +209,20 @@ class LoginFailed(ValidationError):
     """Invalid user name or password."""
 
 
+class WrongPassword(LoginFailed):
+    """The current password is wrong."""
+
+
 #: Key space of the per-address advisory lock (two int4 keys: apart from other locks).
 _LOGIN_LOCK_SPACE = 0x524F4F4C
+
+
+def _lock_address(address: str) -> None:
+    """One password check at a time per address, so parallel tries cannot all pass the
+    count before any failure is written. Released by the next commit or rollback."""
+    db.session.execute(
+        select(func.pg_advisory_xact_lock(_LOGIN_LOCK_SPACE, func.hashtext(address)))
+    )
 
 
 def _wait(failures: int, last: datetime | None, limit: int, now: datetime) -> float:
@@ -236,11 +292,7 @@ def authenticate(username: str, password: str, address: str) -> User:
     """
     name = username.strip().lower()[:64]
     address = (address or "unknown")[:64]
-    # One login at a time per address, so parallel tries cannot all pass the count
-    # before any failure is written. Released by the commit or rollback below.
-    db.session.execute(
-        select(func.pg_advisory_xact_lock(_LOGIN_LOCK_SPACE, func.hashtext(address)))
-    )
+    _lock_address(address)
     try:
         _check_throttle(name, address)
     except LoginThrottled:
@@ -278,6 +330,83 @@ def authenticate(username: str, password: str, address: str) -> User:
         summary=f"{user.username} logged in",
     )
     db.session.commit()
+    return user
+
+
+# -------------------------------------------------------------------- passwords
+
+
+def change_password(user: User, current_password: str, new_password: str, address: str) -> User:
+    """``user`` changes their own password, proving the current one. Commits.
+
+    A wrong current password counts as a failed login of that name from that address
+    (the same throttle, LoginThrottled while it must wait) and raises WrongPassword.
+    On success every session and remember-me cookie of the user ends: the caller logs
+    its own browser in again (app/views/auth.py). Audited, never with a password.
+    """
+    validate_password(new_password, field="new_password")
+    name = user.username
+    address = (address or "unknown")[:64]
+    _lock_address(address)
+    try:
+        _check_throttle(name, address)
+    except LoginThrottled:
+        db.session.rollback()
+        raise
+    if not user.check_password(current_password):
+        db.session.add(LoginFailure(username=name, address=address))
+        audit.record(
+            actor=user,
+            action="login_failed",
+            object_type="user",
+            object_id=user.id,
+            address=address,
+            summary=f"wrong current password in a password change of {name!r}",
+        )
+        db.session.commit()
+        raise WrongPassword(
+            "The current password is wrong.",
+            fields={"current_password": "Not your current password."},
+        )
+    db.session.execute(
+        delete(LoginFailure).where(LoginFailure.username == name, LoginFailure.address == address)
+    )
+    user.set_password(new_password)
+    _end_sessions(user)
+    audit.record(
+        actor=user,
+        action="password",
+        object_type="user",
+        object_id=user.id,
+        address=address,
+        summary=f"{name} changed their password; their other sessions ended",
+    )
+    db.session.commit()
+    logger.info("%s changed their password", name)
+    return user
+
+
+def reset_password(
+    user: User, new_password: str, *, actor: User | str | None = None, address: str | None = None
+) -> User:
+    """An admin (or the server's ``rookery`` command) sets ``user``'s password.
+
+    Every session and remember-me cookie of the user ends (API tokens stay: revoke
+    them apart). Audited, never with the password. Commits.
+    """
+    validate_password(new_password)
+    user.set_password(new_password)
+    _end_sessions(user)
+    audit.record(
+        actor=actor,
+        action="password",
+        object_type="user",
+        object_id=user.id,
+        address=address,
+        summary=f"reset the password of {user.username}; their sessions ended",
+    )
+    db.session.commit()
+    logger.info("The password of %s was reset", user.username)
     return user
 
 

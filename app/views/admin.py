@@ -1,4 +1,5 @@
-"""Admin pages: people (create, change role, disable/enable) and the audit trail."""
+"""Admin pages: people (create, change role, disable/enable, reset a password) and the audit
+trail."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ ACTIONS = (
     "disable",
     "login",
     "login_failed",
+    "password",
     "run",
     "cancel",
     "relaunch",
@@ -58,6 +60,7 @@ def _users_page(
             values=values or {"role": Role.VIEWER.value},
             errors=errors or {},
             message=message,
+            min_length=users.MIN_PASSWORD_LENGTH,
         ),
         status,
     )
@@ -116,6 +119,30 @@ def user_active(user_id: int) -> Response | tuple[str, int]:
     active = form_text("active") == "1"
     users.set_active(user.username, active, actor=current_user)
     flash(f"User {user.username} {'enabled' if active else 'disabled'}.", "success")
+    return redirect(url_for(".user_list"))
+
+
+@bp.route("/users/<int:user_id>/password", methods=["POST"])
+@require_role(Role.ADMIN)
+def user_password(user_id: int) -> Response | tuple[str, int]:
+    """Set another user's password; every session of theirs ends (yours: Password page)."""
+    user = users.get_user_by_id(user_id)
+    if user.id == current_user.id:
+        return _users_page(
+            message="Change your own password on the Password page (it asks for the current one).",
+            status=409,
+        )
+    try:
+        users.reset_password(
+            user,
+            request.form.get("password") or "",
+            actor=current_user,
+            address=request.remote_addr,
+        )
+    except ValidationError as exc:
+        message = f"Password of {user.username} not changed: {exc.message}"
+        return _users_page(message=message, status=422)
+    flash(f"Password of {user.username} changed; their sessions are logged out.", "success")
     return redirect(url_for(".user_list"))
 
 

@@ -1,7 +1,7 @@
 """Credential hold: a device's credentials wait for an admin after a widening change
 
 Revision ID: 0009_credential_hold
-Revises: 0006_run_fencing
+Revises: 0008_session_version
 Create Date: 2026-12-04
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_credential_hold"
-down_revision = "0006_run_fencing"
+down_revision = "0008_session_version"
 branch_labels = None
 depends_on = None
 

@@ -299,6 +299,53 @@ def test_a_viewer_sees_no_create_button_and_gets_403(browser, site: Site) -> Non
         context.close()
 
 
+def test_a_password_change_logs_out_the_other_browser(browser, admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    """Change your password in one browser: it stays logged in, the other is logged out;
+    an admin's reset on the Users page then logs out the first one too."""
+    from playwright.sync_api import expect
+
+    site.cli(
+        "user", "create", "wendy", "--role", "operator", "--password-stdin", stdin="wendy-pw-1"
+    )
+    contexts = [browser.new_context() for _ in range(2)]
+    try:
+        desk, laptop = (context.new_page() for context in contexts)
+        for page in (desk, laptop):
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            page.goto(f"{site.base}/login")
+            submit_login(page, "wendy", "wendy-pw-1")
+            page.wait_for_url(f"{site.base}/")
+        desk.click("#nav-password")
+        desk.wait_for_url(f"{site.base}/account/password")
+        desk.fill("#f-current_password", "wrong-pw-1")
+        desk.fill("#f-new_password", "wendy-pw-2")
+        desk.fill("#f-confirm_password", "wendy-pw-2")
+        desk.click("#change-password")
+        expect(desk.locator("#error-current_password")).to_be_visible()
+        desk.fill("#f-current_password", "wendy-pw-1")
+        desk.fill("#f-new_password", "wendy-pw-2")
+        desk.fill("#f-confirm_password", "wendy-pw-2")
+        desk.click("#change-password")
+        desk.wait_for_url(f"{site.base}/")
+        expect(desk.locator(".flash-success")).to_contain_text("other sessions are logged out")
+        laptop.goto(f"{site.base}/jobs")
+        expect(laptop).to_have_url(re.compile(r"/login"))
+        admin.goto(f"{site.base}/users")
+        row = admin.locator("tr", has_text="wendy")
+        row.locator("summary").click()
+        row.locator('input[name="password"]').fill("reset-by-admin-3")
+        row.get_by_role("button", name="Set").click()
+        expect(admin.locator(".flash-success")).to_contain_text("Password of wendy changed")
+        desk.goto(f"{site.base}/jobs")
+        expect(desk).to_have_url(re.compile(r"/login"))
+        desk.goto(f"{site.base}/login")
+        submit_login(desk, "wendy", "reset-by-admin-3")
+        desk.wait_for_url(f"{site.base}/")
+    finally:
+        for context in contexts:
+            context.close()
+
+
 def test_no_device_password_reached_any_page(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
     for path in ("/credentials", "/devices", "/jobs", "/runs", "/"):
         admin.goto(f"{site.base}{path}")
@@ -312,7 +359,8 @@ def test_pages_work_under_the_content_security_policy(admin, site: Site) -> None
 
     policy = admin.request.get(f"{site.base}/").headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
-    for path in ("/", "/jobs", "/runs", "/devices", "/credentials", "/job-types", "/users"):
+    pages = ("/jobs", "/runs", "/devices", "/credentials", "/job-types", "/users")
+    for path in ("/", *pages, "/account/password"):
         admin.goto(f"{site.base}{path}")
         assert admin.evaluate("typeof htmx === 'object' && htmx.version.startsWith('2')"), path
     # An htmx request the page makes by itself: the device filter as one types.

@@ -208,7 +208,7 @@ def test_every_form_answers_odd_fields_without_a_500(app, admin_client, known_id
 
 def test_a_viewer_is_refused_every_change(app, client, auth, known_ids):
     """Every form a viewer could post is a 403 that changes nothing; their own API tokens
-    are the one thing a viewer manages."""
+    and their own password are the things a viewer manages."""
     counted = (Device, Job, JobRun, Credential, Tag, Schedule, User)
 
     def counts() -> list[int]:
@@ -219,7 +219,7 @@ def test_a_viewer_is_refused_every_change(app, client, auth, known_ids):
     auth.create("vic", "viewer-password-1", "viewer")
     auth.logout()  # known_ids logged the admin in on this client
     auth.login("vic", "viewer-password-1")
-    own = {"tokens.create", "tokens.revoke"}
+    own = {"tokens.create", "tokens.revoke", "auth.password"}  # the password: test_sessions
     for rule in post_rules(app):
         if rule.endpoint in own:
             continue
