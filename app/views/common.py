@@ -105,6 +105,8 @@ RESULT_DISPLAY: dict[str, tuple[str, str]] = {
     "unreachable": ("⚡", "Unreachable"),
     "timeout": ("⌛", "Timed out"),
     "cancelled": ("⏹", "Cancelled"),
+    "host_key_changed": ("⚠", "Host key changed"),
+    "host_key_unapproved": ("🔏", "Host key not approved"),
 }
 
 
