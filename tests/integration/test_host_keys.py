@@ -374,3 +374,53 @@ def test_the_driver_refuses_a_pinned_device_whose_server_changed(device_lab, ssh
     target.host_key = None
     with NetmikoSession.open(target, credential, options) as session:
         assert session.host_key == demo_lab.host_key() and session.host_key_unpinned
+
+
+# ------------------------------------------------------------------------ the page
+
+
+def test_an_admin_pins_and_forgets_a_key_on_the_page(app, auth, client):
+    from app.services import inventory
+
+    with app.app_context():
+        device = inventory.create_device(
+            name="r9", host="192.0.2.9", port=22, platform="cisco_ios", actor="test"
+        )
+        device_id = device.id
+    key = HostKey.from_pkey(_ecdsa())
+    auth.create("ada", role="admin")
+    auth.login("ada")
+    page = f"/devices/{device_id}"
+    assert "no-host-key" in client.get(page).get_data(as_text=True)
+
+    bad = client.post(
+        f"{page}/host-key/set", data={"csrf_token": csrf_token(client, page), "key": "ssh-rsa x"}
+    )
+    assert bad.status_code == 302
+    shown = client.get(page).get_data(as_text=True)
+    assert "not valid base64" in shown or "too short" in shown
+    assert "no-host-key" in shown
+
+    pinned = client.post(
+        f"{page}/host-key/set",
+        data={"csrf_token": csrf_token(client, page), "key": f"192.0.2.9 {key.openssh()}"},
+    )
+    assert pinned.status_code == 302
+    shown = client.get(page).get_data(as_text=True)
+    assert key.fingerprint in shown and "set by an admin" in shown
+    no_token = client.post(f"{page}/host-key/forget", data={})
+    assert no_token.status_code == 400, "CSRF guards the form"
+    assert (
+        client.post(
+            f"{page}/host-key/forget", data={"csrf_token": csrf_token(client, page)}
+        ).status_code
+        == 302
+    )
+    assert "no-host-key" in client.get(page).get_data(as_text=True)
+    with app.app_context():
+        actions = db.session.scalars(
+            select(AuditEntry.action).where(
+                AuditEntry.object_type == "device", AuditEntry.object_id == str(device_id)
+            )
+        ).all()
+    assert sorted(actions) == ["create", "host_key_forget", "host_key_set"]
