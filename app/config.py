@@ -53,6 +53,13 @@ def _to_str(raw: str) -> str:
     return raw
 
 
+def _to_host_key_mode(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"tofu", "strict"}:
+        raise ValueError("expected tofu or strict")
+    return value
+
+
 def _to_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -239,6 +246,15 @@ SETTINGS: tuple[Setting, ...] = (
         default=False,
         parse=_to_bool,
         help="Offer old SSH algorithms (ssh-rsa with SHA-1) for old devices.",
+    ),
+    Setting(
+        env="ROOKERY_SSH_HOST_KEYS",
+        default="tofu",
+        parse=_to_host_key_mode,
+        help="Which SSH host keys are trusted. `tofu`: a device's first key is pinned, and a "
+        "different one later is refused before any password is sent. `strict`: only keys an "
+        "admin accepted or set; a device without one is refused (its key is shown for an "
+        "admin to accept).",
     ),
     Setting(
         env="ROOKERY_CONNECT_RETRIES",

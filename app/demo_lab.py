@@ -37,7 +37,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.ssh_keys import HostKey
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +327,17 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def host_key() -> HostKey:
+    """The SSH host key every lab device presents (FakeNOS's bundled RSA key), as an
+    ``app.ssh_keys.HostKey``: the same key on every port and after every restart."""
+    from fakenos.plugins.servers.ssh_server_paramiko import DEFAULT_SSH_KEY
+    from paramiko import RSAKey
+
+    from app.ssh_keys import HostKey
+
+    return HostKey.from_pkey(RSAKey(file_obj=io.StringIO(DEFAULT_SSH_KEY)))
 
 
 def unreachable_port() -> int:

@@ -5,7 +5,8 @@ a tag with the device, lowest priority first — or those of them the job names;
 while the device's credentials are on hold).
 ``make_connector`` builds what ``DeviceTarget.connect()`` calls: it skips a device
 whose circuit is open, tries the credentials in order (an authentication failure
-moves to the next one), retries connection errors with backoff, keeps the
+moves to the next one; a refused host key ends the device at once, see
+``services.host_keys``), retries connection errors with backoff, keeps the
 credentials' success and failure counts, and opens the device's circuit after
 ROOKERY_CIRCUIT_FAILURES consecutive connection failures. Breaker state lives in
 PostgreSQL, so every worker sees it.
@@ -42,7 +43,7 @@ from app.models import (
     job_credentials,
     utcnow,
 )
-from app.services import credentials
+from app.services import credentials, host_keys
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +261,7 @@ def session_options(config: dict) -> drivers.SessionOptions:
         connect_timeout=config["ROOKERY_SSH_CONNECT_TIMEOUT"],
         read_timeout=config["ROOKERY_SSH_READ_TIMEOUT"],
         legacy_algorithms=config["ROOKERY_SSH_LEGACY_ALGORITHMS"],
+        host_keys=config["ROOKERY_SSH_HOST_KEYS"],
     )
 
 
@@ -305,6 +307,12 @@ class Connector:
                 target.connect_attempts += 1
                 try:
                     session = drivers.open_session(target, credential, self.options)
+                    host_keys.pin_first_use(target, session)
+                except drivers.HostKeyRefused as exc:
+                    # Refused before authentication: no password went to that server, and
+                    # none may (no retry, no other credential; not a credential failure).
+                    host_keys.record_refused(target, exc)
+                    raise
                 except drivers.AuthenticationFailed:
                     credentials.record_use(credential.id, False)
                     refused.append(credential.name)
@@ -380,6 +388,8 @@ RESULT_STATUS: tuple[tuple[type[BaseException], str], ...] = (
     (drivers.ConnectionFailed, "unreachable"),
     (drivers.CommandTimeout, "timeout"),
     (drivers.UnsupportedPlatform, "failed"),
+    (drivers.HostKeyMismatch, "host_key_changed"),
+    (drivers.HostKeyNotApproved, "host_key_unapproved"),
 )
 
 

@@ -16,6 +16,7 @@ from app.engine import fence
 from app.errors import RookeryError
 from app.extensions import db
 from app.models import JobRun, RunStatus, utcnow
+from app.ssh_keys import HostKey
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,12 @@ class DeviceTarget:
     driver: str = "netmiko"
     tags: tuple[str, ...] = ()
     credentials: tuple[ResolvedCredential, ...] = ()
+    #: the SSH host key pinned for the device (``app.ssh_keys.HostKey``), if any; a
+    #: connection that meets another key is refused before any password is sent
+    host_key: HostKey | None = None
+    #: whether an admin approved that key (accepted, set or imported it): strict mode
+    #: (``ROOKERY_SSH_HOST_KEYS=strict``) trusts only approved keys
+    host_key_approved: bool = False
     #: filled in by connect(): the credential that worked, and how many tries it took
     used_credential: str | None = None
     connect_attempts: int = 0

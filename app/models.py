@@ -40,6 +40,7 @@ from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
+from app.ssh_keys import HostKey
 
 
 def utcnow() -> datetime:
@@ -48,6 +49,9 @@ def utcnow() -> datetime:
 
 
 TZDateTime = DateTime(timezone=True)
+
+#: how a device's pinned host key came: the ones an admin approved
+HOST_KEY_APPROVED = ("accepted", "set")
 
 
 class Role(enum.StrEnum):
@@ -312,10 +316,51 @@ class Device(db.Model):
     credential_hold_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+    #: the pinned SSH host key (type and base64 blob, as in known_hosts); a connection
+    #: meeting another key is refused before any password is sent (app/host_keys.py)
+    host_key_type: Mapped[str | None] = mapped_column(String(64))
+    host_key: Mapped[str | None] = mapped_column(Text)
+    #: when the pinned key was first seen (learned) or accepted or set by an admin
+    host_key_seen_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    #: how it was pinned: learned (trust on first use), accepted or set by an admin
+    host_key_source: Mapped[str | None] = mapped_column(String(16))
+    #: the last key a refused connection was offered, for an admin to accept
+    host_key_pending_type: Mapped[str | None] = mapped_column(String(64))
+    host_key_pending: Mapped[str | None] = mapped_column(Text)
+    host_key_pending_seen_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 
     tags: Mapped[list[Tag]] = relationship(secondary=device_tags, order_by=Tag.name)
 
-    __table_args__ = (CheckConstraint("port BETWEEN 1 AND 65535", name="port"),)
+    __table_args__ = (
+        CheckConstraint("port BETWEEN 1 AND 65535", name="port"),
+        CheckConstraint(
+            "(host_key IS NULL) = (host_key_type IS NULL) "
+            "AND (host_key IS NULL) = (host_key_source IS NULL) "
+            "AND host_key_source IN ('learned', 'accepted', 'set')",
+            name="host_key",
+        ),
+        CheckConstraint(
+            "(host_key_pending IS NULL) = (host_key_pending_type IS NULL)",
+            name="host_key_pending",
+        ),
+    )
+
+    @property
+    def pinned_host_key(self) -> HostKey | None:
+        if self.host_key is None or self.host_key_type is None:
+            return None
+        return HostKey(type=self.host_key_type, key=self.host_key)
+
+    @property
+    def pending_host_key(self) -> HostKey | None:
+        if self.host_key_pending is None or self.host_key_pending_type is None:
+            return None
+        return HostKey(type=self.host_key_pending_type, key=self.host_key_pending)
+
+    @property
+    def host_key_approved(self) -> bool:
+        """An admin accepted or set the pinned key (strict mode trusts only these)."""
+        return self.host_key_source in HOST_KEY_APPROVED
 
 
 class Credential(db.Model):
@@ -581,7 +626,8 @@ class DeviceResult(db.Model):
         ForeignKey("devices.id", ondelete="SET NULL"), index=True
     )
     device_name: Mapped[str] = mapped_column(String(128))
-    #: success, failed, skipped, no_credentials, unreachable, auth_failed, cancelled, timeout
+    #: success, failed, skipped, no_credentials, unreachable, auth_failed, cancelled, timeout,
+    #: host_key_changed, host_key_unapproved
     status: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")
     credential_name: Mapped[str | None] = mapped_column(String(128))

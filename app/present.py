@@ -21,6 +21,7 @@ from app.models import (
     Schedule,
 )
 from app.services import schedules as schedule_service
+from app.ssh_keys import HostKey
 
 _PRIORITY_NAMES = {p.value: p.name.lower() for p in Priority}
 
@@ -186,6 +187,26 @@ def device(row: Device) -> dict[str, Any]:
         ),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
+        "host_key": _host_key(
+            row.pinned_host_key,
+            row.host_key_seen_at,
+            source=row.host_key_source,
+            approved=row.host_key_approved,
+        ),
+        "host_key_pending": _host_key(row.pending_host_key, row.host_key_pending_seen_at),
+    }
+
+
+def _host_key(key: HostKey | None, seen_at: datetime | None, **extra: Any) -> dict[str, Any] | None:
+    """A device's SSH host key: type, OpenSSH fingerprint, when seen, the public key."""
+    if key is None:
+        return None
+    return {
+        "type": key.type,
+        "fingerprint": key.fingerprint,
+        "seen_at": iso(seen_at),
+        "public_key": key.openssh(),
+        **extra,
     }
 
 

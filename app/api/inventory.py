@@ -12,7 +12,7 @@ from app.api.base import ID, actor, bp, requires, responses, spec
 from app.errors import NotFound, ValidationError
 from app.extensions import db
 from app.models import Role
-from app.services import credential_scope, inventory
+from app.services import credential_scope, host_keys, inventory
 from app.services import credentials as credential_service
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,44 @@ def approve_credentials(device_id: int):
 def delete_device(device_id: int):
     """Delete a device (refused while a run in flight targets it); its history stays."""
     inventory.delete_device(device_id, actor=actor())
+    return "", 204
+
+
+# ------------------------------------------------------------------------ host keys
+
+
+@bp.post(f"/devices/<{ID}:device_id>/host-key/accept")
+@spec.validate(json=s.HostKeyAccept, resp=responses(HTTP_200=s.DeviceOut), tags=["devices"])
+@requires(Role.ADMIN)
+def accept_host_key(device_id: int):
+    """Pin the device's pending SSH host key (the one a refused server offered).
+
+    Check its fingerprint first; give it as ``fingerprint`` and a key that became pending
+    since is refused (409) instead of accepted. Audited with the old and new fingerprints.
+    """
+    body: s.HostKeyAccept = request.context.json
+    fingerprint = body.fingerprint if body is not None else None
+    device = host_keys.accept_pending(device_id, actor=actor(), fingerprint=fingerprint)
+    return present.device(device)
+
+
+@bp.put(f"/devices/<{ID}:device_id>/host-key")
+@spec.validate(json=s.HostKeySet, resp=responses(HTTP_200=s.DeviceOut), tags=["devices"])
+@requires(Role.ADMIN)
+def set_host_key(device_id: int):
+    """Pin this SSH host key for the device (``<type> <base64>``): approved, so trusted in
+    strict mode too. Audited."""
+    body: s.HostKeySet = request.context.json
+    return present.device(host_keys.set_key(device_id, body.key, actor=actor()))
+
+
+@bp.delete(f"/devices/<{ID}:device_id>/host-key")
+@spec.validate(resp=responses(HTTP_204=None), tags=["devices"])
+@requires(Role.ADMIN)
+def forget_host_key(device_id: int):
+    """Forget the device's pinned and pending host keys: the next connection learns the
+    key again (in strict mode it is refused and its key becomes pending). Audited."""
+    host_keys.forget(device_id, actor=actor())
     return "", 204
 
 

@@ -462,6 +462,23 @@ class CredentialHoldOut(BaseModel):
     by: str | None
 
 
+class HostKeyOut(BaseModel):
+    #: ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa ...
+    type: str
+    #: OpenSSH's SHA256:... fingerprint (``ssh-keygen -lf``)
+    fingerprint: str
+    seen_at: datetime | None
+    #: ``<type> <base64>``
+    public_key: str
+
+
+class PinnedHostKeyOut(HostKeyOut):
+    #: learned (trust on first use), accepted or set (by an admin)
+    source: str
+    #: accepted or set by an admin: the keys ``ROOKERY_SSH_HOST_KEYS=strict`` trusts
+    approved: bool
+
+
 class DeviceOut(BaseModel):
     id: int
     name: str
@@ -475,6 +492,23 @@ class DeviceOut(BaseModel):
     credential_hold: CredentialHoldOut | None = None
     created_at: datetime | None
     updated_at: datetime | None
+    #: the pinned SSH host key; a server presenting another one is refused
+    host_key: PinnedHostKeyOut | None
+    #: the last key a refused server offered, for an admin to accept
+    host_key_pending: HostKeyOut | None
+
+
+class HostKeyAccept(Request):
+    #: the pending key's fingerprint as the admin saw it: refused (409) if it changed since
+    fingerprint: (
+        Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00]*$")]
+        | None
+    ) = None
+
+
+class HostKeySet(Request):
+    #: an OpenSSH public key, ``<type> <base64> [comment]`` (an ``ssh-keyscan`` line too)
+    key: Annotated[str, StringConstraints(min_length=1, max_length=16_384, pattern=r"^[^\x00]*$")]
 
 
 class DeviceList(BaseModel):

@@ -6,7 +6,9 @@ backend (``netmiko`` by default); another one (scrapli, paramiko) slots in by ad
 an entry to ``BACKENDS``. Errors are classified so the dispatcher knows what to do:
 ``AuthenticationFailed`` moves to the next credential, ``ConnectionFailed`` is
 retried with backoff and counts towards the device's circuit breaker,
-``CommandTimeout`` means the device hung mid-command.
+``CommandTimeout`` means the device hung mid-command. ``HostKeyRefused`` (a changed
+host key, or none approved in strict mode) ends the device at once: no retry, no other
+credential, since no password may go to a server that is not the device.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 
 from app.errors import RookeryError
 from app.job_api import DeviceTarget, ResolvedCredential
+from app.ssh_keys import HostKey
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,9 @@ __all__ = [
     "ConnectionFailed",
     "DriverError",
     "DriverSession",
+    "HostKeyMismatch",
+    "HostKeyNotApproved",
+    "HostKeyRefused",
     "SessionOptions",
     "UnsupportedPlatform",
     "open_session",
@@ -54,6 +60,27 @@ class UnsupportedPlatform(DriverError):
     """No driver supports this device's platform."""
 
 
+class HostKeyRefused(DriverError):
+    """The server's SSH host key is not one Rookery trusts for this device.
+
+    Raised before authentication: no password was sent. ``offered`` is the key the
+    server presented (None when the driver could not tell), kept as the device's
+    pending key for an admin to accept.
+    """
+
+    def __init__(self, message: str, *, offered: HostKey | None = None) -> None:
+        super().__init__(message)
+        self.offered = offered
+
+
+class HostKeyMismatch(HostKeyRefused):
+    """The server presented another key than the device's pinned one: "host key changed"."""
+
+
+class HostKeyNotApproved(HostKeyRefused):
+    """Strict host keys (``ROOKERY_SSH_HOST_KEYS=strict``) and no approved key for the device."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SessionOptions:
     """Timeouts and switches every session of a run shares."""
@@ -62,12 +89,19 @@ class SessionOptions:
     read_timeout: float = 60
     legacy_algorithms: bool = False
     fast_cli: bool = True
+    #: ``tofu``: a device without a pinned key is trusted on first use and its key pinned;
+    #: ``strict``: only a key an admin approved (accepted, set or imported) is trusted
+    host_keys: str = "tofu"
 
 
 class DriverSession(Protocol):
     """An open session on one device."""
 
     credential_name: str
+    #: the host key the server presented (None when the backend cannot tell)
+    host_key: HostKey | None
+    #: True when no pinned key was checked (trust on first use): the caller pins host_key
+    host_key_unpinned: bool
 
     def enable(self) -> None: ...
 

@@ -3,12 +3,26 @@
 Legacy SSH: old devices (IOS 12.x, early NX-OS) only sign with ``ssh-rsa`` (SHA-1);
 ``ROOKERY_SSH_LEGACY_ALGORITHMS=true`` makes paramiko offer it by disabling the
 rsa-sha2 signature variants for those sessions.
+
+Host keys: paramiko checks the server's host key right after the key exchange, before
+any authentication. A device with a trusted key (its pinned key; in strict mode only an
+approved one) connects with ``ssh_strict=True`` and a private ``known_hosts`` file
+holding that key alone (``alt_key_file``, deleted once connected), so paramiko refuses
+another key (``BadHostKeyException``) before a password is sent; paramiko also asks the
+server for a key of the pinned type first. Without a trusted key, TOFU mode connects
+with ``ssh_strict=False`` (paramiko's AutoAddPolicy) and reports the key the server
+presented (``host_key_unpinned``) for the caller to pin; strict mode pins a key nobody
+holds (``ssh_keys.unmatchable_key``), so the connection is refused and the refusal
+carries the key the server offered.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from netmiko import ConnectHandler
@@ -18,17 +32,22 @@ from netmiko.exceptions import (
     ReadException,
     ReadTimeout,
 )
-from paramiko.ssh_exception import SSHException
+from paramiko.ssh_exception import BadHostKeyException, SSHException
 
+from app import ssh_keys
 from app.drivers import (
     AuthenticationFailed,
     CommandTimeout,
     ConnectionFailed,
     DriverError,
+    HostKeyMismatch,
+    HostKeyNotApproved,
+    HostKeyRefused,
     SessionOptions,
     UnsupportedPlatform,
 )
 from app.job_api import DeviceTarget, ResolvedCredential
+from app.ssh_keys import HostKey
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +69,30 @@ def config_command(platform: str) -> str:
     return CONFIG_COMMANDS.get(platform, DEFAULT_CONFIG_COMMAND)
 
 
+def trusted_key(target: DeviceTarget, options: SessionOptions) -> HostKey | None:
+    """The key the device's server must present: its pinned key (in strict mode only an
+    approved one), or None (TOFU: the first key is trusted and pinned)."""
+    if target.host_key is None:
+        return None
+    if options.host_keys == "strict" and not target.host_key_approved:
+        return None
+    return target.host_key
+
+
+def write_known_hosts(target: DeviceTarget, key: HostKey) -> str:
+    """A private known_hosts file (mode 0600) holding ``key`` alone for the device's
+    host and port; the caller deletes it."""
+    line = ssh_keys.known_hosts_line(target.host, target.port, key)
+    fd, path = tempfile.mkstemp(prefix="rookery-known-hosts-")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(line)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
 class NetmikoSession:
     """A netmiko connection wrapped in Rookery's driver interface."""
 
@@ -66,6 +109,9 @@ class NetmikoSession:
         self._has_secret = bool(credential.enable_secret)
         self.options = options
         self.closed = False
+        #: the host key the server presented, and whether no pinned key was checked
+        self.host_key: HostKey | None = None
+        self.host_key_unpinned = False
 
     @classmethod
     def open(
@@ -86,17 +132,31 @@ class NetmikoSession:
             "allow_agent": False,
             "use_keys": False,
             "ssh_config_file": None,
+            "system_host_keys": False,  # never ~/.ssh/known_hosts: only the key given here
         }
         if options.legacy_algorithms:
             params["disabled_algorithms"] = LEGACY_ALGORITHMS
         where = f"{target.name} ({target.host}:{target.port})"
+        pinned = trusted_key(target, options)
+        checked = pinned
+        if checked is None and options.host_keys == "strict":
+            checked = ssh_keys.unmatchable_key()
+        known_hosts = None
         try:
+            if checked is not None:
+                known_hosts = write_known_hosts(target, checked)
+                params.update(ssh_strict=True, alt_host_keys=True, alt_key_file=known_hosts)
+            else:
+                params.update(ssh_strict=False, alt_host_keys=False)
             connection = ConnectHandler(**params)
         except NetmikoAuthenticationException:
             raise AuthenticationFailed(
                 f"{where} refused credential {credential.name!r} (user {credential.username})"
             ) from None
         except NetmikoTimeoutException as exc:
+            refusal = host_key_refusal(exc, where, pinned)
+            if refusal is not None:
+                raise refusal from None
             raise ConnectionFailed(f"{where} did not answer: {_first_line(exc)}") from None
         except ReadTimeout:
             raise CommandTimeout(f"{where} stopped answering while logging in") from None
@@ -107,8 +167,16 @@ class NetmikoSession:
                 ) from None
             raise DriverError(f"{where}: {_first_line(exc)}") from None
         except (SSHException, OSError, EOFError) as exc:
+            refusal = host_key_refusal(exc, where, pinned)
+            if refusal is not None:
+                raise refusal from None
             raise ConnectionFailed(f"{where}: {_describe_os_error(exc)}") from None
+        finally:
+            if known_hosts is not None:
+                os.unlink(known_hosts)
         session = cls(connection, target, credential, options)
+        session.host_key = _server_key(connection)
+        session.host_key_unpinned = checked is None
         try:
             session.enable()
         except DriverError:
@@ -185,6 +253,59 @@ class NetmikoSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def host_key_refusal(
+    exc: BaseException, where: str, pinned: HostKey | None
+) -> HostKeyRefused | None:
+    """The host-key refusal behind a connection error (netmiko wraps paramiko's), or None.
+
+    paramiko raises ``BadHostKeyException`` (with the key the server presented) when the
+    key is not the one in the known_hosts file, and its RejectPolicy an ``SSHException``
+    "not found in known_hosts" when no key is known for that host name.
+    """
+    for cause in _chain(exc):
+        if isinstance(cause, BadHostKeyException):
+            return _refusal(where, pinned, HostKey.from_pkey(cause.key))
+        if isinstance(cause, SSHException) and "not found in known_hosts" in str(cause):
+            return _refusal(where, pinned, None)
+    return None
+
+
+def _refusal(where: str, pinned: HostKey | None, offered: HostKey | None) -> HostKeyRefused:
+    got = offered.fingerprint if offered is not None else "a key that could not be read"
+    if pinned is not None:
+        return HostKeyMismatch(
+            f"{where}: host key changed: expected {pinned.fingerprint}, got {got}; "
+            "an admin must accept the new key. Nothing was sent to the server.",
+            offered=offered,
+        )
+    return HostKeyNotApproved(
+        f"{where}: no approved host key (ROOKERY_SSH_HOST_KEYS=strict); the server "
+        f"offered {got}; an admin must accept it. Nothing was sent to the server.",
+        offered=offered,
+    )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling (netmiko raises its
+    own while handling paramiko's)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 10:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _server_key(connection: Any) -> HostKey | None:
+    """The host key the server of an open netmiko connection presented."""
+    try:
+        transport = connection.remote_conn_pre.get_transport()
+        return HostKey.from_pkey(transport.get_remote_server_key())
+    except Exception:  # not an SSH connection (telnet, serial): nothing to pin
+        logger.debug("no SSH host key on this connection", exc_info=True)
+        return None
 
 
 def _first_line(exc: BaseException) -> str:

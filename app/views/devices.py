@@ -24,7 +24,7 @@ from app.auth import require_role
 from app.errors import Conflict, Forbidden, ValidationError
 from app.extensions import db
 from app.models import Device, Role
-from app.services import credential_scope, inventory
+from app.services import credential_scope, host_keys, inventory
 from app.views.common import form_bool, form_text, is_htmx, query_without, refuse_nul
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,48 @@ def delete(device_id: int) -> Response:
         return redirect(url_for(".show", device_id=device_id))
     flash(f"Device {name} deleted; its config history and results stay readable.", "success")
     return redirect(url_for(".index"))
+
+
+# ------------------------------------------------------------------ host keys
+
+
+@bp.route("/<int:device_id>/host-key/accept", methods=["POST"])
+@require_role(Role.ADMIN)
+def accept_host_key(device_id: int) -> Response:
+    """Pin the device's pending host key; the form names the fingerprint the admin saw."""
+    try:
+        device = host_keys.accept_pending(
+            device_id, actor=current_user, fingerprint=form_text("fingerprint") or None
+        )
+    except Conflict as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".show", device_id=device_id))
+    key = device.pinned_host_key
+    flash(f"Host key {key.fingerprint if key else ''} accepted for {device.name}.", "success")
+    return redirect(url_for(".show", device_id=device_id))
+
+
+@bp.route("/<int:device_id>/host-key/set", methods=["POST"])
+@require_role(Role.ADMIN)
+def set_host_key(device_id: int) -> Response:
+    """Pin the public key an admin pasted (``<type> <base64>``)."""
+    try:
+        device = host_keys.set_key(device_id, form_text("key"), actor=current_user)
+    except ValidationError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".show", device_id=device_id))
+    key = device.pinned_host_key
+    flash(f"Host key {key.fingerprint if key else ''} pinned for {device.name}.", "success")
+    return redirect(url_for(".show", device_id=device_id))
+
+
+@bp.route("/<int:device_id>/host-key/forget", methods=["POST"])
+@require_role(Role.ADMIN)
+def forget_host_key(device_id: int) -> Response:
+    """Unpin the device's host key: the next connection learns it again."""
+    device = host_keys.forget(device_id, actor=current_user)
+    flash(f"Host key of {device.name} forgotten; the next connection learns it.", "success")
+    return redirect(url_for(".show", device_id=device_id))
 
 
 # --------------------------------------------------------------- device page

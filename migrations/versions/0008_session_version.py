@@ -1,7 +1,7 @@
 """Session version: every session and remember-me cookie of a user ends when it is raised
 
 Revision ID: 0008_session_version
-Revises: 0006_run_fencing
+Revises: 0007_host_keys
 Create Date: 2026-12-04
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_session_version"
-down_revision = "0006_run_fencing"
+down_revision = "0007_host_keys"
 branch_labels = None
 depends_on = None
 

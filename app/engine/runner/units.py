@@ -433,6 +433,8 @@ def targets_of(devices: list[Device]) -> list[DeviceTarget]:
             platform=d.platform,
             driver=d.driver,
             tags=tuple(sorted(tags.get(d.id, []))),
+            host_key=d.pinned_host_key,
+            host_key_approved=d.host_key_approved,
         )
         for d in devices
     ]
