@@ -330,6 +330,10 @@ class Device(db.Model):
     host_key_pending_seen_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 
     tags: Mapped[list[Tag]] = relationship(secondary=device_tags, order_by=Tag.name)
+    #: its latest config backup (None: never backed up)
+    backup: Mapped[DeviceBackup | None] = relationship(
+        "DeviceBackup", uselist=False, viewonly=True, lazy="selectin"
+    )
 
     __table_args__ = (
         CheckConstraint("port BETWEEN 1 AND 65535", name="port"),
@@ -361,6 +365,24 @@ class Device(db.Model):
     def host_key_approved(self) -> bool:
         """An admin accepted or set the pinned key (strict mode trusts only these)."""
         return self.host_key_source in HOST_KEY_APPROVED
+
+
+class DeviceBackup(db.Model):
+    """A device's latest config backup: written by a trigger on device_results (migration
+    0012), read by pages, the API and the dashboard."""
+
+    __tablename__ = "device_backups"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_run_id: Mapped[int | None] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(TZDateTime)
+    #: the device result's status: success, failed, unreachable, ...
+    last_status: Mapped[str] = mapped_column(String(32))
+    last_success_at: Mapped[datetime | None] = mapped_column(TZDateTime, index=True)
+    #: the commit holding the device's latest backed-up config
+    last_commit: Mapped[str | None] = mapped_column(String(64))
 
 
 class Credential(db.Model):

@@ -176,6 +176,17 @@ def device(row: Device) -> dict[str, Any]:
         "enabled": row.enabled,
         "notes": row.notes or "",
         "tags": [t.name for t in row.tags],
+        "last_backup": (
+            {
+                "at": iso(row.backup.last_at),
+                "status": row.backup.last_status,
+                "commit": row.backup.last_commit,
+                "last_success_at": iso(row.backup.last_success_at),
+                "run_id": row.backup.last_run_id,
+            }
+            if row.backup is not None
+            else None
+        ),
         "credential_hold": (
             {
                 "reason": row.credential_hold,

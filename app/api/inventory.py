@@ -25,11 +25,18 @@ logger = logging.getLogger(__name__)
 @requires(Role.VIEWER)
 def list_devices():
     """Devices by name, filtered by tag, text (name, host, platform, notes), state, platform,
-    held credentials."""
+    held credentials, backup health (stale, failing, never, fresh); each with its
+    ``last_backup``."""
     q: s.DeviceQuery = request.context.query
     rows = db.session.scalars(
         inventory.list_devices(
-            tag=q.tag, search=q.search, enabled=q.enabled, platform=q.platform, held=q.held
+            tag=q.tag,
+            search=q.search,
+            enabled=q.enabled,
+            platform=q.platform,
+            held=q.held,
+            backup=q.backup,
+            stale_hours=q.stale_hours,
         )
     )
     return {"items": [present.device(d) for d in rows]}

@@ -479,6 +479,17 @@ class PinnedHostKeyOut(HostKeyOut):
     approved: bool
 
 
+class LastBackupOut(BaseModel):
+    """The device's latest config backup: when, how it ended, the commit holding its
+    config, and its latest success."""
+
+    at: datetime | None
+    status: str
+    commit: str | None
+    last_success_at: datetime | None
+    run_id: int | None
+
+
 class DeviceOut(BaseModel):
     id: int
     name: str
@@ -490,6 +501,7 @@ class DeviceOut(BaseModel):
     notes: str
     tags: list[str]
     credential_hold: CredentialHoldOut | None = None
+    last_backup: LastBackupOut | None = None
     created_at: datetime | None
     updated_at: datetime | None
     #: the pinned SSH host key; a server presenting another one is refused
@@ -522,6 +534,10 @@ class DeviceQuery(Query):
     platform: ShortText | None = None
     #: true: only devices whose credentials are on hold; false: only the others
     held: bool | None = None
+    #: stale (no successful backup within stale_hours), failing (the latest backup
+    #: failed), never (no backup yet), fresh (a success within stale_hours)
+    backup: Literal["stale", "failing", "never", "fresh"] | None = None
+    stale_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 24
 
 
 class ConfigVersion(BaseModel):

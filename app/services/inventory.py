@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
@@ -36,6 +37,7 @@ from app.models import (
     ACTIVE_STATUSES,
     Credential,
     Device,
+    DeviceBackup,
     DeviceResult,
     Job,
     JobRun,
@@ -45,6 +47,7 @@ from app.models import (
     device_tags,
     job_target_devices,
     job_target_tags,
+    utcnow,
 )
 from app.services import credential_scope, get_row
 
@@ -272,6 +275,8 @@ def list_devices(
     enabled: bool | None = None,
     platform: str | None = None,
     held: bool | None = None,
+    backup: str | None = None,
+    stale_hours: int = 24,
 ) -> Select[tuple[Device]]:
     """Devices by name, filtered by a tag, a text (name, host, platform, notes), state,
     platform, and whether their credentials are on hold."""
@@ -296,7 +301,47 @@ def list_devices(
         query = query.where(
             Device.credential_hold.isnot(None) if held else Device.credential_hold.is_(None)
         )
+    if backup:
+        query = query.where(backup_condition(backup, stale_hours))
     return query
+
+
+#: latest backup statuses that are not failures of the device (the run was stopped)
+_NOT_FAILING = ("success", "cancelled", "skipped")
+
+
+def backup_condition(state: str, stale_hours: int = 24) -> Any:
+    """The devices whose backups are in ``state``: fresh (a success within
+    ``stale_hours``), stale (none within), failing (the latest one failed), never."""
+    since = utcnow() - timedelta(hours=stale_hours)
+    has_backup = select(DeviceBackup.device_id).where(DeviceBackup.device_id == Device.id)
+    if state == "never":
+        return ~has_backup.exists()
+    if state == "fresh":
+        return has_backup.where(DeviceBackup.last_success_at >= since).exists()
+    if state == "stale":
+        return ~has_backup.where(DeviceBackup.last_success_at >= since).exists()
+    if state == "failing":
+        return has_backup.where(DeviceBackup.last_status.not_in(_NOT_FAILING)).exists()
+    raise ValidationError(
+        f"Unknown backup state {state!r}.", fields={"backup": "fresh, stale, failing or never"}
+    )
+
+
+def backup_health(stale_hours: int = 24) -> dict[str, int]:
+    """How many enabled devices are in each backup state (fresh and stale split every
+    device; failing and never are among the stale ones or beside them)."""
+    counts = {}
+    for state in ("fresh", "stale", "failing", "never"):
+        counts[state] = (
+            db.session.scalar(
+                select(func.count(Device.id)).where(
+                    Device.enabled.is_(True), backup_condition(state, stale_hours)
+                )
+            )
+            or 0
+        )
+    return counts
 
 
 def _escape_like(text: str) -> str:

@@ -531,3 +531,28 @@ def delete_job(job_id: int, *, actor: User | str | None = None) -> None:
         before=before,
     )
     db.session.commit()
+
+
+def device_jobs() -> list[Job]:
+    """Every enabled job whose type works on devices, by name (a device page's "Run a
+    job on this device")."""
+    kinds = registry.current().types
+    rows = db.session.scalars(select(Job).where(Job.enabled.is_(True)).order_by(Job.name))
+    return [j for j in rows if j.job_type in kinds and kinds[j.job_type].targets == "devices"]
+
+
+def backup_job_for(device: Device) -> Job | None:
+    """The config backup job to back ``device`` up now: an enabled one that targets it
+    (by name or tag), else any enabled one, else None."""
+    candidates = list(
+        db.session.scalars(
+            select(Job)
+            .where(Job.job_type == "config_backup", Job.enabled.is_(True))
+            .order_by(Job.id)
+        )
+    )
+    tag_ids = {t.id for t in device.tags}
+    for job in candidates:
+        if device in job.target_devices or tag_ids & {t.id for t in job.target_tags}:
+            return job
+    return candidates[0] if candidates else None

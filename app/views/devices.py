@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 
 from app import config_store
 from app.auth import require_role
-from app.errors import Conflict, Forbidden, ValidationError
+from app.errors import MAX_ID, Conflict, Forbidden, ValidationError
 from app.extensions import db
-from app.models import Device, Role
-from app.services import credential_scope, host_keys, inventory
+from app.models import Device, Job, Role
+from app.services import credential_scope, host_keys, inventory, jobs, runs
 from app.views.common import form_bool, form_text, is_htmx, query_without, refuse_nul
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,15 @@ HISTORY_LIMIT = 100
 def utc_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """A stored (aware) time shown in UTC, whatever the database session's time zone."""
     return value.astimezone(UTC).strftime(fmt) if value is not None else ""
+
+
+#: the device list's backup filter: state -> its label
+BACKUP_STATES = {
+    "stale": "Stale (no success in 24 h)",
+    "failing": "Failing",
+    "never": "Never backed up",
+    "fresh": "Fresh (a success in 24 h)",
+}
 
 
 def _form_values() -> dict[str, Any]:
@@ -87,7 +96,10 @@ def index() -> str:
     after = request.args.get("after") or None
     before = request.args.get("before") or None
     held = True if request.args.get("held") == "1" else None
-    query = inventory.list_devices(tag=tag, search=search, held=held)
+    backup = request.args.get("backup") or None
+    if backup not in (None, *BACKUP_STATES):
+        backup = None
+    query = inventory.list_devices(tag=tag, search=search, held=held, backup=backup)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     if before:
         rows = list(
@@ -119,6 +131,8 @@ def index() -> str:
         "tag": tag,
         "search": search or "",
         "held": bool(held),
+        "backup": backup,
+        "backup_states": BACKUP_STATES,
         "tags": [t for t, _ in db.session.execute(inventory.list_tags())],
         "next_url": next_url,
         "prev_url": prev_url,
@@ -187,6 +201,46 @@ def _flash_hold(device: Device) -> None:
             f"{device.credential_hold}.",
             "error",
         )
+
+
+@bp.route("/<int:device_id>/backup", methods=["POST"])
+@require_role(Role.OPERATOR)
+def backup_now(device_id: int) -> Response:
+    """Back up this device now: a run of a config backup job, for this device alone."""
+    device = inventory.get_device(device_id)
+    job = jobs.backup_job_for(device)
+    if job is None:
+        flash("No config backup job yet: create one (Jobs, New job, Config backup).", "error")
+        return redirect(url_for(".show", device_id=device_id))
+    return _run_for_device(job, device)
+
+
+@bp.route("/<int:device_id>/run", methods=["POST"])
+@require_role(Role.OPERATOR)
+def run_job(device_id: int) -> Response:
+    """Run the chosen device job on this device alone."""
+    device = inventory.get_device(device_id)
+    raw = request.form.get("job_id", "")
+    job = db.session.get(Job, int(raw)) if raw.isdigit() and 0 < int(raw) <= MAX_ID else None
+    if job is None:
+        flash("Choose a job to run.", "error")
+        return redirect(url_for(".show", device_id=device_id))
+    return _run_for_device(job, device)
+
+
+def _run_for_device(job: Job, device: Device) -> Response:
+    try:
+        run = runs.start_run(
+            job,
+            triggered_by=f"user:{current_user.username}",
+            actor=current_user,
+            device_ids=[device.id],
+        )
+    except (Conflict, ValidationError, Forbidden) as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".show", device_id=device.id))
+    flash(f"Run #{run.id} of {job.name} on {device.name} queued.", "success")
+    return redirect(url_for("runs.detail", run_id=run.id))
 
 
 @bp.route("/<int:device_id>/approve-credentials", methods=["POST"])
@@ -295,6 +349,8 @@ def show(device_id: int) -> str:
     results = list(db.session.execute(inventory.recent_results(device.id)))
     return render_template(
         "devices/show.html",
+        device_jobs=jobs.device_jobs(),
+        backup_job=jobs.backup_job_for(device),
         device=device,
         history=history,
         history_error=history_error,

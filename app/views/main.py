@@ -9,7 +9,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import login_required
 from werkzeug.wrappers import Response
 
-from app.services import runs, stats, system
+from app.services import inventory, runs, stats, system
 from app.views import common
 
 bp = Blueprint("main", __name__)
@@ -39,6 +39,7 @@ def index() -> str:
         "recent": recent,
         "failing": stats.failing_devices(now - timedelta(days=days)),
         "health": system.health(),
+        "backups": inventory.backup_health(),
     }
     template = "_dashboard_body.html" if common.is_htmx() else "index.html"
     return render_template(template, **context)

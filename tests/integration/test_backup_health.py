@@ -1,0 +1,107 @@
+"""Backup health at a glance: each device's latest backup in the API and the device list,
+filters for stale, failing and never-backed-up devices, a dashboard card, and "Back up
+now" / "Run on this device" on the device page. Real FakeNOS devices on 127.0.0.1."""
+
+from __future__ import annotations
+
+from app.demo_lab import default_fleet
+from app.services import inventory, jobs, runs
+from tests.conftest import csrf_token
+from tests.integration import test_run_commands
+from tests.integration.helpers import drain, load_lab_devices, reload
+from tests.integration.test_api_support import Api, make_tokens, ok
+
+pytest_plugins = ["tests.devices"]
+
+app = test_run_commands.app
+ctx = test_run_commands.ctx
+
+
+def test_backup_state_in_api_list_filters_and_dashboard(app, ctx, client, device_lab_factory):
+    ios, eos = default_fleet(2, ["cisco_ios", "arista_eos"])
+    lab = device_lab_factory([ios, eos])
+    load_lab_devices(lab.devices, lab)
+    api = Api(client=client, tokens=make_tokens(app))
+    never = ok(api.get("/api/v1/devices?backup=never", as_="viewer"))["items"]
+    assert sorted(d["name"] for d in never) == sorted([ios.name, eos.name])
+    assert all(d["last_backup"] is None for d in never)
+
+    job = jobs.create_job(
+        name="nightly", job_type="config_backup", target_tags=["lab"], actor="test"
+    )
+    lab.stop_device(eos.name)  # it no longer answers: its backup fails
+    first = runs.start_run(job, triggered_by="test")
+    drain(app, concurrency=2)
+    by_name = {d["name"]: d for d in ok(api.get("/api/v1/devices", as_="viewer"))["items"]}
+    good = by_name[ios.name]["last_backup"]
+    assert good["status"] == "success" and good["run_id"] == first.id
+    assert good["commit"] and good["last_success_at"] == good["at"]
+    bad = by_name[eos.name]["last_backup"]
+    assert bad["status"] != "success" and bad["last_success_at"] is None
+    failing = ok(api.get("/api/v1/devices?backup=failing", as_="viewer"))["items"]
+    assert [d["name"] for d in failing] == [eos.name]
+    stale = ok(api.get("/api/v1/devices?backup=stale", as_="viewer"))["items"]
+    assert [d["name"] for d in stale] == [eos.name]
+    fresh = ok(api.get("/api/v1/devices?backup=fresh", as_="viewer"))["items"]
+    assert [d["name"] for d in fresh] == [ios.name]
+    assert ok(api.get("/api/v1/devices?backup=never", as_="viewer"))["items"] == []
+
+    # An unchanged config on the next backup keeps the commit that holds it.
+    second = runs.start_run(job, triggered_by="test", device_ids=[by_name[ios.name]["id"]])
+    drain(app)
+    again = ok(api.get(f"/api/v1/devices/{by_name[ios.name]['id']}", as_="viewer"))
+    assert again["last_backup"]["run_id"] == second.id
+    assert again["last_backup"]["commit"] == good["commit"]
+    assert reload(second.id).status == "COMPLETED_SUCCESS"
+
+
+def test_device_page_backs_up_now_and_runs_a_job_on_the_device(
+    app, ctx, client, auth, device_lab_factory
+):
+    (ios,) = default_fleet(1, ["cisco_ios"])
+    lab = device_lab_factory([ios])
+    load_lab_devices(lab.devices, lab)
+    device = inventory.get_by_name(ios.name)
+    auth.create("olga", "operator-pw-1", "operator")
+    auth.login("olga", "operator-pw-1")
+    page = client.get(f"/devices/{device.id}").get_data(as_text=True)
+    assert 'id="backup-now" disabled' in page  # no backup job yet
+    refused = client.post(
+        f"/devices/{device.id}/backup",
+        data={"csrf_token": csrf_token(client, f"/devices/{device.id}")},
+        follow_redirects=True,
+    )
+    assert "No config backup job yet" in refused.get_data(as_text=True)
+
+    jobs.create_job(name="nightly", job_type="config_backup", target_tags=["other"], actor="t")
+    show = jobs.create_job(
+        name="versions",
+        job_type="run_commands",
+        target_tags=["other"],
+        params={"commands": ["show version"]},
+        actor="t",
+    )
+    started = client.post(
+        f"/devices/{device.id}/backup",
+        data={"csrf_token": csrf_token(client, f"/devices/{device.id}")},
+    )
+    assert started.status_code == 302 and "/runs/" in started.headers["Location"]
+    run_id = int(started.headers["Location"].rsplit("/", 1)[1])
+    assert reload(run_id).device_ids == [device.id]
+    drain(app)
+    assert reload(run_id).status == "COMPLETED_SUCCESS"
+    page = client.get(f"/devices/{device.id}").get_data(as_text=True)
+    assert 'id="last-backup"' in page and "Success" in page
+
+    ran = client.post(
+        f"/devices/{device.id}/run",
+        data={"csrf_token": csrf_token(client, f"/devices/{device.id}"), "job_id": show.id},
+    )
+    other_run = int(ran.headers["Location"].rsplit("/", 1)[1])
+    drain(app)
+    assert reload(other_run).device_ids == [device.id]
+    assert reload(other_run).status == "COMPLETED_SUCCESS"
+    listing = client.get("/devices?backup=fresh").get_data(as_text=True)
+    assert f'id="last-backup-{device.id}"' in listing
+    dashboard = client.get("/").get_data(as_text=True)
+    assert 'id="backups-fresh-count">1<' in dashboard
