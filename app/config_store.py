@@ -994,6 +994,61 @@ def side_by_side(old: Sequence[str], new: Sequence[str]) -> list[DiffRow]:
     return rows
 
 
+@dataclass(frozen=True)
+class DiffGap:
+    """Unchanged lines left out of a diff shown with context: how many, from which line."""
+
+    count: int
+    left_no: int
+    right_no: int
+
+
+def with_context(rows: Sequence[DiffRow], context: int | None) -> list[DiffRow | DiffGap]:
+    """The rows within ``context`` lines of a change, the others folded into gaps
+    (``None``: every row)."""
+    if context is None:
+        return list(rows)
+    changed = [i for i, row in enumerate(rows) if row.kind != "equal"]
+    keep = [False] * len(rows)
+    for i in changed:
+        for k in range(max(0, i - context), min(len(rows), i + context + 1)):
+            keep[k] = True
+    shown: list[DiffRow | DiffGap] = []
+    skipped: list[DiffRow] = []
+    for row, kept in zip(rows, keep, strict=True):
+        if kept:
+            if skipped:
+                shown.append(
+                    DiffGap(len(skipped), skipped[0].left_no or 0, skipped[0].right_no or 0)
+                )
+                skipped = []
+            shown.append(row)
+        else:
+            skipped.append(row)
+    if skipped:
+        shown.append(DiffGap(len(skipped), skipped[0].left_no or 0, skipped[0].right_no or 0))
+    return shown
+
+
+#: what an intra-line highlight compares: words, runs of blanks, single other characters
+_TOKENS = re.compile(r"\w+|\s+|[^\w\s]")
+
+
+def inline_changes(old: str, new: str) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """Two changed lines as runs of (text, differs), word by word: what a page highlights
+    inside them (``port`` -> ``uplink``, not a letter here and there)."""
+    a, b = _TOKENS.findall(old), _TOKENS.findall(new)
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    left: list[tuple[str, bool]] = []
+    right: list[tuple[str, bool]] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if i2 > i1:
+            left.append(("".join(a[i1:i2]), tag != "equal"))
+        if j2 > j1:
+            right.append(("".join(b[j1:j2]), tag != "equal"))
+    return left, right
+
+
 def _shown(name: str) -> str:
     """A device name safe for a one-line commit message."""
     return "".join(c if c.isprintable() else "?" for c in name)

@@ -381,34 +381,92 @@ def _no_version(message: str) -> tuple[str, int]:
 @bp.route("/<int:device_id>/diff")
 @login_required
 def diff(device_id: int) -> str | tuple[str, int]:
-    """A side-by-side diff of the device's config between two chosen versions."""
+    """A diff of the device's config between two of its versions; the URL names them
+    (``old``, ``new``; ``old`` defaults to the version before ``new``), the view
+    (``view=split|unified``) and the context (3 lines unless ``context=all``)."""
     device = inventory.get_device(device_id)
     history, history_error = _history(device.name)
     old = (request.args.get("old") or "").strip()[:64]
     new = (request.args.get("new") or "").strip()[:64]
+    view = "unified" if request.args.get("view") == "unified" else "split"
+    full = request.args.get("context") == "all"
     rows: list[config_store.DiffRow] = []
     error = history_error
     status = 200
     if not error:
-        if not old or not new:
-            error, status = "Choose two versions to compare.", 400
-        else:
-            try:
-                rows = _store().diff(device.name, old, new)
-            except config_store.ConfigStoreError as exc:
-                error, status = exc.message, 404
+        error, status, old, new = _check_versions(device.name, old, new)
+    if not error:
+        try:
+            rows = _store().diff(device.name, old, new) if old else _first_version(device, new)
+        except config_store.ConfigStoreError as exc:
+            error, status = exc.message, 404
     context = {
         "device": device,
         "history": history,
         "old": old,
         "new": new,
-        "rows": rows,
+        "view": view,
+        "full": full,
+        "rows": config_store.with_context(rows, None if full else DIFF_CONTEXT),
         "changes": sum(1 for r in rows if r.kind != "equal"),
+        "inline": config_store.inline_changes,
         "error": error,
     }
     if _wants_partial():
         return render_template("devices/_config_diff.html", **context), status
     return render_template("devices/diff.html", **context), status
+
+
+#: unchanged lines shown around each change unless ``context=all``
+DIFF_CONTEXT = 3
+
+
+def _check_versions(name: str, old: str, new: str) -> tuple[str | None, int, str, str]:
+    """Both versions must be versions of this device (commits that changed its config):
+    (error, status, old, new) with full shas; ``old`` empty means "the one before new"."""
+    if not new:
+        return "Choose two versions to compare.", 400, old, new
+    versions = _store().history(name, limit=100_000)
+    shas = [v.sha for v in versions]
+
+    def find(sha: str) -> str | None:
+        if len(sha) < 7:
+            return None
+        return next((full for full in shas if full.startswith(sha.lower())), None)
+
+    full_new = find(new)
+    if full_new is None:
+        return f"{new[:12]} is not a version of {name}'s config.", 404, old, new
+    if not old:
+        index = shas.index(full_new)
+        return None, 200, shas[index + 1] if index + 1 < len(shas) else "", full_new
+    full_old = find(old)
+    if full_old is None:
+        return f"{old[:12]} is not a version of {name}'s config.", 404, old, full_new
+    return None, 200, full_old, full_new
+
+
+def _first_version(device: Device, sha: str) -> list[config_store.DiffRow]:
+    """A device's first stored version shown as a diff against nothing."""
+    text = _store().read(device.name, sha) or ""
+    return config_store.side_by_side([], text.splitlines())
+
+
+@bp.route("/<int:device_id>/config/<sha>/download")
+@login_required
+def config_download(device_id: int, sha: str) -> Response | tuple[str, int]:
+    """The device's config at one version, as a file."""
+    device = inventory.get_device(device_id)
+    try:
+        text = _store().read(device.name, sha)
+    except config_store.ConfigStoreError as exc:
+        return _no_version(exc.message)
+    if text is None:
+        return _no_version(f"Device {device.name} had no stored config at version {sha[:12]}.")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in device.name)
+    response = Response(text, mimetype="text/plain")
+    response.headers["Content-Disposition"] = f'attachment; filename="{safe}-{sha[:12]}.txt"'
+    return response
 
 
 # ------------------------------------------------------------------ import / export

@@ -202,6 +202,21 @@ def test_a_changed_config_shows_in_the_side_by_side_diff(admin, site: Site) -> N
         "data-status", "COMPLETED_SUCCESS", timeout=90_000
     )
     expect(admin.locator("#results-body")).to_contain_text("(changed)")
+    # The commit links to what changed; that page's URL names the versions, so it can be
+    # pasted into another tab, and Back returns from the unified view.
+    admin.locator("#results-body a[href*='/diff?new=']").first.click()
+    admin.wait_for_url(re.compile(r"/devices/\d+/diff\?new=[0-9a-f]{40}$"))
+    expect(admin.locator("#diff-table")).to_contain_text("Loopback99")
+    pasted = admin.context.new_page()
+    pasted.goto(admin.url)
+    expect(pasted.locator("#diff-table")).to_contain_text("Loopback99")
+    pasted.close()
+    shared = admin.url
+    admin.click("#view-unified")
+    admin.wait_for_url(re.compile(r"view=unified"))
+    expect(admin.locator("table.diff-unified")).to_be_visible()
+    admin.go_back()
+    admin.wait_for_url(shared)
     admin.goto(f"{site.base}/devices")
     admin.get_by_role("link", name=name, exact=True).click()
     expect(admin.locator("#device-name")).to_have_text(name)

@@ -311,7 +311,8 @@ def test_config_history_and_side_by_side_diff(client, auth, app):
     assert 'id="diff-table"' in body and 'id="diff-form"' in body
     assert '<tr class="diff-changed">' in body and '<tr class="diff-added">' in body
     assert "2 changed lines" in body
-    assert " shutdown" in body and " no shutdown" in body and "ip domain lab" in body
+    # the changed characters are marked inside a changed line
+    assert "<mark> no</mark> shutdown" in body and "ip domain lab" in body
     partial = client.get(
         f"/devices/{device_id}/diff?old={first.sha}&new={second.sha}",
         headers={"HX-Request": "true"},
@@ -327,6 +328,42 @@ def test_config_history_and_side_by_side_diff(client, auth, app):
     assert missing.status_code == 400 and b"Choose two versions" in missing.data
     unknown = client.get(f"/devices/{device_id}/config/{'a' * 40}")
     assert unknown.status_code == 404
+
+
+def test_diffs_worth_sharing(client, auth, app):
+    device_id = add_device(app, "r1")
+    other_id = add_device(app, "r2")
+    store = config_store.store_for(app)
+    base = "".join(f"interface Gi0/{i}\n description port {i}\n" for i in range(30))
+    first = store.commit_run(run_id=1, job_name="nightly", configs={"r1": base, "r2": "x\n"})
+    changed = base.replace(" description port 15\n", " description uplink 15\n")
+    second = store.commit_run(run_id=2, job_name="nightly", configs={"r1": changed})
+    other = store.commit_run(run_id=3, job_name="nightly", configs={"r2": "y\n"})
+    login(auth, "viewer")
+    # Only "new" named: the diff is against the version before it; 3 lines of context.
+    page = client.get(f"/devices/{device_id}/diff?new={second.sha[:10]}").get_data(as_text=True)
+    assert f"{first.sha[:8]} &rarr; {second.sha[:8]}" in page
+    assert page.count('<tr class="diff-equal">') == 6  # 3 above and 3 below the change
+    assert "… 28 unchanged lines" in page and "… 25 unchanged lines" in page
+    assert "context=all" in page and 'id="download-old"' in page
+    full = client.get(f"/devices/{device_id}/diff?old={first.sha}&new={second.sha}&context=all")
+    assert full.get_data(as_text=True).count('<tr class="diff-equal">') == 59
+    unified = client.get(
+        f"/devices/{device_id}/diff?old={first.sha}&new={second.sha}&view=unified"
+    ).get_data(as_text=True)
+    assert 'class="diff diff-unified"' in unified
+    assert '<td class="diff-line">- description <mark>port</mark> 15</td>' in unified
+    assert '<td class="diff-line">+ description <mark>uplink</mark> 15</td>' in unified
+    download = client.get(f"/devices/{device_id}/config/{first.sha}/download")
+    assert download.get_data(as_text=True) == base
+    assert "attachment" in download.headers["Content-Disposition"]
+    # A commit that is not a version of this device is refused, not shown as all added.
+    refused = client.get(f"/devices/{device_id}/diff?old={first.sha}&new={other.sha}")
+    assert refused.status_code == 404
+    assert "is not a version of r1" in refused.get_data(as_text=True)
+    # The first version of a device shows as added, against nothing.
+    first_only = client.get(f"/devices/{other_id}/diff?new={first.sha}").get_data(as_text=True)
+    assert "(the first stored version)" in first_only
 
 
 # ------------------------------------------------------------------------ import
