@@ -44,7 +44,9 @@ def configure_logging(level: str) -> None:
     root.setLevel(logging.WARNING)
 
 
-def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | None = None, *, web: bool = True, create_instance: bool = True
+) -> Flask:
     """Build the Flask app from the environment; ``config`` overrides (tests).
 
     ``web=False`` builds a worker's app: settings, database, queue and job registry,
@@ -53,11 +55,15 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
     ``database.schema_state``, which reads the revisions without alembic), and those
     imports (the API's pydantic models and spectree, the views and their forms,
     alembic) would cost every worker process about 25 MiB for nothing.
+
+    Without ROOKERY_INSTANCE the instance folder is found (``config.find_instance``);
+    ``create_instance=False`` refuses to make a new one (a CLI command run elsewhere).
     """
     overrides = dict(config or {})
     values = settings.read_settings(os.environ, overrides)
     configure_logging(values["ROOKERY_LOG_LEVEL"])
-    instance = settings.prepare_instance(values["ROOKERY_INSTANCE"])
+    where = values["ROOKERY_INSTANCE"] or settings.find_instance(Path.cwd(), create=create_instance)
+    instance = settings.prepare_instance(where)
 
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.update(values)

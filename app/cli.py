@@ -24,7 +24,7 @@ from click.core import ParameterSource
 from flask import current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from procrastinate.exceptions import ConnectorException
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app import cli_inventory, cli_jobs, cli_output, present
 from app.errors import RookeryError
@@ -32,10 +32,25 @@ from app.errors import RookeryError
 logger = logging.getLogger("app.cli")  # not __main__ under `python -m app.cli`
 
 
+#: the commands that start Rookery: they may create ./instance on a first start and log
+#: what they do at INFO; every other command finds an existing instance and is quiet
+SERVER_COMMANDS = frozenset({"run", "web", "worker", "demo", "db"})
+#: -v on the rookery command: INFO lines for every command
+_verbose = False
+
+
 def _make_app():
     from app import create_app
 
-    return create_app()
+    root = click.get_current_context(silent=True)
+    command = root.find_root().invoked_subcommand if root is not None else None
+    server = command in SERVER_COMMANDS
+    overrides = (
+        {}
+        if server or _verbose or os.environ.get("ROOKERY_LOG_LEVEL")
+        else {"ROOKERY_LOG_LEVEL": "WARNING"}
+    )
+    return create_app(overrides, create_instance=server)
 
 
 class RookeryGroup(FlaskGroup):
@@ -46,21 +61,31 @@ class RookeryGroup(FlaskGroup):
     a worker included, would pay for nothing.
     """
 
+    # Every command is registered on this group: listing or finding one never loads the
+    # app (FlaskGroup would, to look for app.cli commands), so `rookery --help` or a typo
+    # creates no instance folder and starts no database.
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), "db"})
+        return sorted({*click.Group.list_commands(self, ctx), "db"})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "db":
             from flask_migrate.cli import db
 
             return db
-        return super().get_command(ctx, name)
+        return click.Group.get_command(self, ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RookeryError as exc:
             raise click.ClickException(_error_line(exc)) from None
+        except ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "42P01":  # undefined_table
+                raise
+            raise click.ClickException(
+                "The database has no Rookery schema yet: run `rookery db upgrade` (or start "
+                "Rookery once with `rookery run`)."
+            ) from None
         except OperationalError as exc:
             reason = str(exc.orig or exc).strip().splitlines()
             raise click.ClickException(
@@ -83,8 +108,16 @@ class RookeryGroup(FlaskGroup):
     load_dotenv=False,
     set_debug_flag=False,
 )
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log what the command does (INFO lines).")
+def cli(verbose: bool) -> None:
     """Rookery: network-automation jobs (config backups into git, reachability, commands)."""
+    global _verbose
+    _verbose = verbose
+
+
+# Flask's own options (-e/--env-file, -A/--app, --debug) mean nothing for Rookery: it
+# builds its app itself and reads its settings from ROOKERY_* variables.
+cli.params = [p for p in cli.params if p.name not in ("env_file", "app", "debug")]
 
 
 def _emit(data: Any, as_json: bool, human: str) -> None:
@@ -687,12 +720,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="rookery")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _error_line(exc: RookeryError) -> str:
     """The error's message, with each field's reason the message does not already give."""
     fields = getattr(exc, "fields", None) or {}
     extra = [f"{name}: {reason}" for name, reason in fields.items() if reason not in exc.message]
     return f"{exc.message} ({'; '.join(extra)})" if extra else exc.message
+
+
+if __name__ == "__main__":
+    main()

@@ -95,9 +95,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         env="ROOKERY_INSTANCE",
-        default="./instance",
+        default=None,
         parse=_to_str,
-        help="Instance folder: secret key, encryption key, embedded database, config store.",
+        help="Instance folder: secret key, encryption key, embedded database, config store. "
+        "Unset: `./instance` of the current folder or the nearest folder above holding one; "
+        "only `rookery run`, `web`, `worker`, `demo` and `db` create `./instance` when none "
+        "is found.",
     ),
     Setting(
         env="ROOKERY_SECRET_KEY",
@@ -433,6 +436,35 @@ def read_settings(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> d
             f"{values['ROOKERY_JOB_TIMEOUT_MAX_SECONDS']})."
         )
     return values
+
+
+#: what a folder holds once Rookery has used it as its instance
+INSTANCE_MARKS = ("secret_key", "encryption.key", "pgdata")
+
+
+def is_instance(folder: Path) -> bool:
+    """Whether ``folder`` is an instance folder Rookery made (its keys, its database)."""
+    return folder.is_dir() and any((folder / mark).exists() for mark in INSTANCE_MARKS)
+
+
+def find_instance(start: Path, *, create: bool) -> Path:
+    """The ``instance`` folder of ``start`` or of its nearest parent that holds one made by
+    Rookery; with ``create``, ``start/instance`` when there is none (a first start).
+
+    Without ``create`` (any command but the servers), finding none is a ConfigError that
+    says what to do: no keys and no 46 MB database appear in a folder by accident.
+    """
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if is_instance(folder / "instance"):
+            return folder / "instance"
+    if create:
+        return start / "instance"
+    raise ConfigError(
+        f"No Rookery instance found: no instance/ folder made by Rookery in {start} or a "
+        "folder above it. Run the command in the folder you start Rookery from (where "
+        "run.sh is), or set ROOKERY_INSTANCE to the instance folder."
+    )
 
 
 def prepare_instance(path: str | os.PathLike[str]) -> Path:

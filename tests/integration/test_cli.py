@@ -168,3 +168,32 @@ def test_worker_refuses_a_schema_that_is_behind(runner, app):
     assert result.exit_code == 1
     assert result.output.startswith("Error: The database schema is at ['0001_procrastinate'], not")
     assert "run `rookery db upgrade` first." in result.output
+
+
+def test_outside_an_instance_a_command_says_what_to_do_and_creates_nothing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ROOKERY_INSTANCE", "DATABASE_URL")}
+
+    def rookery(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = rookery("job", "list")
+    assert listed.returncode == 1
+    lines = listed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: No Rookery instance found"), lines
+    assert "set ROOKERY_INSTANCE" in lines[0]
+    helped = rookery("--help")
+    assert helped.returncode == 0
+    assert "--debug" not in helped.stdout and "--env-file" not in helped.stdout
+    assert "-v, --verbose" in helped.stdout and "job" in helped.stdout
+    assert list(tmp_path.iterdir()) == []  # no instance folder, no keys, no database

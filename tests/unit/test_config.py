@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_defaults_when_environment_is_empty():
     values = config.read_settings({}, {})
     assert values["DATABASE_URL"] is None
-    assert values["ROOKERY_INSTANCE"] == "./instance"
+    assert values["ROOKERY_INSTANCE"] is None  # found (or made) by config.find_instance
     assert values["ROOKERY_WORKER_CONCURRENCY"] == 8
     assert values["ROOKERY_EVENT_LOGGING"] is True
 
@@ -106,3 +106,20 @@ def test_readme_lists_every_setting():
     text = README.read_text()
     missing = [s.env for s in config.SETTINGS if f"`{s.env}`" not in text]
     assert missing == [], f"README lacks {missing}: paste `rookery settings --markdown`"
+
+
+def test_the_instance_is_found_in_a_parent_and_never_made_by_accident(tmp_path):
+    from app.config import ConfigError, find_instance
+
+    deep = tmp_path / "clone" / "docs" / "deeper"
+    deep.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="No Rookery instance found"):
+        find_instance(deep, create=False)
+    assert not any(p.name == "instance" for p in tmp_path.rglob("*"))  # nothing was made
+    assert find_instance(deep, create=True) == deep.resolve() / "instance"  # a first start
+    made = tmp_path / "clone" / "instance"
+    made.mkdir()
+    with pytest.raises(ConfigError):  # an empty folder named instance is not Rookery's
+        find_instance(deep, create=False)
+    (made / "secret_key").write_text("x\n")
+    assert find_instance(deep, create=False) == made.resolve()
