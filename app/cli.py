@@ -624,8 +624,16 @@ DEMO_JOB = "Demo backup"
     type=click.IntRange(1, 200),
     help="How many emulated devices (five platforms in turn).",
 )
+@click.option(
+    "--drift",
+    type=click.FloatRange(0.1, 1440),
+    default=None,
+    help="Every MINUTES, change one device's configuration (the devices in turn), so "
+    "backups commit changes and diffs appear.",
+    metavar="MINUTES",
+)
 @with_appcontext
-def demo_command(devices: int) -> None:
+def demo_command(devices: int, drift: float | None) -> None:
     """Start emulated devices on 127.0.0.1, load them as inventory, and keep them up."""
     try:
         from app import demo_lab
@@ -679,16 +687,34 @@ def demo_command(devices: int) -> None:
             )
         click.echo(
             f"\nWith `rookery run` going in another terminal, back them up from the "
-            f"Jobs page or with:\n  rookery job run '{DEMO_JOB}' --wait 120\n"
-            "Ctrl-C here stops the devices."
+            f"Jobs page or with:\n  rookery job run '{DEMO_JOB}' --wait 120"
         )
+        if drift:
+            click.echo(
+                f"Every {drift:g} minute(s) one device's configuration changes (--drift): "
+                "back up again to see the change as a diff."
+            )
+        else:
+            click.echo(
+                "Their configurations stay as they are; `rookery demo --drift 5` changes one "
+                "every 5 minutes, so backups show diffs."
+            )
+        click.echo("Ctrl-C here stops the devices.")
 
     if importlib.util.find_spec("fakenos") is None:
         raise click.ClickException(
             "rookery demo needs the device emulator (fakenos), an optional extra: "
             "run `.venv/bin/pip install -e '.[demo]'` in the Rookery folder, then try again."
         )
-    demo_lab.serve_forever(demo_lab.default_fleet(devices), load)
+    # The emulated devices' SSH servers log every client that hangs up (a backup's
+    # session ending) at ERROR: noise on this console, not a problem.
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    demo_lab.serve_forever(
+        demo_lab.default_fleet(devices),
+        load,
+        drift_minutes=drift,
+        on_drift=lambda name: click.echo(f"Drift: demo-{name}'s configuration changed."),
+    )
 
 
 # -------------------------------------------------------------------------- settings

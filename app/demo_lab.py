@@ -771,13 +771,51 @@ class DeviceLab:
             list(pool.map(lambda host: host.stop(), hosts))
 
 
-def serve_forever(devices: list[LabDevice], announce: Callable[[DeviceLab], None]) -> None:
-    """Run a lab until interrupted (for a `rookery demo` command); ``announce`` prints it."""
+def drifted(platform: str, text: str, tick: int) -> str:
+    """``text`` with its demo drift line set to ``tick``: a change a backup commits and a
+    diff shows, written as a comment of the platform's configuration syntax."""
+    if platform.startswith("juniper"):
+        line = f"/* rookery demo drift {tick} */"
+    elif platform.startswith(("huawei", "hp_")):
+        line = f"# rookery demo drift {tick}"
+    else:
+        line = f"! rookery demo drift {tick}"
+    kept = [row for row in text.rstrip("\n").splitlines() if "rookery demo drift" not in row]
+    return "\n".join([*kept, line]) + "\n"
+
+
+def drift_once(lab: DeviceLab, tick: int) -> str:
+    """Change one device's configuration (the devices in turn); the device's name."""
+    device = sorted(lab.devices, key=lambda d: d.name)[tick % len(lab.devices)]
+    lab.set_config(device.name, drifted(device.platform, lab.config_of(device.name), tick))
+    return device.name
+
+
+def serve_forever(
+    devices: list[LabDevice],
+    announce: Callable[[DeviceLab], None],
+    *,
+    drift_minutes: float | None = None,
+    on_drift: Callable[[str], None] | None = None,
+) -> None:
+    """Run a lab until interrupted (for a `rookery demo` command); ``announce`` prints it.
+
+    With ``drift_minutes`` one device's configuration changes that often (the devices in
+    turn), so backups find something to commit and diffs appear.
+    """
     with DeviceLab(devices) as lab:
         announce(lab)
+        tick = 0
         try:
             while True:
-                time.sleep(3600)
+                if not drift_minutes:
+                    time.sleep(3600)
+                    continue
+                time.sleep(drift_minutes * 60)
+                tick += 1
+                name = drift_once(lab, tick)
+                if on_drift is not None:
+                    on_drift(name)
         except KeyboardInterrupt:
             pass
 

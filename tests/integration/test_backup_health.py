@@ -105,3 +105,20 @@ def test_device_page_backs_up_now_and_runs_a_job_on_the_device(
     assert f'id="last-backup-{device.id}"' in listing
     dashboard = client.get("/").get_data(as_text=True)
     assert 'id="backups-fresh-count">1<' in dashboard
+
+
+def test_demo_drift_makes_the_next_backup_commit_a_change(app, ctx, device_lab_factory):
+    from app.demo_lab import drift_once
+
+    fleet = default_fleet(2, ["cisco_ios", "juniper_junos"])
+    lab = device_lab_factory(fleet)
+    load_lab_devices(lab.devices, lab)
+    job = jobs.create_job(name="nightly", job_type="config_backup", target_tags=["lab"], actor="t")
+    runs.start_run(job, triggered_by="test")
+    drain(app, concurrency=2)
+    changed = {drift_once(lab, 1), drift_once(lab, 2)}
+    again = runs.start_run(job, triggered_by="test")
+    drain(app, concurrency=2)
+    results = test_run_commands.results(again.id)
+    assert changed == {d.name for d in fleet}
+    assert all(r.changed and r.commit_sha for r in results.values()), results
