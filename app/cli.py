@@ -149,6 +149,7 @@ def prepare_database(*, announce_admin: bool) -> None:
 
     database.check_connection(current_app.config["ROOKERY_PG_DSN"])
     upgrade(directory=current_app.extensions["migrate"].directory)
+    _index_configs_once()
     first = users.ensure_first_admin(current_app.config["ROOKERY_ADMIN_PASSWORD"])
     if first and announce_admin:
         if first.generated:
@@ -158,6 +159,27 @@ def prepare_database(*, announce_admin: bool) -> None:
             )
         else:
             click.echo("\n  Created the first user 'admin' with ROOKERY_ADMIN_PASSWORD.\n")
+
+
+def _index_configs_once() -> None:
+    """After an upgrade that brought the config search, fill its index from the store
+    (once: later backups keep it up to date)."""
+    from sqlalchemy import func, select
+
+    from app import config_store
+    from app.extensions import db
+    from app.models import LatestConfig
+    from app.services import config_search
+
+    if db.session.scalar(select(func.count()).select_from(LatestConfig)):
+        return
+    try:
+        indexed = config_search.reindex(config_store.store_for(current_app))
+    except config_store.ConfigStoreError as exc:
+        logger.warning("Config search not indexed from the store: %s", exc)
+        return
+    if indexed:
+        logger.info("Config search: indexed the latest config of %s device(s)", indexed)
 
 
 @cli.group("run", invoke_without_command=True)

@@ -503,6 +503,11 @@ class GitConfigStore:
     def _head(self) -> str | None:
         return self._try("rev-parse", "--verify", "-q", "HEAD^{commit}")
 
+    def head(self) -> str | None:
+        """The store's newest commit, or None while it is empty."""
+        with self._errors("rev-parse"):
+            return self._head()
+
     def _has(self, rev: str, file_name: str) -> bool:
         return self._try("cat-file", "-e", f"{rev}:{file_name}") is not None
 

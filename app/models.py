@@ -385,6 +385,20 @@ class DeviceBackup(db.Model):
     last_commit: Mapped[str | None] = mapped_column(String(64))
 
 
+class LatestConfig(db.Model):
+    """A device's latest backed-up config (the text in git at ``commit``), kept by the
+    backup's commit for the config search (app/services/config_search.py)."""
+
+    __tablename__ = "latest_configs"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    commit: Mapped[str] = mapped_column(String(64))
+    committed_at: Mapped[datetime] = mapped_column(TZDateTime)
+    body: Mapped[str] = mapped_column(Text)
+
+
 class Credential(db.Model):
     """Login for devices sharing one of its tags; secrets are Fernet-encrypted."""
 

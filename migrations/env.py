@@ -21,8 +21,15 @@ logger = logging.getLogger("alembic.env")
 PROCRASTINATE_PREFIX = "procrastinate_"
 
 
+#: indexes a migration creates only where PostgreSQL offers what they need (pg_trgm):
+#: no model declares them
+OPTIONAL_INDEXES = frozenset({"ix_latest_configs_body_trgm"})
+
+
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
-    """Leave procrastinate's objects to its own migration."""
+    """Leave procrastinate's objects to its own migration, and optional indexes alone."""
+    if type_ == "index" and name in OPTIONAL_INDEXES:
+        return False
     if type_ == "table":
         return not (name or "").startswith(PROCRASTINATE_PREFIX)
     table = getattr(obj, "table", None)

@@ -12,7 +12,7 @@ from app.api.base import ID, actor, bp, requires, responses, spec
 from app.errors import NotFound, ValidationError
 from app.extensions import db
 from app.models import Role
-from app.services import credential_scope, host_keys, inventory
+from app.services import config_search, credential_scope, host_keys, inventory
 from app.services import credentials as credential_service
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,21 @@ def config_diff(device_id: int):
     except config_store.ConfigStoreError as exc:
         raise NotFound(str(exc)) from None
     return Response(diff, mimetype="text/x-diff")
+
+
+@bp.get("/configs/search")
+@spec.validate(
+    query=s.ConfigSearchQuery, resp=responses(HTTP_200=s.ConfigSearchOut), tags=["configs"]
+)
+@requires(Role.VIEWER)
+def search_configs():
+    """Every device whose latest config has a line matching ``q`` (plain text or, with
+    ``regex``, a regular expression), each matching line with ``context`` lines."""
+    q: s.ConfigSearchQuery = request.context.query
+    found = config_search.search(
+        q.q, regex=q.regex, case=q.case, context=q.context, tag=q.tag, platform=q.platform
+    )
+    return config_search.as_dict(found)
 
 
 # ------------------------------------------------------------------ import, export

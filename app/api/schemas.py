@@ -838,3 +838,47 @@ class BuiltinPolicyOut(BaseModel):
 class CommandPolicyOut(BaseModel):
     builtin: list[BuiltinPolicyOut]
     rules: list[CommandRuleOut]
+
+
+# ------------------------------------------------------------------- config search
+
+
+class ConfigSearchQuery(Query):
+    q: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
+    #: the pattern is a regular expression (else plain text)
+    regex: bool = False
+    #: case-sensitive (else not)
+    case: bool = False
+    #: lines shown before and after each match
+    context: Annotated[int, Field(ge=0, le=10)] = 2
+    tag: ShortText | None = None
+    platform: ShortText | None = None
+
+
+class SearchDeviceOut(BaseModel):
+    id: int
+    name: str
+
+
+class SearchMatchOut(BaseModel):
+    line_number: int
+    line: str
+    before: list[str]
+    after: list[str]
+
+
+class SearchItemOut(BaseModel):
+    device: SearchDeviceOut
+    #: the config store commit holding the searched text
+    commit: str
+    matches: list[SearchMatchOut]
+    #: more matching lines than shown
+    more: bool
+
+
+class ConfigSearchOut(BaseModel):
+    items: list[SearchItemOut]
+    #: more devices matched than shown (500)
+    truncated: bool
+    #: devices whose latest config was searched
+    searched: int

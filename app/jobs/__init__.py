@@ -86,7 +86,8 @@ def command_problem(command: str, platform: str, *, approved: bool) -> str | Non
 def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: Any) -> Any:
     """Commit changed configs (device name -> normalised text) as one commit of the store.
 
-    Serialised across workers with a PostgreSQL advisory lock taken on ``db``; returns
+    Serialised across workers with a PostgreSQL advisory lock taken on ``db``; the texts
+    also become the devices' latest configs for the config search. Returns
     the store's CommitResult (sha or None, changed and unchanged device names, and
     ``push_error`` when the push to the remote failed: the commit is kept locally).
     """
@@ -100,4 +101,8 @@ def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: A
     )
     if store.remote:  # /health shows how pushes go; a worker retries a failed one
         config_store.record_push(db, store, result.push_error)
+    # The configs as the config search reads them: in this run's transaction.
+    from app.services import config_search
+
+    config_search.remember(db, configs, result.sha or store.head())
     return result

@@ -18,6 +18,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.views.tokens",
     "app.views.metrics",
     "app.views.devices",
+    "app.views.configs",
     "app.views.credentials",
     "app.views.job_types",
     "app.views.policy",
