@@ -14,7 +14,7 @@ from app.cli import cli
 from app.demo_lab import default_fleet
 from app.extensions import db
 from app.models import AuditEntry, DeviceResult, Job
-from app.services import jobs, runs
+from app.services import inventory, jobs, runs
 from tests.conftest import csrf_token
 from tests.integration.helpers import drain, load_lab_devices, reload
 from tests.integration.test_api_support import Api, error, make_tokens, ok
@@ -83,6 +83,10 @@ def test_operator_may_save_and_start_read_only_commands(api, app):  # noqa: F811
 
 
 def test_job_form_and_cli_refuse_as_well(app, client, auth):  # noqa: F811
+    with app.app_context():  # the form saves device jobs with known targets only
+        inventory.create_device(
+            name="r1", host="192.0.2.1", platform="cisco_ios", tags=["lab"], actor="t"
+        )
     auth.create("olga", "operator-pw-1", "operator")
     auth.login("olga", "operator-pw-1")
     token = csrf_token(client, "/jobs/new?job_type=run_commands")
@@ -91,6 +95,7 @@ def test_job_form_and_cli_refuse_as_well(app, client, auth):  # noqa: F811
         "job_type": "run_commands",
         "name": "conf",
         "p_commands": "show version\r\nconfigure terminal\r\n",
+        "target_tags": "lab",
         "p_textfsm": ["0"],
         "priority": "normal",
         "schedule_kind": "none",

@@ -168,7 +168,7 @@ def test_a_run_stream_delivers_status_results_logs_and_events(app, viewer_client
     with app.app_context():
         drain(app)
     stream.until(r"event: status\ndata: .*Success")
-    stream.until(r"event: result\ndata: <tr id=\"result-\d+\">.*edge-1")
+    stream.until(r"event: result\ndata: .*<tr id=\"result-\d+\" data-device-id=\"\d+\">.*edge-1")
     stream.until(r"event: event\ndata: .*job\.completed")
     stream.until(r"visiting edge-1")
 

@@ -16,7 +16,7 @@ from app.cli import cli
 from app.demo_lab import default_fleet
 from app.extensions import db
 from app.models import DeviceResult, Job, JobLog, JobRun
-from app.services import jobs, runs
+from app.services import inventory, jobs, runs
 from tests.conftest import csrf_token, make_config
 from tests.integration.helpers import drain, load_lab_devices, reload
 
@@ -201,6 +201,10 @@ def test_backup_refuses_an_error_answer_as_a_config(app, ctx, device_lab_factory
 
 
 def test_job_form_keeps_commas_in_commands(app, client, auth):
+    with app.app_context():  # the form saves device jobs with known targets only
+        inventory.create_device(
+            name="r1", host="192.0.2.1", platform="cisco_ios", tags=["lab"], actor="t"
+        )
     auth.create("olga", "operator-pw-1", "operator")
     auth.login("olga", "operator-pw-1")
     token = csrf_token(client, "/jobs/new?job_type=run_commands")
