@@ -92,7 +92,8 @@ def test_demo_loads_emulated_devices_that_back_up(runner, app, monkeypatch):
     from app.services import runs
     from tests.integration.helpers import drain
 
-    def serve_once(devices, announce):
+    def serve_once(devices, announce, **options):
+        served_options.update(options)
         with demo_lab.DeviceLab(devices) as lab:
             announce(lab)
             run = runs.start_run(jobs.get_job_by_name("Demo backup"), triggered_by="test")
@@ -101,10 +102,13 @@ def test_demo_loads_emulated_devices_that_back_up(runner, app, monkeypatch):
             served.append(db.session.get(JobRun, run.id))
 
     served: list = []
+    served_options: dict = {}
     monkeypatch.setattr(demo_lab, "serve_forever", serve_once)
-    result = runner.invoke(cli, ["demo", "--devices", "3"])
+    result = runner.invoke(cli, ["demo", "--devices", "3", "--drift", "5"])
     assert result.exit_code == 0, result.output
     assert "3 emulated devices are up" in result.output
+    assert "Every 5 minute(s) one device's configuration changes" in result.output
+    assert served_options["drift_minutes"] == 5
     with app.app_context():
         names = sorted(db.session.scalars(select(Device.name)))
     assert names == ["demo-eos-002", "demo-ios-001", "demo-nxos-003"]
