@@ -37,6 +37,7 @@ def list_devices():
             held=q.held,
             backup=q.backup,
             stale_hours=q.stale_hours,
+            sort=q.sort,
         )
     )
     return {"items": [present.device(d) for d in rows]}

@@ -538,6 +538,8 @@ class DeviceQuery(Query):
     #: failed), never (no backup yet), fresh (a success within stale_hours)
     backup: Literal["stale", "failing", "never", "fresh"] | None = None
     stale_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 24
+    #: name, or last successful backup (never first; "-last_backup": newest first)
+    sort: Literal["name", "last_backup", "-last_backup"] = "name"
 
 
 class ConfigVersion(BaseModel):
@@ -882,3 +884,4 @@ class ConfigSearchOut(BaseModel):
     truncated: bool
     #: devices whose latest config was searched
     searched: int
+

@@ -116,11 +116,11 @@ def search(
     if regex:
         # (?n): PostgreSQL's ^ and $ match at each line, as Python's do on one line
         where = body.op("~" if case else "~*")("(?n)" + query)
-    elif case:
-        where = func.strpos(body, query) > 0
     else:
+        # LIKE and ILIKE both use the trigram index (strpos would read every row)
         escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where = body.ilike(f"%{escaped}%", escape="\\")
+        pattern = f"%{escaped}%"
+        where = body.like(pattern, escape="\\") if case else body.ilike(pattern, escape="\\")
     rows_query = (
         select(Device.id, Device.name, LatestConfig.commit, LatestConfig.body)
         .join(LatestConfig, LatestConfig.device_id == Device.id)

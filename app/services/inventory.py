@@ -21,16 +21,16 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
-from app import audit
+from app import audit, platforms
 from app.errors import Conflict, NotFound, ValidationError
 from app.extensions import db
 from app.models import (
@@ -61,14 +61,7 @@ DEVICE_FIELDS = ("name", "host", "port", "platform", "driver", "enabled", "notes
 CSV_COLUMNS = ("name", "host", "port", "platform", "driver", "tags", "enabled", "notes")
 CSV_REQUIRED = ("name", "host", "platform")
 #: Nornir/NAPALM platform names and the netmiko device types they mean
-NORNIR_PLATFORMS = {
-    "ios": "cisco_ios",
-    "eos": "arista_eos",
-    "junos": "juniper_junos",
-    "nxos": "cisco_nxos",
-    "nxos_ssh": "cisco_nxos",
-    "iosxr": "cisco_xr",
-}
+NORNIR_PLATFORMS = platforms.NAPALM
 PLATFORM_EXAMPLES = "e.g. cisco_ios, arista_eos, juniper_junos"
 MAX_NOTES = 10_000
 MAX_TAG = 64
@@ -90,12 +83,9 @@ class _Invalid(Exception):
 # -------------------------------------------------------------------- validation
 
 
-@functools.cache
 def netmiko_platforms() -> frozenset[str]:
     """Every netmiko device type a device may name (``autodetect`` is not a type)."""
-    from netmiko.ssh_dispatcher import CLASS_MAPPER
-
-    return frozenset(CLASS_MAPPER) - {"autodetect"}
+    return platforms.known_platforms()
 
 
 def is_host(value: str) -> bool:
@@ -157,8 +147,22 @@ def _clean_platform(value: Any) -> str:
     if not platform:
         raise _Invalid(f"A platform is required: a netmiko device type, {PLATFORM_EXAMPLES}.")
     if platform not in netmiko_platforms():
-        raise _Invalid(f"Unknown platform {platform[:64]!r}; {PLATFORM_EXAMPLES}.")
+        raise _Invalid(_unknown_platform(platform[:64]))
     return platform
+
+
+@functools.lru_cache(maxsize=1024)  # a file of many rows often repeats one wrong name
+def _unknown_platform(platform: str) -> str:
+    """What is said of a platform that is no netmiko device type: the one it most likely
+    means, and the valid ones (the profiled ones by name, the count of the others)."""
+    valid = netmiko_platforms()
+    guess = platforms.suggest(platform, valid)
+    return (
+        f"Unknown platform {platform!r}."
+        + (f" Did you mean {guess!r}?" if guess else "")
+        + f" Valid: {', '.join(platforms.PROFILED)}, or another of netmiko's {len(valid)} "
+        "device types (the Import devices page lists them all)."
+    )
 
 
 def _clean_driver(value: Any) -> str:
@@ -277,10 +281,17 @@ def list_devices(
     held: bool | None = None,
     backup: str | None = None,
     stale_hours: int = 24,
+    sort: str = "name",
 ) -> Select[tuple[Device]]:
-    """Devices by name, filtered by a tag, a text (name, host, platform, notes), state,
-    platform, and whether their credentials are on hold."""
-    query = select(Device).options(selectinload(Device.tags)).order_by(Device.name)
+    """Devices filtered by a tag, a text (name, host, platform, notes), state, platform,
+    and whether their credentials are on hold; ordered by ``sort`` (see DEVICE_SORTS)."""
+    query = select(Device).options(selectinload(Device.tags))
+    if sort == "name":
+        query = query.order_by(Device.name)
+    else:
+        key = device_sort_key(sort)
+        query = query.outerjoin(DeviceBackup, DeviceBackup.device_id == Device.id)
+        query = query.order_by(key.desc() if sort.startswith("-") else key, Device.name)
     if tag:
         query = query.where(Device.tags.any(Tag.name == tag))
     if search and search.strip():
@@ -306,6 +317,54 @@ def list_devices(
     return query
 
 
+#: the device list's orders: by name, or by last successful backup (never first) either way
+DEVICE_SORTS = ("name", "last_backup", "-last_backup")
+#: stands for "never" in the last-backup order (before every real backup)
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def device_sort_key(sort: str) -> Any:
+    """The column a non-name order sorts on (the query must outer-join DeviceBackup)."""
+    if sort not in DEVICE_SORTS[1:]:
+        raise ValidationError(
+            f"Unknown order {sort!r}.", fields={"sort": "name, last_backup or -last_backup"}
+        )
+    return func.coalesce(DeviceBackup.last_success_at, _NEVER)
+
+
+def device_cursor(device: Device, sort: str) -> str:
+    """Where a keyset page of ``sort`` ends at ``device`` (for ``after``/``before``)."""
+    if sort == "name":
+        return device.name
+    success = device.backup.last_success_at if device.backup else None
+    return f"{(success or _NEVER).isoformat()}|{device.name}"
+
+
+def page_from(query: Select[tuple[Device]], sort: str, cursor: str, *, back: bool) -> Any:
+    """``query`` limited to the devices after (or, ``back``, before) ``cursor`` in
+    ``sort``'s order, and ordered from that cursor outwards."""
+    descending = sort.startswith("-") != back
+    if sort == "name":
+        where = Device.name < cursor if back else Device.name > cursor
+        order: tuple[Any, ...] = (Device.name.desc() if back else Device.name,)
+        return query.where(where).order_by(None).order_by(*order)
+    at_text, _, name = cursor.partition("|")
+    try:
+        at = datetime.fromisoformat(at_text)
+    except ValueError:
+        raise ValidationError("Bad page cursor.", fields={"after": "Bad cursor."}) from None
+    key = device_sort_key(sort)
+    # the key runs one way, the name (the tie-break) ascending within it, both reversed back
+    first = key < at if descending else key > at
+    tie = Device.name < name if back else Device.name > name
+    where = or_(first, and_(key == at, tie))
+    order = (
+        key.desc() if descending else key,
+        Device.name.desc() if back else Device.name,
+    )
+    return query.where(where).order_by(None).order_by(*order)
+
+
 #: latest backup statuses that are not failures of the device (the run was stopped)
 _NOT_FAILING = ("success", "cancelled", "skipped")
 
@@ -314,15 +373,16 @@ def backup_condition(state: str, stale_hours: int = 24) -> Any:
     """The devices whose backups are in ``state``: fresh (a success within
     ``stale_hours``), stale (none within), failing (the latest one failed), never."""
     since = utcnow() - timedelta(hours=stale_hours)
-    has_backup = select(DeviceBackup.device_id).where(DeviceBackup.device_id == Device.id)
+    backup = aliased(DeviceBackup)  # the list may join device_backups for its order
+    has_backup = select(backup.device_id).where(backup.device_id == Device.id)
     if state == "never":
         return ~has_backup.exists()
     if state == "fresh":
-        return has_backup.where(DeviceBackup.last_success_at >= since).exists()
+        return has_backup.where(backup.last_success_at >= since).exists()
     if state == "stale":
-        return ~has_backup.where(DeviceBackup.last_success_at >= since).exists()
+        return ~has_backup.where(backup.last_success_at >= since).exists()
     if state == "failing":
-        return has_backup.where(DeviceBackup.last_status.not_in(_NOT_FAILING)).exists()
+        return has_backup.where(backup.last_status.not_in(_NOT_FAILING)).exists()
     raise ValidationError(
         f"Unknown backup state {state!r}.", fields={"backup": "fresh, stale, failing or never"}
     )
@@ -887,6 +947,67 @@ def _apply_rows(
         len(report.errors),
     )
     return report
+
+
+#: files to start an import from, each importing cleanly: "devices.csv" for
+#: ``import_csv``, "hosts.yaml" with its "groups.yaml" for ``import_nornir`` (the same five
+#: devices). Their hosts are documentation addresses (192.0.2.0/24) and the loopback.
+SAMPLE_FILES: dict[str, str] = {
+    "devices.csv": (
+        "name,host,port,platform,driver,tags,enabled,notes\n"
+        "core-sw1,192.0.2.11,22,cisco_ios,netmiko,core;dc1,true,Core switch in rack A1\n"
+        "core-sw2,192.0.2.12,22,cisco_xe,netmiko,core;dc1,true,\n"
+        'edge-r1,192.0.2.21,22,juniper_junos,netmiko,edge;dc1,true,"Internet edge, uplink 1"\n'
+        "leaf1,192.0.2.31,2222,arista_eos,,leaf;dc2,,\n"
+        'lab-nx1,127.0.0.1,10022,cisco_nxos,netmiko,lab,false,"Lab emulator, off until needed"\n'
+    ),
+    "hosts.yaml": (
+        "# A Nornir SimpleInventory: one key per device, its name in Rookery.\n"
+        "# hostname, port and platform come from the host, else its groups (groups.yaml),\n"
+        "# else defaults.yaml. Groups become tags; usernames and passwords are ignored.\n"
+        "core-sw1:\n"
+        "  hostname: 192.0.2.11\n"
+        "  groups: [core]\n"
+        "  data:\n"
+        "    rookery_notes: Core switch in rack A1\n"
+        "core-sw2:\n"
+        "  hostname: 192.0.2.12\n"
+        "  platform: cisco_xe  # a netmiko device type, or ios, eos, junos, nxos, iosxr\n"
+        "  groups: [core]\n"
+        "edge-r1:\n"
+        "  hostname: 192.0.2.21\n"
+        "  platform: junos\n"
+        "  groups: [edge]\n"
+        "  data:\n"
+        "    rookery_notes: Internet edge, uplink 1\n"
+        "leaf1:\n"
+        "  hostname: 192.0.2.31\n"
+        "  port: 2222\n"
+        "  platform: eos\n"
+        "  groups: [dc2]\n"
+        "  data:\n"
+        "    tags: [leaf]\n"
+        "lab-nx1:\n"
+        "  hostname: 127.0.0.1\n"
+        "  port: 10022\n"
+        "  platform: nxos\n"
+        "  data:\n"
+        "    tags: [lab]\n"
+        "    rookery_enabled: false\n"
+        "    rookery_notes: Lab emulator, off until needed\n"
+    ),
+    "groups.yaml": (
+        "# Groups of the sample hosts.yaml: each may set hostname, port and platform for its\n"
+        "# hosts, and name parent groups (their tags too).\n"
+        "dc1: {}\n"
+        "dc2: {}\n"
+        "core:\n"
+        "  platform: ios\n"
+        "  groups: [dc1]\n"
+        "edge:\n"
+        "  groups: [dc1]\n"
+    ),
+}
 
 
 def import_csv(

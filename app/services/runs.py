@@ -651,11 +651,21 @@ def device_results(run_id: int) -> list[Any]:
     )
 
 
-def waiting_devices(run: JobRun, limit: int = 500) -> tuple[list[tuple[int, str]], int]:
-    """The devices a run in flight targets that have no result yet, as (id, name) by
-    name (at most ``limit``), and how many there are in all."""
+@dataclass
+class WaitingDevice:
+    """A device a run in flight targets that has no result yet."""
+
+    id: int
+    name: str
+    #: when its work started in the current attempt (its first log line); None: queued
+    started_at: datetime | None
+
+
+def waiting_devices(run: JobRun, limit: int = 500) -> tuple[list[WaitingDevice], int]:
+    """The devices a run in flight targets that have no result yet, by name (at most
+    ``limit``), each with when it started working, and how many there are in all."""
     from app.engine.runner.units import target_query
-    from app.models import Device, DeviceResult
+    from app.models import Device, DeviceResult, JobLog
 
     query = target_query(run)
     if query is None or RunStatus(run.status).is_final:
@@ -665,7 +675,23 @@ def waiting_devices(run: JobRun, limit: int = 500) -> tuple[list[tuple[int, str]
     )
     rows = query.where(Device.id.not_in(done)).with_only_columns(Device.id, Device.name)
     count = db.session.scalar(select(func.count()).select_from(rows.order_by(None).subquery()))
-    return [(row[0], row[1]) for row in db.session.execute(rows.limit(limit))], count or 0
+    shown = [(row[0], row[1]) for row in db.session.execute(rows.limit(limit))]
+    started: dict[int, datetime] = {}
+    if shown:
+        since = run.attempt_started_at or run.started_at or run.created_at
+        started = dict(
+            db.session.execute(
+                select(JobLog.device_id, func.min(JobLog.at))
+                .where(
+                    JobLog.run_id == run.id,
+                    JobLog.device_id.in_([device_id for device_id, _ in shown]),
+                    JobLog.at >= since,  # this attempt's work, not an earlier one's
+                )
+                .group_by(JobLog.device_id)
+            ).all()
+        )
+    waiting = [WaitingDevice(i, name, started.get(i)) for i, name in shown]
+    return waiting, count or 0
 
 
 def device_outputs(run_id: int, batch: int = 200) -> Iterator[tuple[str, str]]:

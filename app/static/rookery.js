@@ -41,6 +41,13 @@
     if (waiting) {
       waiting.remove();
     }
+    /* A device's first log line: it is working now (its row says since when). */
+    var line = /^\s*<div class="log-line[^"]*" id="log-\d+" data-device-id="(\d+)"><span class="muted">([^<]*)</.exec(data);
+    var row = line && document.getElementById("waiting-device-" + line[1]);
+    if (row && row.dataset.state === "waiting") {
+      row.dataset.state = "working";
+      row.querySelector(".working-since").textContent = line[2];
+    }
   });
   /* Once a run has ended, the "queued" and "cancelling" notes above it are old news, and
      devices still "waiting" got no result (the results table is reloaded). */

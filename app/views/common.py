@@ -110,6 +110,7 @@ RESULT_DISPLAY: dict[str, tuple[str, str]] = {
     "timeout": ("timer-off", "Timed out"),
     "cancelled": ("square", "Cancelled"),
     "waiting": ("hourglass", "Waiting"),
+    "working": ("loader", "Working"),
     "host_key_changed": ("shield-alert", "Host key changed"),
     "host_key_unapproved": ("shield-question-mark", "Host key not approved"),
 }

@@ -19,7 +19,7 @@ from flask import (
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from app import config_store
+from app import config_store, platforms
 from app.auth import require_role
 from app.errors import MAX_ID, Conflict, Forbidden, ValidationError
 from app.extensions import db
@@ -44,13 +44,23 @@ def utc_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.astimezone(UTC).strftime(fmt) if value is not None else ""
 
 
-#: the device list's backup filter: state -> its label
+#: the device list's backup filter: state -> its label (N: the page's ``hours``)
 BACKUP_STATES = {
-    "stale": "Stale (no success in 24 h)",
+    "stale": "Stale (no success in N h)",
     "failing": "Failing",
     "never": "Never backed up",
-    "fresh": "Fresh (a success in 24 h)",
+    "fresh": "Fresh (a success in N h)",
 }
+DEFAULT_STALE_HOURS = 24
+
+
+def _stale_hours() -> int:
+    """The page's ``hours`` (what stale and fresh mean), 1 to a year; else 24."""
+    try:
+        hours = int(request.args.get("hours") or DEFAULT_STALE_HOURS)
+    except ValueError:
+        return DEFAULT_STALE_HOURS
+    return hours if 1 <= hours <= 24 * 365 else DEFAULT_STALE_HOURS
 
 
 def _form_values() -> dict[str, Any]:
@@ -99,32 +109,41 @@ def index() -> str:
     backup = request.args.get("backup") or None
     if backup not in (None, *BACKUP_STATES):
         backup = None
-    query = inventory.list_devices(tag=tag, search=search, held=held, backup=backup)
+    sort = request.args.get("sort") or "name"
+    if sort not in inventory.DEVICE_SORTS:
+        sort = "name"
+    stale_hours = _stale_hours()
+    query = inventory.list_devices(
+        tag=tag, search=search, held=held, backup=backup, sort=sort, stale_hours=stale_hours
+    )
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    if before:
-        rows = list(
-            db.session.scalars(
-                query.where(Device.name < before)
-                .order_by(None)
-                .order_by(Device.name.desc())
-                .limit(PAGE_SIZE + 1)
+    try:
+        if before:
+            rows = list(
+                db.session.scalars(
+                    inventory.page_from(query, sort, before, back=True).limit(PAGE_SIZE + 1)
+                )
             )
-        )
-        has_more_before = len(rows) > PAGE_SIZE
-        devices = list(reversed(rows[:PAGE_SIZE]))
-        has_more_after = True
-    else:
-        if after:
-            query = query.where(Device.name > after)
-        rows = list(db.session.scalars(query.limit(PAGE_SIZE + 1)))
-        devices = rows[:PAGE_SIZE]
-        has_more_after = len(rows) > PAGE_SIZE
-        has_more_before = bool(after)
+            has_more_before = len(rows) > PAGE_SIZE
+            devices = list(reversed(rows[:PAGE_SIZE]))
+            has_more_after = True
+        else:
+            if after:
+                query = inventory.page_from(query, sort, after, back=False)
+            rows = list(db.session.scalars(query.limit(PAGE_SIZE + 1)))
+            devices = rows[:PAGE_SIZE]
+            has_more_after = len(rows) > PAGE_SIZE
+            has_more_before = bool(after)
+    except ValidationError:  # a cursor edited by hand: the first page
+        devices = list(db.session.scalars(query.limit(PAGE_SIZE)))
+        has_more_after, has_more_before = len(devices) == PAGE_SIZE, False
     next_url = prev_url = None
     if devices and has_more_after:
-        next_url = url_for(".index", **query_without(after=devices[-1].name, before=None))
+        cursor = inventory.device_cursor(devices[-1], sort)
+        next_url = url_for(".index", **query_without(after=cursor, before=None))
     if devices and has_more_before:
-        prev_url = url_for(".index", **query_without(before=devices[0].name, after=None))
+        cursor = inventory.device_cursor(devices[0], sort)
+        prev_url = url_for(".index", **query_without(before=cursor, after=None))
     context = {
         "devices": devices,
         "total": total,
@@ -133,6 +152,19 @@ def index() -> str:
         "held": bool(held),
         "backup": backup,
         "backup_states": BACKUP_STATES,
+        "sort": sort,
+        "stale_hours": stale_hours,
+        "sort_urls": {
+            "name": url_for(".index", **query_without(sort=None, after=None, before=None)),
+            "last_backup": url_for(
+                ".index",
+                **query_without(
+                    sort="-last_backup" if sort == "last_backup" else "last_backup",
+                    after=None,
+                    before=None,
+                ),
+            ),
+        },
         "tags": [t for t, _ in db.session.execute(inventory.list_tags())],
         "next_url": next_url,
         "prev_url": prev_url,
@@ -472,15 +504,30 @@ def config_download(device_id: int, sha: str) -> Response | tuple[str, int]:
 # ------------------------------------------------------------------ import / export
 
 
+#: the sample files an import starts from: the URL's file name -> the file downloaded
+SAMPLES = {
+    "sample.csv": "devices.csv",
+    "sample-hosts.yaml": "hosts.yaml",
+    "sample-groups.yaml": "groups.yaml",
+}
+
+
 @bp.route("/import", methods=["GET", "POST"])
 @require_role(Role.OPERATOR)
 def import_devices() -> str | Response | tuple[str, int]:
-    """Import devices from CSV or a Nornir inventory; every bad row shown by its line."""
+    """Import devices from CSV or a Nornir inventory; every bad row shown by its line.
+
+    The page's form posts with HTMX and gets back the result alone, so the files chosen
+    stay in the form after an error (a reloaded page cannot refill a file input). Without
+    JavaScript the whole page comes back, naming the files to choose again.
+    """
     if request.method == "GET":
-        return render_template("devices/import.html", kind="csv", partial=False, report=None)
+        kind = "nornir" if request.args.get("kind") == "nornir" else "csv"
+        return _import_page(kind=kind, partial=False, report=None)
     kind = form_text("kind") or "csv"
     partial = form_bool("partial")
-    context: dict[str, Any] = {"kind": kind, "partial": partial, "report": None}
+    chosen = {name: f.filename for name, f in request.files.items() if f.filename}
+    context: dict[str, Any] = {"kind": kind, "partial": partial, "report": None, "chosen": chosen}
     try:
         if kind == "csv":
             data = _upload("csv_file", required=True, label="a CSV file")
@@ -499,9 +546,7 @@ def import_devices() -> str | Response | tuple[str, int]:
                 "Choose CSV or Nornir YAML.", fields={"kind": "Choose CSV or Nornir YAML."}
             )
     except ValidationError as exc:
-        return render_template(
-            "devices/import.html", **context, message=exc.message, errors=exc.fields
-        ), 422
+        return _import_page(**context, message=exc.message, errors=exc.fields), 422
     context["report"] = report
     if report.errors and not (partial and (report.created or report.updated or report.unchanged)):
         message = (
@@ -510,8 +555,20 @@ def import_devices() -> str | Response | tuple[str, int]:
             if not partial
             else f"No good row to import: {len(report.errors)} bad row(s)."
         )
-        return render_template("devices/import.html", **context, message=message), 422
-    return render_template("devices/import.html", **context)
+        return _import_page(**context, message=message), 422
+    return _import_page(**context)
+
+
+def _import_page(**context: Any) -> str:
+    """The import page, or only its result when the page's form asked with HTMX."""
+    if is_htmx():
+        return render_template("devices/_import_result.html", **context)
+    return render_template(
+        "devices/import.html",
+        **context,
+        profiled_platforms=platforms.PROFILED,
+        valid_platforms=sorted(inventory.netmiko_platforms()),
+    )
 
 
 def _upload(name: str, *, required: bool = False, label: str = "") -> bytes | None:
@@ -528,6 +585,15 @@ def _upload(name: str, *, required: bool = False, label: str = "") -> bytes | No
             f"{upload.filename} is larger than {limit} MB.", fields={name: f"At most {limit} MB."}
         )
     return data
+
+
+@bp.route("/import/<any('sample.csv', 'sample-hosts.yaml', 'sample-groups.yaml'):sample>")
+@login_required
+def import_sample(sample: str) -> Response:
+    """A sample file of the import's format (devices.csv, hosts.yaml, groups.yaml)."""
+    file_name = SAMPLES[sample]
+    mimetype = "text/csv" if file_name.endswith(".csv") else "application/yaml"
+    return _download(inventory.SAMPLE_FILES[file_name], file_name, mimetype)
 
 
 @bp.route("/export.csv")

@@ -585,3 +585,21 @@ def wait_doing(proc: RookeryProcess, dsn: str, job_id: int) -> None:
         return status_now(dsn, job_id) == "doing"
 
     wait_until(doing, 30, f"job {job_id} never reached 'doing'", interval=0.05)
+
+
+def serve_rookery(root: Path, admin_password: str) -> Iterator[str]:
+    """``rookery run`` in ``root`` (admin password from ROOKERY_ADMIN_PASSWORD) for as long
+    as the generator is open; yields its base URL and stops it cleanly (exit 0) after."""
+    launcher = Launcher(root)
+    try:
+        env = launcher.env(launcher.instance(), ROOKERY_ADMIN_PASSWORD=admin_password)
+        port = free_port()
+        run = launcher.start(["run", "--port", str(port)], env)
+        run.wait_for_output(r"Rookery is running at", COMMAND_TIMEOUT)
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health", HEALTH_TIMEOUT, ready=health_ok, proc=run)
+        yield base
+        run.signal(signal.SIGTERM)
+        assert run.wait(60) == 0, run.describe()
+    finally:
+        launcher.close()

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterator
 
 import pytest
 
-from tests.acceptance.browser import CHROMIUM, STEP_TIMEOUT_MS, launch, submit_login
-from tests.acceptance.conftest import (
-    COMMAND_TIMEOUT,
-    HEALTH_TIMEOUT,
-    Launcher,
-    free_port,
-    health_ok,
-    wait_http,
-)
+from tests.acceptance.browser import STEP_TIMEOUT_MS, launch, submit_login
+from tests.acceptance.conftest import serve_rookery
 
 PASSWORD = "acceptance-browser-pw"
 
@@ -33,23 +25,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running `rookery run` whose admin password is set by ROOKERY_ADMIN_PASSWORD."""
-    assert CHROMIUM.exists(), (
-        f"{CHROMIUM} is missing: apt-get install chromium (./test.sh does it as root), "
-        "or set ROOKERY_SKIP_BROWSER=1 to skip the browser tests on purpose"
-    )
-    launcher = Launcher(tmp_path_factory.mktemp("browser"))
-    try:
-        env = launcher.env(launcher.instance(), ROOKERY_ADMIN_PASSWORD=PASSWORD)
-        port = free_port()
-        run = launcher.start(["run", "--port", str(port)], env)
-        run.wait_for_output(r"Rookery is running at", COMMAND_TIMEOUT)
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health", HEALTH_TIMEOUT, ready=health_ok, proc=run)
-        yield base
-        run.signal(signal.SIGTERM)
-        assert run.wait(60) == 0, run.describe()
-    finally:
-        launcher.close()
+    yield from serve_rookery(tmp_path_factory.mktemp("browser"), PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -156,12 +156,14 @@ def test_backup_job_from_the_form_runs_live_without_a_reload(admin, site: Site) 
     admin.evaluate("window.__noReload = true")
     seen: set[str] = set()
     waiting: set[int] = set()  # devices listed before their result arrives
+    working: set[int] = set()  # of those, the ones whose work has started
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         bar = admin.locator("#run-progress")
         if bar.count():
             seen.add(bar.get_attribute("aria-valuenow") or "")
         waiting.add(admin.locator("#waiting-body tr").count())
+        working.add(admin.locator("#waiting-body tr[data-state=working]").count())
         if admin.locator("#run-status[data-status='COMPLETED_SUCCESS']").count():
             break
         time.sleep(0.1)
@@ -170,6 +172,7 @@ def test_backup_job_from_the_form_runs_live_without_a_reload(admin, site: Site) 
     assert len(seen - {""}) >= 2, f"progress never moved while watched: {seen}"
     expect(admin.locator("#results-body tr[id^=result-]")).to_have_count(4)
     assert max(waiting) >= 1, "no device was listed before its result"
+    assert max(working) == 1, f"one device at a time works, seen {working}"
     expect(admin.locator("#waiting-body tr")).to_have_count(0)
     assert admin.locator("#log-lines .log-line").count() >= 4
     expect(admin.locator("#events")).to_contain_text("job.completed")
@@ -223,6 +226,58 @@ def test_a_changed_config_shows_in_the_side_by_side_diff(admin, site: Site) -> N
     expect(admin.locator("#diff-table")).to_be_visible()
     expect(admin.locator("#diff-table")).to_contain_text("Loopback99")
     assert admin.locator("#diff-table tr.diff-added, #diff-table tr.diff-changed").count() >= 1
+
+
+def test_the_device_list_shows_backup_health_filters_and_sorts(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    admin.goto(f"{site.base}/devices")
+    cells = admin.locator("td[id^=last-backup-]")
+    expect(cells).to_have_count(4)
+    for i in range(4):
+        expect(cells.nth(i)).to_contain_text("Success")
+    # Filters swap the table in place and put themselves in the URL.
+    admin.select_option("#f-backup", "never")
+    expect(admin.locator("#no-devices")).to_contain_text("No device matches")
+    assert "backup=never" in admin.url
+    admin.select_option("#f-backup", "fresh")
+    expect(admin.locator("#devices-table tbody tr")).to_have_count(4)
+    admin.select_option("#f-backup", "")
+    # The oldest successful backup first; a second click reverses the order.
+    admin.click("#sort-last-backup")
+    expect(admin.locator("th[aria-sort=ascending] #sort-last-backup")).to_have_count(1)
+    oldest_first = admin.locator("#devices-table tbody td:first-child a").all_inner_texts()
+    admin.click("#sort-last-backup")
+    expect(admin.locator("th[aria-sort=descending] #sort-last-backup")).to_have_count(1)
+    newest_first = admin.locator("#devices-table tbody td:first-child a").all_inner_texts()
+    assert newest_first == list(reversed(oldest_first)), (oldest_first, newest_first)
+    assert sorted(oldest_first) == ["edge-0", "edge-1", "edge-2", "edge-3"]
+
+
+def test_config_search_finds_a_line_and_links_to_its_version(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    admin.goto(f"{site.base}/configs/search")
+    admin.fill("#f-q", "loopback99")
+    admin.click("#search-submit")
+    expect(admin.locator("#search-summary")).to_contain_text("1 device of 4")
+    hit = admin.locator(".search-device a.search-hit")
+    expect(hit).to_have_count(1)
+    expect(hit).to_contain_text("interface Loopback99")
+    assert "q=loopback99" in admin.url  # a search is a link too
+    number = hit.inner_text().split()[0]
+    hit.click()
+    admin.wait_for_url(re.compile(rf"/devices/\d+/config/[0-9a-f]{{40}}#L{number}$"))
+    expect(admin.locator(f"[id='L{number}']")).to_contain_text("interface Loopback99")
+    # A regular expression PostgreSQL and Python both read; a bad one is explained.
+    admin.goto(f"{site.base}/configs/search")
+    admin.fill("#f-q", "^interface Loopback9[0-9]$")
+    admin.check("#f-regex")
+    admin.click("#search-submit")
+    expect(admin.locator(".search-device")).to_have_count(1)
+    admin.fill("#f-q", "interface (")
+    admin.click("#search-submit")
+    expect(admin.locator("body")).to_contain_text("Not a regular expression")
 
 
 def test_the_job_form_previews_fire_times_and_targets_as_one_types(admin, site: Site) -> None:  # type: ignore[no-untyped-def]

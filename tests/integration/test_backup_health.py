@@ -4,8 +4,15 @@ now" / "Run on this device" on the device page. Real FakeNOS devices on 127.0.0.
 
 from __future__ import annotations
 
+import html as html_lib
+import re
+from datetime import timedelta
+
 from app.demo_lab import default_fleet
+from app.extensions import db
+from app.models import DeviceBackup, utcnow
 from app.services import inventory, jobs, runs
+from app.views import devices as device_views
 from tests.conftest import csrf_token
 from tests.integration import test_run_commands
 from tests.integration.helpers import drain, load_lab_devices, reload
@@ -122,3 +129,55 @@ def test_demo_drift_makes_the_next_backup_commit_a_change(app, ctx, device_lab_f
     results = test_run_commands.results(again.id)
     assert changed == {d.name for d in fleet}
     assert all(r.changed and r.commit_sha for r in results.values()), results
+
+
+def test_device_list_sorts_by_last_backup_across_pages(app, ctx, client, auth, monkeypatch):
+    """Stale devices first (never, then the oldest success), paged by keyset both ways;
+    the other way round with a second click; the API takes the same order."""
+    now = utcnow()
+    ages = {"r1": 5, "r2": None, "r3": 50, "r4": 1, "r5": 50, "r6": None}  # hours, None: never
+    for name, hours in ages.items():
+        device = inventory.create_device(
+            name=name, host="127.0.0.1", platform="cisco_ios", actor="t"
+        )
+        if hours is not None:
+            at = now - timedelta(hours=hours)
+            db.session.add(
+                DeviceBackup(
+                    device_id=device.id, last_at=at, last_status="success", last_success_at=at
+                )
+            )
+    db.session.commit()
+    stale_first = ["r2", "r6", "r3", "r5", "r1", "r4"]
+    auth.create("vera", "viewer-pw-1", "viewer")
+    auth.login("vera", "viewer-pw-1")
+    monkeypatch.setattr(device_views, "PAGE_SIZE", 4)
+
+    def names(html: str) -> list[str]:
+        return re.findall(r'<tr id="device-\d+">\s*<td><a href="[^"]+">(r\d)</a>', html)
+
+    def link(html: str, link_id: str) -> str:
+        tag = re.search(rf'<a[^>]*id="{link_id}"', html).group(0)
+        return html_lib.unescape(re.search(r'href="([^"]+)"', tag).group(1))
+
+    first = client.get("/devices?sort=last_backup").get_data(as_text=True)
+    assert names(first) == stale_first[:4]
+    assert 'aria-sort="ascending"' in first and "sort=-last_backup" in first
+    second = client.get(link(first, "next-page")).get_data(as_text=True)
+    assert names(second) == stale_first[4:]
+    back = client.get(link(second, "prev-page")).get_data(as_text=True)
+    assert names(back) == stale_first[:4]
+
+    newest_first = client.get("/devices?sort=-last_backup").get_data(as_text=True)
+    assert names(newest_first) == ["r4", "r1", "r3", "r5"]
+    # stale filter with its own hours: no success within 10 h
+    stale = client.get("/devices?backup=stale&hours=10&sort=last_backup").get_data(as_text=True)
+    assert names(stale) == ["r2", "r6", "r3", "r5"]
+    assert 'value="10"' in stale
+    # a cursor edited by hand is the first page, not an error
+    assert client.get("/devices?sort=last_backup&after=garbage").status_code == 200
+
+    api = Api(client=client, tokens=make_tokens(app))
+    items = ok(api.get("/api/v1/devices?sort=last_backup", as_="viewer"))["items"]
+    assert [d["name"] for d in items] == stale_first
+    assert api.get("/api/v1/devices?sort=size", as_="viewer").status_code == 422

@@ -84,8 +84,11 @@ def test_validation_reports_every_field_at_once(ctx):
         )
     fields = caught.value.fields
     assert set(fields) == {"name", "host", "port", "platform", "driver", "enabled"}
-    assert (
-        fields["platform"] == "Unknown platform 'foo'; e.g. cisco_ios, arista_eos, juniper_junos."
+    assert fields["platform"] == (
+        "Unknown platform 'foo'. Valid: cisco_ios, cisco_xe, cisco_xr, cisco_asa, cisco_nxos, "
+        "arista_eos, juniper_junos, huawei, huawei_vrpv8, hp_comware, linux, or another of "
+        f"netmiko's {len(inventory.netmiko_platforms())} device types (the Import devices page "
+        "lists them all)."
     )
     assert fields["port"] == "Port must be a whole number from 1 to 65535."
     assert fields["driver"] == "Unknown driver 'scrapli'; known: netmiko."
@@ -338,7 +341,7 @@ def test_csv_with_bad_rows_imports_nothing_and_names_each_line(ctx):
     ]
     messages = [e.message for e in report.errors]
     assert messages[0] == "Port must be a whole number from 1 to 65535."
-    assert messages[1] == "Unknown platform 'foo_os'; e.g. cisco_ios, arista_eos, juniper_junos."
+    assert messages[1].startswith("Unknown platform 'foo_os'. Valid: cisco_ios, cisco_xe, ")
     assert messages[2] == "Duplicate name 'r1' (first on line 2)."
     assert messages[3].startswith("A host is required")
     assert str(report.errors[0]) == "line 3 (r2): Port must be a whole number from 1 to 65535."

@@ -3,6 +3,8 @@ triggers in words, with a link to the run a relaunch repeated."""
 
 from __future__ import annotations
 
+from app import logs
+from app.extensions import db
 from app.services import inventory, runs
 from tests.integration.helpers import drain, make_job
 from tests.integration.test_api_support import Api, error, make_tokens, ok
@@ -91,6 +93,21 @@ def test_run_page_lists_every_targeted_device_until_its_result_arrives(app, ctx,
     for device_id in device_ids.values():
         assert f'id="waiting-device-{device_id}"' in page
     assert 'id="waiting-device-' + str(inventory.get_by_name("off").id) not in page  # disabled
+    assert page.count('data-state="waiting"') == 3 and 'data-state="working"' not in page
+    # A device's first log line of this attempt: it shows as working from then on.
+    logs.write(
+        level="debug",
+        log_type="job",
+        source="worker.job.devjob",
+        message="bad-1: started",
+        run_id=run.id,
+        device_id=device_ids["bad-1"],
+    )
+    db.session.commit()
+    page = client.get(f"/runs/{run.id}").get_data(as_text=True)
+    working = page.index(f'id="waiting-device-{device_ids["bad-1"]}"')
+    assert page[working:].split("</tr>")[0].count('data-state="working"') == 1
+    assert page.count('data-state="waiting"') == 2 and "working since" in page
     drain(app)
     page = client.get(f"/runs/{run.id}").get_data(as_text=True)
     assert "waiting-device-" not in page

@@ -29,7 +29,7 @@ from app import audit, database, dispatch, events, logs, registry
 from app.engine import fence, lifecycle
 from app.errors import RookeryError
 from app.extensions import db
-from app.job_api import DeviceTarget
+from app.job_api import DeviceTarget, JobLogger
 from app.models import (
     Device,
     DeviceResult,
@@ -535,6 +535,10 @@ def _device_work(work: Attempt, target: DeviceTarget) -> str:
     clock = time.monotonic()
     target.on_session_open = control.track
     target.on_session_close = control.untrack
+    # the run page shows the device as working from this line on (and the log says when)
+    JobLogger(run_id, job_type.job_type, device_id=target.id).debug(
+        f"{target.name}: started ({target.host}:{target.port})"
+    )
     try:
         result = UnitResult.from_value(job_type.run(target, run_id, work.config, db.session))
     except Exception as exc:
