@@ -125,6 +125,13 @@ SETTINGS: tuple[Setting, ...] = (
         help="Extra folders of job modules, separated by `os.pathsep` (`:` on Linux).",
     ),
     Setting(
+        env="ROOKERY_COMPLIANCE_RULES_PATH",
+        default="",
+        parse=_to_str,
+        help="Folder of drop-in Python compliance rule modules. Unset: "
+        "`<instance>/compliance_rules`.",
+    ),
+    Setting(
         env="ROOKERY_SSE_MAX_CLIENTS",
         default=500,
         parse=_to_positive_int,

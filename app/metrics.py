@@ -37,7 +37,7 @@ from sqlalchemy import text
 from app.engine import reconciler
 from app.extensions import db
 from app.models import ACTIVE_STATUSES
-from app.services import stats
+from app.services import compliance, stats
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +165,14 @@ class RookeryCollector(Collector):
             "When the reconciler last went over the runs (Unix time; 0: never).",
             value=last.timestamp() if last else 0.0,
         )
+        failing = GaugeMetricFamily(
+            "rookery_compliance_failing_devices",
+            "Devices failing each compliance rule, by rule and severity.",
+            labels=["rule", "severity"],
+        )
+        for rule, severity, count in compliance.failing_counts():
+            failing.add_metric([rule, severity], count)
+        yield failing
         session.rollback()  # end the read-only transaction
 
 

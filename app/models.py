@@ -399,6 +399,88 @@ class LatestConfig(db.Model):
     body: Mapped[str] = mapped_column(Text)
 
 
+#: how bad a broken compliance rule is, mildest first
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class ComplianceRule(db.Model):
+    """What every config in its scope must (``required``) or must not (``forbidden``)
+    hold, or a drop-in Python rule module's registration (``module_path``); see
+    app/compliance/ and app/services/compliance.py."""
+
+    __tablename__ = "compliance_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(16), default="medium")
+    #: canonical platform keys; empty: every platform
+    platforms: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    #: tag names; empty: every device, else a device needs one of them
+    tags: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    required: Mapped[str] = mapped_column(Text, default="")
+    forbidden: Mapped[str] = mapped_column(Text, default="")
+    #: a Python rule module's file (its rule is edited in the file, not here)
+    module_path: Mapped[str | None] = mapped_column(Text)
+    #: why a module rule is not checked now (broken or gone); None: it is
+    skipped_reason: Mapped[str | None] = mapped_column(Text)
+    #: bumped by every edit: results of an older version are being re-checked
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100), default="")
+
+    __table_args__ = (
+        CheckConstraint("severity IN ('low', 'medium', 'high', 'critical')", name="severity"),
+    )
+
+
+class ComplianceResult(db.Model):
+    """A device's latest compliance with one rule (one row per device and rule in
+    scope), computed on the config at ``commit``."""
+
+    __tablename__ = "compliance_results"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    rule_id: Mapped[int] = mapped_column(
+        ForeignKey("compliance_rules.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    commit: Mapped[str] = mapped_column(String(64))
+    checked_at: Mapped[datetime] = mapped_column(TZDateTime)
+    rule_version: Mapped[int] = mapped_column(Integer)
+    compliant: Mapped[bool] = mapped_column(Boolean)
+    missing: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    unexpected: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    remediation: Mapped[str] = mapped_column(Text, default="")
+    #: why the check itself could not run (a rule module that raised)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ComplianceChange(db.Model):
+    """A device falling out of or coming back into compliance with a rule (and its
+    first check): the history pages and webhooks tell."""
+
+    __tablename__ = "compliance_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    rule_id: Mapped[int] = mapped_column(ForeignKey("compliance_rules.id", ondelete="CASCADE"))
+    commit: Mapped[str] = mapped_column(String(64))
+    compliant: Mapped[bool] = mapped_column(Boolean)
+    missing: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    unexpected: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    #: the run whose check saw it (a backup or a compliance check)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="SET NULL"))
+
+    __table_args__ = (
+        Index("ix_compliance_changes_device_id_at", "device_id", "at"),
+        Index("ix_compliance_changes_rule_id", "rule_id"),
+    )
+
+
 class Credential(db.Model):
     """Login for devices sharing one of its tags; secrets are Fernet-encrypted."""
 

@@ -9,8 +9,6 @@ one broken plugin never stops the others (or the app) from starting.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import inspect
 import logging
 import math
@@ -25,6 +23,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from app import plugins
 from app.errors import ConfigError, RookeryError, ValidationError
 
 logger = logging.getLogger(__name__)
@@ -215,7 +214,7 @@ def discover(paths: Sequence[Path]) -> Registry:
                 continue
             existing = registry.types.get(job.job_type)
             if existing is not None:
-                sys.modules.pop(_module_name(path), None)
+                sys.modules.pop(plugins.module_name(path, MODULE_PREFIX), None)
                 _skip(
                     registry,
                     source,
@@ -232,30 +231,11 @@ def _skip(registry: Registry, source: str, reason: str) -> None:
     registry.skipped.append(SkippedModule(source=source, reason=reason))
 
 
-def _module_name(path: Path) -> str:
-    # The folder's hash keeps two folders' backup.py apart in sys.modules.
-    digest = hashlib.sha1(str(path.parent.resolve()).encode(), usedforsecurity=False)
-    return f"{MODULE_PREFIX}.{digest.hexdigest()[:12]}.{path.stem}"
-
-
 def _import(path: Path) -> ModuleType:
-    name = _module_name(path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise _Skip("cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:
-        sys.modules.pop(name, None)
-        detail = " ".join(str(exc).split())
-        raise _Skip(
-            f"import failed: {type(exc).__name__}: {detail}"
-            if detail
-            else f"import failed: {type(exc).__name__}"
-        ) from None
-    return module
+        return plugins.import_file(path, MODULE_PREFIX)
+    except plugins.ImportFailed as exc:
+        raise _Skip(str(exc)) from None
 
 
 def _load(path: Path) -> JobType:
@@ -333,22 +313,9 @@ def _check_finalize(finalize: Any) -> Callable[..., Any] | None:
 
 
 def _check_run(run: Any) -> Callable[..., Any]:
-    if run is None:
-        raise _Skip("no run() function defined")
-    if not callable(run):
-        raise _Skip("run is not callable")
-    if inspect.iscoroutinefunction(run):
-        raise _Skip("run() must be a plain function, not async")
-    try:
-        signature = inspect.signature(run)
-    except (TypeError, ValueError):
-        raise _Skip("run() has no inspectable signature") from None
-    try:
-        signature.bind(None, None, None, None)
-    except TypeError:
-        raise _Skip(
-            f"run{signature} must accept four positional arguments (device, job_id, config, db)"
-        ) from None
+    problem = plugins.function_problem(run, "run", ("device", "job_id", "config", "db"))
+    if problem is not None:
+        raise _Skip(problem)
     return run
 
 

@@ -14,7 +14,10 @@ Events:
   the last attempt;
 - ``timeout`` — the final status is TIMEOUT;
 - ``config_changed`` — the run committed changed device configs to the config store
-  (config_backup); the payload carries the commit, the device names and a unified diff.
+  (config_backup); the payload carries the commit, the device names and a unified diff;
+- ``compliance_changed`` — the run's compliance check saw devices fall out of or come
+  back into compliance with a rule; the payload's ``compliance`` lists each (device,
+  rule, severity, compliant, missing and unexpected lines, commit).
 
 A delivery is a JSON POST with ``X-Rookery-Event``, ``X-Rookery-Delivery`` (a UUID,
 the same on every retry) and ``X-Rookery-Signature: sha256=<hex HMAC-SHA256 of the
@@ -60,7 +63,7 @@ from app.engine import queue
 from app.errors import RookeryError
 from app.extensions import db
 from app.models import JobRun, RunStatus, Webhook
-from app.services.webhooks import CONFIG_CHANGED, FAILURE, TIMEOUT
+from app.services.webhooks import COMPLIANCE_CHANGED, CONFIG_CHANGED, FAILURE, TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +122,17 @@ def events_for_outcome(status: str, result: dict[str, Any] | None) -> list[str]:
     values = result or {}
     if values.get("commit") and values.get("changed"):
         found.append(CONFIG_CHANGED)
+    if compliance_changes(values):
+        found.append(COMPLIANCE_CHANGED)
     return found
+
+
+def compliance_changes(result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The compliance transitions a run's result carries (a backup's finalize summary,
+    or a global compliance check's ``data``)."""
+    values = result or {}
+    data = values.get("data") if isinstance(values.get("data"), dict) else {}
+    return list(values.get("compliance_changes") or (data or {}).get("compliance_changes") or [])
 
 
 def notify_run_ended(session: Session, run: JobRun) -> int:
@@ -407,6 +420,8 @@ def deliver_webhook(
     if event == CONFIG_CHANGED:
         result = payload["run"]["result"] or {}
         payload["config"] = config_changes(result["commit"], list(result["changed"]))
+    if event == COMPLIANCE_CHANGED:
+        payload["compliance"] = compliance_changes(payload["run"]["result"])
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",

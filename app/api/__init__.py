@@ -17,12 +17,23 @@ from typing import Any
 
 from flask import jsonify
 
-from app.api import account, admin, inventory, jobs, policy, runs, schemas, stream, webhooks
+from app.api import (
+    account,
+    admin,
+    compliance,
+    inventory,
+    jobs,
+    policy,
+    runs,
+    schemas,
+    stream,
+    webhooks,
+)
 from app.api.base import bp, public, spec
 
 __all__ = ["bp", "openapi_document"]
 
-_MODULES = (account, admin, inventory, jobs, policy, runs, stream, webhooks)
+_MODULES = (account, admin, compliance, inventory, jobs, policy, runs, stream, webhooks)
 
 #: operations answering text rather than JSON: media type of their 200
 _TEXT_ANSWERS = {

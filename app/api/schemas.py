@@ -885,3 +885,106 @@ class ConfigSearchOut(BaseModel):
     #: devices whose latest config was searched
     searched: int
 
+
+# ------------------------------------------------------------------- compliance
+
+Severity = Literal["low", "medium", "high", "critical"]
+RuleText = Annotated[str, StringConstraints(max_length=100_000, pattern=r"^[^\x00]*$")]
+
+
+class ComplianceRuleCreate(Request):
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] = ""
+    severity: Severity = "medium"
+    #: netmiko device types; empty: every platform
+    platforms: list[TagName] = []
+    #: tags; empty: every device, else a device needs one of them
+    tags: list[TagName] = []
+    #: lines that must be present, indented as on the device; ``re:`` marks a pattern
+    required: RuleText = ""
+    #: lines that must be absent, optionally under a parent line; ``re:`` marks a pattern
+    forbidden: RuleText = ""
+
+
+class ComplianceRulePatch(Request):
+    name: Name | None = None
+    description: (
+        Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] | None
+    ) = None
+    severity: Severity | None = None
+    platforms: list[TagName] | None = None
+    tags: list[TagName] | None = None
+    required: RuleText | None = None
+    forbidden: RuleText | None = None
+
+
+class ComplianceRuleOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    severity: str
+    platforms: list[str]
+    tags: list[str]
+    required: str
+    forbidden: str
+    #: the Python rule module this rule comes from (read-only here), or null
+    module: str | None
+    #: why a module rule is not checked now
+    skipped_reason: str | None
+    version: int
+    updated_at: datetime | None
+    updated_by: str
+
+
+class ComplianceRuleList(BaseModel):
+    items: list[ComplianceRuleOut]
+
+
+class ComplianceQuery(Query):
+    tag: ShortText | None = None
+    platform: ShortText | None = None
+    severity: Severity | None = None
+
+
+class RuleRef(BaseModel):
+    id: int
+    name: str
+
+
+class ComplianceRuleSummary(BaseModel):
+    rule: RuleRef
+    severity: str
+    #: devices complying
+    compliant: int
+    #: devices failing
+    failing: int
+    #: devices the rule could not be checked on (a module that raised)
+    errors: int
+    #: devices with a backed-up config and no result: out of the rule's scope, or waiting
+    #: for a check
+    not_checked_or_out_of_scope: int
+
+
+class ComplianceSummaryOut(BaseModel):
+    items: list[ComplianceRuleSummary]
+
+
+class DeviceComplianceItem(BaseModel):
+    rule: RuleRef
+    severity: str
+    compliant: bool
+    missing: list[str]
+    unexpected: list[str]
+    #: the commands that would make the device compliant (secrets redacted)
+    remediation: str
+    error: str | None
+    #: the commit of the config this result was computed on
+    commit: str
+    checked_at: datetime
+
+
+class DeviceComplianceOut(BaseModel):
+    #: the device's latest backed-up config, or null (never backed up)
+    commit: str | None
+    checked_at: datetime | None
+    items: list[DeviceComplianceItem]

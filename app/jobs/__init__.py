@@ -23,6 +23,7 @@ __all__ = [
     "JobLogger",
     "NotRetryable",
     "ResolvedCredential",
+    "check_compliance",
     "command_error",
     "command_problem",
     "commit_configs",
@@ -106,3 +107,52 @@ def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: A
 
     config_search.remember(db, configs, result.sha or store.head())
     return result
+
+
+def check_compliance(
+    run_id: int,
+    device_names: list[str] | None,
+    db: Any,
+    *,
+    stale_only: bool = False,
+    log: JobLogger | None = None,
+    report_progress: bool = False,
+) -> dict[str, Any]:
+    """Check devices' latest configs against the compliance rules, in ``db``'s
+    transaction: ``device_names`` (a backup's changed devices), or every device with a
+    backed-up config. ``stale_only``: only results missing or computed by an older rule
+    version. Never raises: a check that fails is logged (on ``log``) and rolled back to
+    a SAVEPOINT, so a broken rule never fails a backup. Returns the summary that goes in
+    the run's result (its ``compliance_changes`` are what webhooks deliver).
+    ``report_progress``: the run's progress bar follows the batches (only from a run's
+    own unit: a finalize step holds the run's row, which the progress update waits for)."""
+    from sqlalchemy import select
+
+    from app.models import Device
+    from app.services import compliance
+
+    def progress(done: int, total: int) -> None:
+        if log is not None and report_progress:
+            log.progress(done, total)
+
+    try:
+        with db.begin_nested():
+            ids = None
+            if device_names is not None:
+                if not device_names:
+                    return compliance.CheckSummary().as_result()
+                ids = list(db.scalars(select(Device.id).where(Device.name.in_(device_names))))
+            summary = compliance.check(
+                db, device_ids=ids, stale_only=stale_only, run_id=run_id, progress=progress
+            )
+    except Exception as exc:
+        logger.exception("Compliance check of run %s failed", run_id)
+        if log is not None:
+            log.warning(f"Compliance check skipped: {type(exc).__name__}: {exc}")
+        return {"compliance_error": f"{type(exc).__name__}: {exc}"}
+    if log is not None and summary.checked:
+        log.info(
+            f"Compliance: {summary.checked} check(s) on {summary.devices} device(s), "
+            f"{summary.failing} failing, {summary.changes_total} change(s)"
+        )
+    return summary.as_result()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
-from app.jobs import JobLogger, command_error, commit_configs, normalize_config
+from app.jobs import (
+    JobLogger,
+    check_compliance,
+    command_error,
+    commit_configs,
+    normalize_config,
+)
 
 JOB_META = {
     "job_type": "config_backup",
@@ -67,6 +73,8 @@ def finalize(run_id, results, config, db):
     )
     message = f"{len(changed)} config(s) changed" if changed else "no config changed"
     summary = {"commit": commit.sha, "changed": sorted(changed), "unchanged": len(commit.unchanged)}
+    # the changed configs against the compliance rules, on the commit that holds them
+    summary.update(check_compliance(run_id, sorted(changed), db, log=log))
     if commit.push_error:
         # A warning, not a failure: the commit is made and recorded; a worker pushes it
         # again every ROOKERY_CONFIG_PUSH_RETRY_SECONDS (and so does the next backup).

@@ -62,6 +62,11 @@ def remember(session: Session, configs: Mapping[str, str], commit: str | None) -
     return result.rowcount or 0
 
 
+def latest_commit(device_id: int) -> str | None:
+    """The commit of the device's latest backed-up config (None: never backed up)."""
+    return db.session.scalar(select(LatestConfig.commit).where(LatestConfig.device_id == device_id))
+
+
 @dataclass
 class Match:
     line_number: int

@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 FAILURE = "failure"
 TIMEOUT = "timeout"
 CONFIG_CHANGED = "config_changed"
-EVENTS: tuple[str, ...] = (FAILURE, TIMEOUT, CONFIG_CHANGED)
+#: a device fell out of or came back into compliance with a rule (backup or check run)
+COMPLIANCE_CHANGED = "compliance_changed"
+EVENTS: tuple[str, ...] = (FAILURE, TIMEOUT, CONFIG_CHANGED, COMPLIANCE_CHANGED)
 
 MAX_URL = 2048
 MAX_SECRET = 256

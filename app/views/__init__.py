@@ -22,6 +22,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.views.credentials",
     "app.views.job_types",
     "app.views.policy",
+    "app.views.compliance",
     "app.views.admin",
     "app.api",
 )

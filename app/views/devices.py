@@ -24,7 +24,15 @@ from app.auth import require_role
 from app.errors import MAX_ID, Conflict, Forbidden, ValidationError
 from app.extensions import db
 from app.models import Device, Job, Role
-from app.services import credential_scope, host_keys, inventory, jobs, runs
+from app.services import (
+    compliance,
+    config_search,
+    credential_scope,
+    host_keys,
+    inventory,
+    jobs,
+    runs,
+)
 from app.views.common import form_bool, form_text, is_htmx, query_without, refuse_nul
 
 logger = logging.getLogger(__name__)
@@ -389,6 +397,9 @@ def show(device_id: int) -> str:
         results=results,
         old=history[1].sha if len(history) > 1 else None,
         new=history[0].sha if history else None,
+        compliance_results=compliance.device_results(device.id),
+        compliance_history=compliance.device_history(device.id, limit=50),
+        compliance_commit=config_search.latest_commit(device.id),
     )
 
 

@@ -280,6 +280,44 @@ def test_config_search_finds_a_line_and_links_to_its_version(admin, site: Site) 
     expect(admin.locator("body")).to_contain_text("Not a regular expression")
 
 
+def test_a_compliance_rule_is_previewed_saved_and_checked_on_the_fleet(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    admin.goto(f"{site.base}/compliance")
+    expect(admin.locator("#no-rules")).to_be_visible()
+    admin.click("#new-rule")
+    admin.fill("#f-name", "NTP server")
+    admin.fill("#f-platforms", "cisco_ios arista_eos")
+    admin.fill("#f-required", "ntp server 192.0.2.123")
+    admin.fill("#f-forbidden", "re:(")
+    admin.select_option("#f-device", label="edge-0")
+    admin.click("#preview-rule")
+    expect(admin.locator("#preview-error")).to_contain_text("forbidden, line 1")
+    admin.fill("#f-forbidden", "")
+    admin.click("#preview-rule")
+    expect(admin.locator("#preview-result")).to_have_attribute("data-compliant", "no")
+    expect(admin.locator("#remediation-preview")).to_have_text("ntp server 192.0.2.123")
+    assert "/rules/new" in admin.url, "a preview saves nothing and stays on the form"
+    admin.click("#save-rule")
+    expect(admin.locator("#rule-name")).to_have_text("NTP server")
+    # The save started a check of every device in scope: the worker fills the results.
+    deadline = time.monotonic() + 60
+    while admin.locator("#rule-results tbody tr").count() < 4 and time.monotonic() < deadline:
+        time.sleep(1)
+        admin.reload()
+    expect(admin.locator("#rule-results tbody tr")).to_have_count(4)
+    expect(admin.locator("#rule-results")).to_contain_text("failing")
+    admin.goto(f"{site.base}/compliance")
+    rule_row = admin.locator("#rules-table tbody tr").first
+    expect(rule_row).to_contain_text("NTP server")
+    expect(admin.locator("[id$='-failing']").first).to_have_text("4")
+    admin.locator("#failing-devices a", has_text="edge-0").click()
+    expect(admin.locator("#device-compliance")).to_contain_text("NTP server")
+    remediation = admin.locator("#device-compliance pre[id^=remediation-]")
+    expect(remediation).to_have_text("ntp server 192.0.2.123")
+    expect(admin.locator("#device-compliance [data-copy]")).to_have_count(1)
+
+
 def test_the_job_form_previews_fire_times_and_targets_as_one_types(admin, site: Site) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
