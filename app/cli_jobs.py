@@ -292,7 +292,7 @@ def job_list(job_type: str | None, label: str | None, as_json: bool) -> None:
                 j["id"],
                 j["name"],
                 j["job_type"],
-                j["priority"],
+                present.priority_name(j["priority"]),
                 "yes" if j["enabled"] else "no",
                 len(j["schedules"]),
                 targets(j),

@@ -106,6 +106,7 @@ def test_job_create_from_options_list_and_show(runner, ctx):
         "SCHEDULES",
         "TARGETS",
     ]
+    assert human.output.splitlines()[1].split()[3] == "high", "priority as a word"
     shown = as_json(invoke(runner, "job", "show", str(job.id), "--json"))
     assert shown["name"] == "nightly" and shown["allow_overlap"] is True
     assert shown["schedules"][0]["kind"] == "interval"
