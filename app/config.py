@@ -385,6 +385,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Turn on in production behind TLS; off for plain http on 127.0.0.1.",
     ),
     Setting(
+        env="ROOKERY_CHANGE_SELF_APPROVAL",
+        default=False,
+        parse=_to_bool,
+        help="Let a change set's author approve it (for labs). Off: another operator or an "
+        "admin must.",
+    ),
+    Setting(
         env="ROOKERY_WEBHOOK_ALLOW",
         default="",
         parse=_to_webhook_allow,

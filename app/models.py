@@ -481,6 +481,60 @@ class ComplianceChange(db.Model):
     )
 
 
+class ChangeStatus(enum.StrEnum):
+    """Where a change set is in its life."""
+
+    #: being written; may be edited and previewed
+    DRAFT = "draft"
+    #: submitted: waits for someone other than its author to approve it
+    AWAITING_APPROVAL = "awaiting_approval"
+    #: approved (for this version of its text): may be applied
+    APPROVED = "approved"
+    #: turned down by a reviewer (an edit makes it a draft again)
+    REJECTED = "rejected"
+
+
+class Change(db.Model):
+    """A change set: a template of commands for many devices, its checks and rollout
+    plan, and who wrote and approved it (app/services/changes.py)."""
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(32), default=ChangeStatus.DRAFT.value)
+    #: tag names and device ids the change targets (enabled devices with any of them)
+    target_tags: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    target_device_ids: Mapped[list[int]] = mapped_column(JSONB, default=list)
+    #: Jinja2, rendered per device (device.name, .host, .platform, .tags and variables)
+    template: Mapped[str] = mapped_column(Text)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    #: [{"command", "expect" (a regular expression), "absent" (bool)}], run before and after
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    canary: Mapped[int] = mapped_column(Integer, default=1)
+    wave_size: Mapped[int] = mapped_column(Integer, default=10)
+    pause_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    max_failed: Mapped[int] = mapped_column(Integer, default=1)
+    #: "device": roll back the failed device only; "all": every changed device too
+    rollback: Mapped[str] = mapped_column(String(16), default="device")
+    #: bumped by every edit of what the change does; an approval is for one version
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    reviewed_by: Mapped[str | None] = mapped_column(String(100))
+    reviewed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    review_note: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('draft', 'awaiting_approval', 'approved', 'rejected')", name="status"
+        ),
+        CheckConstraint("rollback IN ('device', 'all')", name="rollback"),
+    )
+
+
 class Credential(db.Model):
     """Login for devices sharing one of its tags; secrets are Fernet-encrypted."""
 

@@ -20,6 +20,7 @@ from flask import jsonify
 from app.api import (
     account,
     admin,
+    changes,
     compliance,
     inventory,
     jobs,
@@ -33,7 +34,18 @@ from app.api.base import bp, public, spec
 
 __all__ = ["bp", "openapi_document"]
 
-_MODULES = (account, admin, compliance, inventory, jobs, policy, runs, stream, webhooks)
+_MODULES = (
+    account,
+    admin,
+    changes,
+    compliance,
+    inventory,
+    jobs,
+    policy,
+    runs,
+    stream,
+    webhooks,
+)
 
 #: operations answering text rather than JSON: media type of their 200
 _TEXT_ANSWERS = {

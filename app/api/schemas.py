@@ -988,3 +988,116 @@ class DeviceComplianceOut(BaseModel):
     commit: str | None
     checked_at: datetime | None
     items: list[DeviceComplianceItem]
+
+
+# ---------------------------------------------------------------------- changes
+
+
+class ChangeCheck(Request):
+    #: a read-only command run before and after the change
+    command: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    #: a regular expression its output must show (or, with absent, must not)
+    expect: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    absent: bool = False
+
+
+class ChangeTargets(Request):
+    tags: list[TagName] = []
+    #: device names or ids
+    devices: list[Annotated[str, StringConstraints(min_length=1, max_length=128)] | Id] = []
+
+
+class ChangeCreate(Request):
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")] = ""
+    targets: ChangeTargets
+    #: Jinja2: device.name, device.host, device.platform, device.tags and the variables
+    template: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    variables: dict[str, Any] = {}
+    checks: list[ChangeCheck] = []
+    #: the first wave's size
+    canary: Annotated[int, Field(ge=0, le=10_000)] = 1
+    wave_size: Annotated[int, Field(ge=1, le=10_000)] = 10
+    pause_seconds: Annotated[int, Field(ge=0, le=86_400)] = 0
+    #: stop the rollout after this many failed devices
+    max_failed: Annotated[int, Field(ge=1, le=10_000)] = 1
+    rollback: Literal["device", "all"] = "device"
+
+
+class ChangePatch(Request):
+    name: Name | None = None
+    description: (
+        Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")] | None
+    ) = None
+    targets: ChangeTargets | None = None
+    template: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    variables: dict[str, Any] | None = None
+    checks: list[ChangeCheck] | None = None
+    canary: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    wave_size: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    pause_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
+    max_failed: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    rollback: Literal["device", "all"] | None = None
+
+
+class ChangeReview(Request):
+    note: Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")] = ""
+
+
+class DeviceRef(BaseModel):
+    id: int
+    name: str
+
+
+class ChangeTargetsOut(BaseModel):
+    tags: list[str]
+    devices: list[DeviceRef]
+
+
+class ChangeOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    #: draft, awaiting_approval, approved, rejected
+    status: str
+    #: bumped by every edit of what the change does; an approval is for one version
+    version: int
+    targets: ChangeTargetsOut
+    template: str
+    variables: dict[str, Any]
+    checks: list[dict[str, Any]]
+    canary: int
+    wave_size: int
+    pause_seconds: int
+    max_failed: int
+    rollback: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_note: str
+
+
+class ChangeList(BaseModel):
+    items: list[ChangeOut]
+
+
+class ChangePreviewItem(BaseModel):
+    device: DeviceRef
+    #: the rendered commands (null: the template did not render for this device)
+    commands: str | None
+    #: what really changes in the device's config (empty: nothing; null: no backup yet)
+    effective: str | None
+    #: +/- lines under their sections, current config -> predicted
+    diff: str | None
+    problem: str | None
+    #: the commit of the backed-up config the prediction starts from
+    commit: str | None
+
+
+class ChangePreviewOut(BaseModel):
+    items: list[ChangePreviewItem]
+    devices: int
+    problems: int
+    unchanged: int

@@ -1,0 +1,93 @@
+"""Change sets: ``/api/v1/changes`` — draft, preview, submit, approve or reject."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from app.api import schemas as s
+from app.api.base import ID, actor, bp, requires, responses, spec
+from app.api.jobs import device_ids
+from app.models import Role
+from app.services import changes
+
+
+def _fields(body: Any) -> dict[str, Any]:
+    values = body.model_dump(exclude_unset=True, exclude={"targets", "checks"})
+    values = {k: v for k, v in values.items() if v is not None}
+    if body.targets is not None:
+        values["target_tags"] = body.targets.tags
+        values["target_device_ids"] = device_ids(body.targets.devices, "targets")
+    if body.checks is not None:
+        values["checks"] = [c.model_dump() for c in body.checks]
+    return values
+
+
+@bp.get("/changes")
+@spec.validate(resp=responses(HTTP_200=s.ChangeList), tags=["changes"])
+@requires(Role.VIEWER)
+def list_changes():
+    """Every change set, newest first."""
+    return {"items": [changes.view(c) for c in changes.list_changes()]}
+
+
+@bp.post("/changes")
+@spec.validate(json=s.ChangeCreate, resp=responses(HTTP_201=s.ChangeOut), tags=["changes"])
+@requires(Role.OPERATOR)
+def create_change():
+    """Draft a change set (audited)."""
+    change = changes.create_change(actor=actor(), **_fields(request.context.json))
+    return changes.view(change), 201
+
+
+@bp.get(f"/changes/<{ID}:change_id>")
+@spec.validate(resp=responses(HTTP_200=s.ChangeOut), tags=["changes"])
+@requires(Role.VIEWER)
+def get_change(change_id: int):
+    """One change set."""
+    return changes.view(changes.get_change(change_id))
+
+
+@bp.patch(f"/changes/<{ID}:change_id>")
+@spec.validate(json=s.ChangePatch, resp=responses(HTTP_200=s.ChangeOut), tags=["changes"])
+@requires(Role.OPERATOR)
+def update_change(change_id: int):
+    """Edit a change set; editing what it does withdraws its approval (audited)."""
+    change = changes.update_change(change_id, actor=actor(), **_fields(request.context.json))
+    return changes.view(change)
+
+
+@bp.post(f"/changes/<{ID}:change_id>/preview")
+@spec.validate(resp=responses(HTTP_200=s.ChangePreviewOut), tags=["changes"])
+@requires(Role.VIEWER)
+def preview_change(change_id: int):
+    """Per target device: the rendered commands and what they change in its latest
+    backed-up config (hier_config). Nothing is sent to any device."""
+    return changes.preview_view(changes.preview(change_id))
+
+
+@bp.post(f"/changes/<{ID}:change_id>/submit")
+@spec.validate(resp=responses(HTTP_200=s.ChangeOut), tags=["changes"])
+@requires(Role.OPERATOR)
+def submit_change(change_id: int):
+    """Ask for a review (the template must render for every target)."""
+    return changes.view(changes.submit(change_id, actor=actor()))
+
+
+@bp.post(f"/changes/<{ID}:change_id>/approve")
+@spec.validate(json=s.ChangeReview, resp=responses(HTTP_200=s.ChangeOut), tags=["changes"])
+@requires(Role.OPERATOR)
+def approve_change(change_id: int):
+    """Approve a submitted change (not its author's own, unless the setting allows)."""
+    body: s.ChangeReview = request.context.json
+    return changes.view(changes.review(change_id, actor=actor(), approve=True, note=body.note))
+
+
+@bp.post(f"/changes/<{ID}:change_id>/reject")
+@spec.validate(json=s.ChangeReview, resp=responses(HTTP_200=s.ChangeOut), tags=["changes"])
+@requires(Role.OPERATOR)
+def reject_change(change_id: int):
+    """Turn a submitted change down, saying why."""
+    body: s.ChangeReview = request.context.json
+    return changes.view(changes.review(change_id, actor=actor(), approve=False, note=body.note))
