@@ -23,6 +23,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.views.job_types",
     "app.views.policy",
     "app.views.compliance",
+    "app.views.changes",
     "app.views.admin",
     "app.api",
 )

@@ -12,7 +12,7 @@ from app.demo_lab import default_fleet
 from app.extensions import db
 from app.models import AuditEntry, Change, Job
 from app.services import changes, jobs, runs
-from tests.conftest import make_config
+from tests.conftest import csrf_token, make_config
 from tests.integration.helpers import drain, load_lab_devices, reload
 from tests.integration.test_api_support import Api, error, make_tokens, ok
 
@@ -183,3 +183,31 @@ def _body() -> dict:
         "template": TEMPLATE,
         "variables": {"ntp": "192.0.2.1", "team": "t"},
     }
+
+
+def test_the_pages_list_preview_and_review_a_change(app, ctx, client, auth, lab):
+    backed_up(app)
+    api = Api(client=client, tokens=make_tokens(app))
+    change = draft(api)
+    auth.create("rita", "reviewer-pw-1", "operator")
+    auth.login("rita", "reviewer-pw-1")
+    listed = client.get("/changes").get_data(as_text=True)
+    assert f'id="change-{change["id"]}"' in listed and "NTP and loopback" in listed
+    page = client.get(f"/changes/{change['id']}").get_data(as_text=True)
+    assert 'id="submit-change"' in page and "3 devices (tags lab)" in page
+    token = csrf_token(client, f"/changes/{change['id']}")
+    fragment = client.get(f"/changes/{change['id']}/preview").get_data(as_text=True)
+    assert fragment.count('<tr id="preview-') == 3
+    assert '<span class="diff-add">+ ntp server 192.0.2.123</span>' in fragment
+    # rita did not write it: she may approve it once it is submitted
+    refused = client.post(
+        f"/changes/{change['id']}/approve", data={"csrf_token": token}, follow_redirects=True
+    )
+    assert "only a submitted change is reviewed" in refused.get_data(as_text=True)
+    ok(api.post(f"/api/v1/changes/{change['id']}/submit", as_="operator"))
+    approved = client.post(
+        f"/changes/{change['id']}/approve", data={"csrf_token": token}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "approved." in approved and 'id="change-status">approved' in approved
+    assert changes.get_change(change["id"]).reviewed_by == "rita"
+    assert client.get("/changes/999999").status_code == 404
