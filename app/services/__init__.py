@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from app.errors import MAX_ID, NotFound
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import MAX_ID, Conflict, NotFound
 from app.extensions import db
 
 Row = TypeVar("Row")
@@ -22,3 +24,13 @@ def get_row(model: type[Row], row_id: int, what: str, **options: Any) -> Row:
     if row is None:
         raise NotFound(f"No {what} #{row_id}.")
     return row
+
+
+def flush_unique(message: str) -> None:
+    """Write the pending rows; when one takes a name (or key) another row has, roll the
+    session back and raise Conflict(``message``)."""
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(message) from None

@@ -16,7 +16,6 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app import audit, changes, command_policy
@@ -32,7 +31,7 @@ from app.models import (
     device_tags,
     utcnow,
 )
-from app.services import get_row
+from app.services import flush_unique, get_row
 
 MAX_NAME = 128
 MAX_DESCRIPTION = 4000
@@ -245,20 +244,12 @@ def target_devices(tags: list[str], device_ids: list[int]) -> list[Device]:
 # ------------------------------------------------------------------ lifecycle
 
 
-def _save(change: Change, name: str) -> None:
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(f"A change named {name!r} exists.") from None
-
-
 def create_change(*, actor: User | str | None, **fields: Any) -> Change:
     """A new draft (audited; commits)."""
     cleaned = _clean(fields)
     change = Change(**cleaned, created_by=_who(actor), status=ChangeStatus.DRAFT.value)
     db.session.add(change)
-    _save(change, cleaned["name"])
+    flush_unique(f"A change named {cleaned['name']!r} exists.")
     audit.record(
         actor=actor,
         action="change.create",
@@ -289,7 +280,7 @@ def update_change(change_id: int, *, actor: User | str | None, **fields: Any) ->
         change.status = ChangeStatus.DRAFT.value
         change.reviewed_by = change.reviewed_at = None
         change.review_note = ""
-    _save(change, cleaned["name"])
+    flush_unique(f"A change named {cleaned['name']!r} exists.")
     audit.record(
         actor=actor,
         action="change.update",

@@ -14,14 +14,13 @@ import time
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from app import audit, command_policy, platforms
 from app.command_policy import ALLOW, DENY, Rule
-from app.errors import Conflict, ValidationError
+from app.errors import ValidationError
 from app.extensions import db
 from app.models import CommandRule, User
-from app.services import get_row
+from app.services import flush_unique, get_row
 
 #: how long a process keeps the rules it read (a change reaches every worker within this)
 CACHE_SECONDS = 5.0
@@ -133,12 +132,8 @@ def create_rule(
     who = actor.username if isinstance(actor, User) else actor or "system"
     row = CommandRule(kind=kind, words=cleaned, platform=key, note=note, created_by=who)
     db.session.add(row)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        where = key or "every platform"
-        raise Conflict(f"There is already a rule to {kind} {cleaned!r} on {where}.") from None
+    where = key or "every platform"
+    flush_unique(f"There is already a rule to {kind} {cleaned!r} on {where}.")
     audit.record(
         actor=actor,
         action="create",

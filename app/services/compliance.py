@@ -32,7 +32,6 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app import audit, compliance, config_store, platforms
@@ -50,7 +49,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import get_row
+from app.services import flush_unique, get_row
 
 logger = logging.getLogger(__name__)
 
@@ -180,21 +179,12 @@ def rule_view(rule: ComplianceRule) -> dict[str, Any]:
     }
 
 
-def _flush(name: str) -> None:
-    """Write the pending rule; a name another rule has is a Conflict (rolled back)."""
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(f"A rule named {name!r} exists.") from None
-
-
 def create_rule(*, actor: User | str | None, **fields: Any) -> ComplianceRule:
     """Add a text rule (audited; commits) and start a check of the devices in its scope."""
     cleaned = clean_rule(fields)
     rule = ComplianceRule(**cleaned, updated_by=_who(actor), version=1)
     db.session.add(rule)
-    _flush(cleaned["name"])
+    flush_unique(f"A rule named {cleaned['name']!r} exists.")
     audit.record(
         actor=actor,
         action="compliance_rule.create",
@@ -226,7 +216,7 @@ def update_rule(rule_id: int, *, actor: User | str | None, **changes: Any) -> Co
     rule.version += 1
     rule.updated_at = utcnow()
     rule.updated_by = _who(actor)
-    _flush(cleaned["name"])
+    flush_unique(f"A rule named {cleaned['name']!r} exists.")
     audit.record(
         actor=actor,
         action="compliance_rule.update",
