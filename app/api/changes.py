@@ -60,10 +60,11 @@ def update_change(change_id: int):
 
 @bp.post(f"/changes/<{ID}:change_id>/preview")
 @spec.validate(resp=responses(HTTP_200=s.ChangePreviewOut), tags=["changes"])
-@requires(Role.VIEWER)
+@requires(Role.OPERATOR)
 def preview_change(change_id: int):
     """Per target device: the rendered commands and what they change in its latest
-    backed-up config (hier_config). Nothing is sent to any device."""
+    backed-up config (hier_config). Nothing is sent to any device. (Operators, who
+    write and review changes; viewers see the preview on the change's page.)"""
     return changes.preview_view(changes.preview(change_id))
 
 

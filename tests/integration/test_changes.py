@@ -73,7 +73,7 @@ def test_preview_shows_each_devices_commands_and_what_really_changes(app, ctx, c
     change = draft(api)
     assert change["status"] == "draft" and change["version"] == 1
     assert [d["name"] for d in change["targets"]["devices"]] == []
-    preview = ok(api.post(f"/api/v1/changes/{change['id']}/preview", as_="viewer"))
+    preview = ok(api.post(f"/api/v1/changes/{change['id']}/preview", as_="operator"))
     assert preview["devices"] == 3 and preview["problems"] == 0
     by_name = {item["device"]["name"]: item for item in preview["items"]}
     item = by_name[ios]
@@ -94,7 +94,7 @@ def test_preview_shows_each_devices_commands_and_what_really_changes(app, ctx, c
     )
     drain(app, concurrency=2)
     assert reload(backed_up_again.id).status == "COMPLETED_SUCCESS"
-    again = ok(api.post(f"/api/v1/changes/{change['id']}/preview", as_="viewer"))
+    again = ok(api.post(f"/api/v1/changes/{change['id']}/preview", as_="operator"))
     effective = {i["device"]["name"]: i["effective"] for i in again["items"]}[ios]
     assert "ntp server" not in effective and "description" in effective
 

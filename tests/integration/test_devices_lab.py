@@ -30,7 +30,13 @@ def backup(device: LabDevice, **overrides: Any) -> str:
     try:
         if device.needs_enable:
             conn.enable()
-        return conn.send_command(device.backup_command)
+        text = conn.send_command(device.backup_command)
+        if not text.strip():
+            # On a loaded machine netmiko can meet the prompt its session preparation left
+            # behind (FakeNOS echoes 10 ms a byte) and read no output; asked again, the
+            # emulator answers. Rookery's backup refuses an empty config the same way.
+            text = conn.send_command(device.backup_command)
+        return text
     finally:
         conn.disconnect()
 
