@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A fast SSH emulator for benchmarks: many cisco_ios-like devices in one asyncio process.
 
-    python bench/_fastssh.py [--devices N] [--delay S] [--inventory FILE]
+    python bench/_fastssh.py [--devices N] [--delay S] [--inventory FILE] [--configs DIR]
 
 Each device listens on its own port of 127.0.0.1, checks its own username and password
 (and enable secret when it has one) and answers netmiko's ``cisco_ios`` driver (with
@@ -10,6 +10,11 @@ fast_cli) at once: ``terminal length 0``, ``terminal width 511``, ``enable``,
 ``exit``. Prompts are ``hostname>`` and ``hostname#``; input is echoed without delay
 (FakeNOS waits 10 ms a byte). A backup takes a few milliseconds of emulator time, so
 the emulator is rarely what a benchmark measures.
+
+A device prints the sample config of its name (``app.demo_lab.sample_config``); with
+``--configs DIR`` it prints ``DIR/<name>.cfg`` instead when that file exists, read at
+each ``show running-config``: a benchmark changes a device's config between two
+backups by rewriting its file (write a temporary file and rename it over the old one).
 
 From the command line it prints the inventory as JSON (stdout, or ``--inventory FILE``)
 and serves until SIGINT/SIGTERM; run it as its own process so it does not share a GIL
@@ -53,8 +58,17 @@ class _Device:
             spec.config if spec.config is not None else sample_config("cisco_ios", spec.name)
         )
         self.delay = 0.0  # seconds before the configuration is printed
+        self.config_dir: Path | None = None  # <dir>/<name>.cfg, when it exists, wins
         self.released = asyncio.Event()
         self.released.set()  # cleared: show running-config hangs
+
+    def running_config(self) -> str:
+        if self.config_dir is not None:
+            try:
+                return (self.config_dir / f"{self.spec.name}.cfg").read_text()
+            except FileNotFoundError:
+                pass
+        return self.config
 
 
 class _Server(asyncssh.SSHServer):
@@ -196,7 +210,7 @@ class _Session:
             if self.device.delay:
                 await asyncio.sleep(self.device.delay)
             await self.device.released.wait()
-            return self.device.config.rstrip("\n")
+            return self.device.running_config().rstrip("\n")
         if command in ("show version", "show ver"):
             return (
                 "Cisco IOS Software, fastssh emulator, Version 15.9(3)M\n"
@@ -211,7 +225,8 @@ class FastSSHLab:
 
     Same shape as app.demo_lab.DeviceLab: ``start``/``stop`` (or ``with``), ``devices``
     (LabDevice with host/port), ``port_of``, ``set_config``, ``config_of``, plus
-    ``set_delay`` (seconds before show running-config answers) and ``set_hanging``.
+    ``set_delay`` (seconds before show running-config answers), ``set_hanging`` and
+    ``set_config_dir`` (configs read from ``<dir>/<name>.cfg`` where such a file exists).
     """
 
     def __init__(self, devices: Iterable[LabDevice]) -> None:
@@ -253,6 +268,11 @@ class FastSSHLab:
 
     def set_delay(self, name: str, seconds: float) -> None:
         self._devices[name].delay = seconds
+
+    def set_config_dir(self, folder: Path | None) -> None:
+        """Serve ``folder/<name>.cfg`` (read at each show running-config) when it exists."""
+        for device in self._devices.values():
+            device.config_dir = folder
 
     def set_hanging(self, name: str, hanging: bool = True) -> None:
         event = self._devices[name].released
@@ -341,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", default="rookery", help="credentials derive from it")
     parser.add_argument("--enable-secrets", action="store_true", help="devices ask for one")
     parser.add_argument("--inventory", type=Path, help="write the JSON here, not stdout")
+    parser.add_argument(
+        "--configs",
+        type=Path,
+        help="serve DIR/<name>.cfg as a device's running config when that file exists",
+    )
     args = parser.parse_args(argv)
 
     fleet = default_fleet(
@@ -352,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     with FastSSHLab(fleet) as lab:
         for spec in lab.devices:
             lab.set_delay(spec.name, args.delay)
+        lab.set_config_dir(args.configs)
         text = json.dumps(lab.inventory(), indent=1)
         if args.inventory:
             args.inventory.write_text(text + "\n")
