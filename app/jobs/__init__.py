@@ -27,6 +27,7 @@ __all__ = [
     "command_error",
     "command_problem",
     "commit_configs",
+    "compliance_findings",
     "normalize_config",
     "redact_secrets",
     "result",
@@ -109,26 +110,40 @@ def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: A
     return result
 
 
+def compliance_findings(device: DeviceTarget, text: str, db: Any) -> list[dict[str, Any]] | None:
+    """The compliance findings of a config a backup unit just fetched (it travels in the
+    device's result to the finalize, which stores those of the configs that changed), or
+    None when the config is the device's latest already. Never raises: a failure is
+    logged and the finalize finds no findings for the device."""
+    from app.services import compliance
+
+    info = {"name": device.name, "host": device.host, "platform": device.platform}
+    info["tags"] = list(device.tags)
+    try:
+        return compliance.findings_for_backup(db, info, device.id, text)
+    except Exception:
+        logger.exception("Compliance check of %s's config failed", device.name)
+        return None
+
+
 def check_compliance(
     run_id: int,
-    device_names: list[str] | None,
     db: Any,
     *,
+    found: Mapping[str, list[dict[str, Any]]] | None = None,
+    commit: str | None = None,
     stale_only: bool = False,
     log: JobLogger | None = None,
     report_progress: bool = False,
 ) -> dict[str, Any]:
-    """Check devices' latest configs against the compliance rules, in ``db``'s
-    transaction: ``device_names`` (a backup's changed devices), or every device with a
-    backed-up config. ``stale_only``: only results missing or computed by an older rule
-    version. Never raises: a check that fails is logged (on ``log``) and rolled back to
-    a SAVEPOINT, so a broken rule never fails a backup. Returns the summary that goes in
-    the run's result (its ``compliance_changes`` are what webhooks deliver).
+    """Store compliance results in ``db``'s transaction: a backup's ``found`` findings
+    (device name -> findings of its changed config, held by ``commit``), or else a check
+    of every device's latest config (``stale_only``: only results missing or computed by
+    an older rule version). Never raises: a failure is logged (on ``log``) and rolled back
+    to a SAVEPOINT, so a broken rule never fails a backup. Returns the summary that goes
+    in the run's result (its ``compliance_changes`` are what webhooks deliver).
     ``report_progress``: the run's progress bar follows the batches (only from a run's
     own unit: a finalize step holds the run's row, which the progress update waits for)."""
-    from sqlalchemy import select
-
-    from app.models import Device
     from app.services import compliance
 
     def progress(done: int, total: int) -> None:
@@ -137,14 +152,12 @@ def check_compliance(
 
     try:
         with db.begin_nested():
-            ids = None
-            if device_names is not None:
-                if not device_names:
-                    return compliance.CheckSummary().as_result()
-                ids = list(db.scalars(select(Device.id).where(Device.name.in_(device_names))))
-            summary = compliance.check(
-                db, device_ids=ids, stale_only=stale_only, run_id=run_id, progress=progress
-            )
+            if found is not None:
+                summary = compliance.record_backup(db, dict(found), commit or "", run_id)
+            else:
+                summary = compliance.check(
+                    db, stale_only=stale_only, run_id=run_id, progress=progress
+                )
     except Exception as exc:
         logger.exception("Compliance check of run %s failed", run_id)
         if log is not None:

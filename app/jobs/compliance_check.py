@@ -26,9 +26,7 @@ JOB_META = {
 def run(device, job_id, config, db):
     log = JobLogger(job_id, JOB_META["job_type"])
     stale_only = not config["params"].get("all")
-    summary = check_compliance(
-        job_id, None, db, stale_only=stale_only, log=log, report_progress=True
-    )
+    summary = check_compliance(job_id, db, stale_only=stale_only, log=log, report_progress=True)
     if "compliance_error" in summary:
         return {"success": False, "message": summary["compliance_error"], "data": summary}
     message = (

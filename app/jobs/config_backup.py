@@ -9,6 +9,7 @@ from app.jobs import (
     check_compliance,
     command_error,
     commit_configs,
+    compliance_findings,
     normalize_config,
 )
 
@@ -46,12 +47,12 @@ def run(device, job_id, config, db):
         return {"success": False, "message": "The device returned an empty configuration."}
     digest = hashlib.sha256(text.encode()).hexdigest()
     log.info(f"Fetched {lines} lines from {device.name}", {"sha256": digest[:12]})
-    return {
-        "success": True,
-        "message": f"{lines} lines",
-        "output": text,
-        "data": {"lines": lines, "sha256": digest},
-    }
+    data = {"lines": lines, "sha256": digest}
+    # checked here, while other devices' sessions wait on the network, not in finalize
+    findings = compliance_findings(device, text, db)
+    if findings is not None:
+        data["compliance"] = findings
+    return {"success": True, "message": f"{lines} lines", "output": text, "data": data}
 
 
 def finalize(run_id, results, config, db):
@@ -73,8 +74,13 @@ def finalize(run_id, results, config, db):
     )
     message = f"{len(changed)} config(s) changed" if changed else "no config changed"
     summary = {"commit": commit.sha, "changed": sorted(changed), "unchanged": len(commit.unchanged)}
-    # the changed configs against the compliance rules, on the commit that holds them
-    summary.update(check_compliance(run_id, sorted(changed), db, log=log))
+    # the changed configs' compliance findings (computed by their units), on the commit
+    found = {
+        r.device_name: r.data["compliance"]
+        for r in results
+        if r.device_name in changed and isinstance(r.data, dict) and "compliance" in r.data
+    }
+    summary.update(check_compliance(run_id, db, found=found, commit=commit.sha, log=log))
     if commit.push_error:
         # A warning, not a failure: the commit is made and recorded; a worker pushes it
         # again every ROOKERY_CONFIG_PUSH_RETRY_SECONDS (and so does the next backup).

@@ -22,6 +22,7 @@ entry in the run's result, which webhooks deliver.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -381,11 +382,17 @@ class CheckSummary:
         }
 
 
-def _rules(session: Session) -> list[_Rule]:
-    """The rules checks use now: text rules compiled, modules that load."""
-    sync_modules(session)
-    with _modules_lock:
-        modules = dict(_modules)
+def _rules(session: Session, *, sync: bool = True) -> list[_Rule]:
+    """The rules checks use now: text rules compiled, modules that load. ``sync``
+    registers the rule modules first (it writes rows: not from a backup's device units,
+    which run side by side)."""
+    if sync:
+        sync_modules(session)
+        with _modules_lock:
+            modules = dict(_modules)
+    else:
+        found, _ = compliance.discover(modules_folder())
+        modules = {rule.name: rule for rule in found}
     rules = []
     for row in session.scalars(select(ComplianceRule).order_by(ComplianceRule.id)):
         rule = _Rule(
@@ -420,6 +427,87 @@ def _rules(session: Session) -> list[_Rule]:
     return rules
 
 
+_cache_lock = threading.Lock()
+#: the rules a process's backup units check with, and the state of the table they match
+_cache: tuple[tuple[Any, ...], list[_Rule]] | None = None
+
+
+def current_rules(session: Session) -> list[_Rule]:
+    """The rules, compiled once per process and read again when the table changed (one
+    cheap query per call: a rule saved is used by the next device backed up)."""
+    global _cache
+    state = tuple(
+        session.execute(
+            select(
+                func.count(ComplianceRule.id),
+                func.coalesce(func.sum(ComplianceRule.version), 0),
+                func.max(ComplianceRule.updated_at),
+                func.max(ComplianceRule.id),
+            )
+        ).one()
+    )
+    with _cache_lock:
+        if _cache is not None and _cache[0] == state:
+            return _cache[1]
+    rules = _rules(session, sync=False)
+    with _cache_lock:
+        _cache = (state, rules)
+    return rules
+
+
+def evaluate(
+    rules: Sequence[_Rule],
+    device: dict[str, Any],
+    text: str,
+    *,
+    only: set[int] | None = None,
+) -> list[dict[str, Any]]:
+    """One config (device: name, host, platform, tags) against every rule in its scope
+    (or only the rules ``only`` names): a finding per rule, as plain data (it travels in
+    a device result to the backup's finalize), secrets redacted."""
+    wanted = [
+        rule
+        for rule in rules
+        if (only is None or rule.row_id in only)
+        and rule.in_scope(device["platform"], device["tags"])
+    ]
+    if not wanted:
+        return []
+    parsed = compliance.parse_config(text, device["platform"])
+    findings = []
+    for rule in wanted:
+        if rule.module is not None:
+            finding = compliance.run_module(rule.module, parsed, device)
+        else:
+            finding = compliance.check(rule.compiled, parsed)
+        findings.append(
+            {
+                "rule_id": rule.row_id,
+                "version": rule.version,
+                "compliant": finding.compliant,
+                "missing": list(finding.missing),
+                "unexpected": [config_store.redact_secrets(x) for x in finding.unexpected],
+                "remediation": config_store.redact_secrets(finding.remediation or ""),
+                "error": finding.error,
+            }
+        )
+    return findings
+
+
+def findings_for_backup(
+    session: Session, device: dict[str, Any], device_id: int, text: str
+) -> list[dict[str, Any]] | None:
+    """A backup unit's findings for the config it fetched, or None when that config is
+    its latest one already (the finalize checks changed configs only)."""
+    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    stored = session.scalar(
+        select(func.md5(LatestConfig.body)).where(LatestConfig.device_id == device_id)
+    )
+    if stored == digest:
+        return None
+    return evaluate(current_rules(session), device, text)
+
+
 def check(
     session: Session,
     *,
@@ -430,10 +518,10 @@ def check(
 ) -> CheckSummary:
     """Check devices' latest configs against the rules, in ``session`` (no commit).
 
-    ``device_ids``: these devices (a backup's changed ones), else every device with a
-    backed-up config. ``stale_only``: only the (device, rule) pairs with no result yet or
-    one computed by an older version of the rule or on an older config. Results of rules
-    a device is out of scope of are removed. ``progress(done, total)`` is told per batch.
+    ``device_ids``: these devices, else every device with a backed-up config.
+    ``stale_only``: only the (device, rule) pairs with no result yet or one computed by
+    an older version of the rule or on an older config. Results of rules a device is out
+    of scope of are removed. ``progress(done, total)`` is told per batch.
     """
     summary = CheckSummary()
     rules = _rules(session)
@@ -442,117 +530,159 @@ def check(
         query = query.where(Device.id.in_(list(device_ids)))
     ids = list(session.scalars(query.order_by(Device.id)))
     for start in range(0, len(ids), BATCH):
-        _check_batch(session, ids[start : start + BATCH], rules, stale_only, run_id, summary)
+        batch = ids[start : start + BATCH]
+        devices = session.execute(
+            select(Device, LatestConfig.commit, LatestConfig.body)
+            .join(LatestConfig, LatestConfig.device_id == Device.id)
+            .where(Device.id.in_(batch))
+            .options(selectinload(Device.tags))
+        ).all()
+        previous = _previous(session, batch)
+        checked = []
+        for device, commit, body in devices:
+            info = _info(device)
+            only = None
+            if stale_only:
+                only = {
+                    rule.row_id
+                    for rule in rules
+                    if (found := previous.get((device.id, rule.row_id))) is None
+                    or found.rule_version != rule.version
+                    or found.commit != commit
+                }
+            checked.append((device.id, info, commit, evaluate(rules, info, body, only=only)))
+        _record(session, checked, rules, previous, run_id, summary)
         if progress is not None:
             progress(min(start + BATCH, len(ids)), len(ids))
     return summary
 
 
-def _check_batch(
+def record_backup(
     session: Session,
-    ids: list[int],
+    found: dict[str, list[dict[str, Any]]],
+    commit: str,
+    run_id: int | None,
+) -> CheckSummary:
+    """Store a backup's findings (device name -> the findings its unit computed) on the
+    commit that holds the configs; removes results of rules a device left the scope of."""
+    summary = CheckSummary()
+    if not found:
+        return summary
+    rules = _rules(session)
+    devices = list(
+        session.scalars(
+            select(Device).where(Device.name.in_(list(found))).options(selectinload(Device.tags))
+        )
+    )
+    for start in range(0, len(devices), BATCH):
+        batch = devices[start : start + BATCH]
+        previous = _previous(session, [d.id for d in batch])
+        checked = [(d.id, _info(d), commit, found[d.name]) for d in batch]
+        _record(session, checked, rules, previous, run_id, summary)
+    return summary
+
+
+def _info(device: Device) -> dict[str, Any]:
+    return {
+        "name": device.name,
+        "host": device.host,
+        "platform": device.platform,
+        "tags": [t.name for t in device.tags],
+    }
+
+
+def _previous(session: Session, ids: list[int]) -> dict[tuple[int, int], Any]:
+    """The results of these devices, as plain rows, by (device, rule)."""
+    rows = session.execute(
+        select(
+            ComplianceResult.device_id,
+            ComplianceResult.rule_id,
+            ComplianceResult.rule_version,
+            ComplianceResult.commit,
+            ComplianceResult.compliant,
+        ).where(ComplianceResult.device_id.in_(ids))
+    )
+    return {(row.device_id, row.rule_id): row for row in rows}
+
+
+def _record(
+    session: Session,
+    checked: list[tuple[int, dict[str, Any], str, list[dict[str, Any]]]],
     rules: list[_Rule],
-    stale_only: bool,
+    previous: dict[tuple[int, int], Any],
     run_id: int | None,
     summary: CheckSummary,
 ) -> None:
-    devices = session.execute(
-        select(Device, LatestConfig.commit, LatestConfig.body)
-        .join(LatestConfig, LatestConfig.device_id == Device.id)
-        .where(Device.id.in_(ids))
-        .options(selectinload(Device.tags))
-    ).all()
-    previous = {
-        (r.device_id, r.rule_id): r
-        for r in session.scalars(
-            select(ComplianceResult).where(ComplianceResult.device_id.in_(ids))
-        )
-    }
+    """Write findings (device id, device, commit, findings) as results; a change of
+    compliance (or a first check) as history; results out of scope removed."""
+    by_id = {rule.row_id: rule for rule in rules}
     rows: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
     gone: list[tuple[int, int]] = []
     now = utcnow()
-    for device, commit, body in devices:
+    for device_id, info, commit, findings in checked:
         summary.devices += 1
-        tag_names = [t.name for t in device.tags]
-        wanted = []
         for rule in rules:
-            before = previous.get((device.id, rule.row_id))
-            if not rule.in_scope(device.platform, tag_names):
-                if before is not None:
-                    gone.append((device.id, rule.row_id))
+            if (device_id, rule.row_id) in previous and not rule.in_scope(
+                info["platform"], info["tags"]
+            ):
+                gone.append((device_id, rule.row_id))
+        for finding in findings:
+            rule = by_id.get(finding["rule_id"])
+            if rule is None:  # deleted (or skipped) since the unit checked it
                 continue
-            fresh = (
-                before is not None
-                and before.rule_version == rule.version
-                and before.commit == commit
-            )
-            if stale_only and fresh:
-                continue
-            wanted.append((rule, before))
-        if not wanted:
-            continue
-        parsed = compliance.parse_config(body, device.platform)
-        device_info = {
-            "name": device.name,
-            "host": device.host,
-            "platform": device.platform,
-            "tags": tag_names,
-        }
-        for rule, before in wanted:
-            if rule.module is not None:
-                finding = compliance.run_module(rule.module, parsed, device_info)
-            else:
-                finding = compliance.check(rule.compiled, parsed)
+            before = previous.get((device_id, rule.row_id))
+            compliant = finding["compliant"]
             summary.checked += 1
-            summary.failing += 0 if finding.compliant else 1
-            row = {
-                "device_id": device.id,
-                "rule_id": rule.row_id,
-                "commit": commit,
-                "checked_at": now,
-                "rule_version": rule.version,
-                "compliant": finding.compliant,
-                "missing": list(finding.missing),
-                "unexpected": [config_store.redact_secrets(x) for x in finding.unexpected],
-                "remediation": config_store.redact_secrets(finding.remediation or ""),
-                "error": finding.error,
-            }
-            rows.append(row)
-            if before is None or before.compliant != finding.compliant:
-                changes.append(
-                    {
-                        "at": now,
-                        "device_id": device.id,
-                        "rule_id": rule.row_id,
-                        "commit": commit,
-                        "compliant": finding.compliant,
-                        "missing": row["missing"],
-                        "unexpected": row["unexpected"],
-                        "run_id": run_id,
-                    }
-                )
-                if before is not None:  # a first check is history, not news
-                    summary.changes_total += 1
-                    if len(summary.changes) < MAX_CHANGES_IN_RESULT:
-                        summary.changes.append(
-                            {
-                                "device": device.name,
-                                "rule": rule.name,
-                                "severity": rule.severity,
-                                "compliant": finding.compliant,
-                                "missing": row["missing"],
-                                "unexpected": row["unexpected"],
-                                "commit": commit,
-                            }
-                        )
-    if gone:
-        for device_id, rule_id in gone:
-            session.execute(
-                delete(ComplianceResult).where(
-                    ComplianceResult.device_id == device_id, ComplianceResult.rule_id == rule_id
-                )
+            summary.failing += 0 if compliant else 1
+            rows.append(
+                {
+                    "device_id": device_id,
+                    "rule_id": rule.row_id,
+                    "commit": commit,
+                    "checked_at": now,
+                    "rule_version": finding["version"],
+                    "compliant": compliant,
+                    "missing": finding["missing"],
+                    "unexpected": finding["unexpected"],
+                    "remediation": finding["remediation"],
+                    "error": finding["error"],
+                }
             )
+            if before is not None and before.compliant == compliant:
+                continue
+            changes.append(
+                {
+                    "at": now,
+                    "device_id": device_id,
+                    "rule_id": rule.row_id,
+                    "commit": commit,
+                    "compliant": compliant,
+                    "missing": finding["missing"],
+                    "unexpected": finding["unexpected"],
+                    "run_id": run_id,
+                }
+            )
+            if before is not None:  # a first check is history, not news
+                summary.changes_total += 1
+                if len(summary.changes) < MAX_CHANGES_IN_RESULT:
+                    summary.changes.append(
+                        {
+                            "device": info["name"],
+                            "rule": rule.name,
+                            "severity": rule.severity,
+                            "compliant": compliant,
+                            "missing": finding["missing"],
+                            "unexpected": finding["unexpected"],
+                            "commit": commit,
+                        }
+                    )
+    for device_id, rule_id in gone:
+        session.execute(
+            delete(ComplianceResult).where(
+                ComplianceResult.device_id == device_id, ComplianceResult.rule_id == rule_id
+            )
+        )
     if rows:
         insert = pg_insert(ComplianceResult)
         session.execute(

@@ -341,8 +341,17 @@ def test_a_broken_check_never_fails_a_backup(app, ctx, lab, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("rules exploded")
 
-    monkeypatch.setattr(compliance, "check", explode)
+    # where the units check each fetched config...
+    monkeypatch.setattr(compliance, "findings_for_backup", explode)
+    run = backup(app)
+    assert len(run.result["changed"]) == 3 and run.result["checks"] == 0
+    assert db.session.scalar(select(ComplianceResult.device_id)) is None
+    # ...and where the finalize stores the findings
+    monkeypatch.undo()
+    monkeypatch.setattr(compliance, "record_backup", explode)
+    ios = lab.devices[0].name
+    lab.set_config(ios, lab.config_of(ios).replace("!\nend", "ntp server 192.0.2.9\n!\nend"))
     run = backup(app)
     assert run.result["compliance_error"] == "RuntimeError: rules exploded"
-    assert run.result["commit"] and len(run.result["changed"]) == 3
+    assert run.result["commit"] and run.result["changed"] == [ios]
     assert db.session.scalar(select(ComplianceResult.device_id)) is None
