@@ -9,12 +9,18 @@ retried with backoff and counts towards the device's circuit breaker,
 ``CommandTimeout`` means the device hung mid-command. ``HostKeyRefused`` (a changed
 host key, or none approved in strict mode) ends the device at once: no retry, no other
 credential, since no password may go to a server that is not the device.
+
+Pushing configuration (change sets): ``send_config`` sends lines in configuration mode
+and stops at the first line the device refuses (``ConfigRefused``, naming the line, after
+leaving configuration mode), ``save_config`` is the platform's save or commit step, and
+``send_command_expect`` reads up to a given answer (a question such as ``Destination
+filename [x]?``) instead of the prompt.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,8 +32,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BACKENDS",
+    "COMMIT_PLATFORMS",
     "AuthenticationFailed",
     "CommandTimeout",
+    "ConfigRefused",
     "ConnectionFailed",
     "DriverError",
     "DriverSession",
@@ -38,6 +46,11 @@ __all__ = [
     "UnsupportedPlatform",
     "open_session",
 ]
+
+
+#: platforms whose configuration is a candidate applied by a commit: ``send_config`` stays
+#: in configuration mode there, and ``save_config`` commits
+COMMIT_PLATFORMS = frozenset({"juniper_junos", "cisco_xr"})
 
 
 class DriverError(RookeryError):
@@ -54,6 +67,21 @@ class ConnectionFailed(DriverError):
 
 class CommandTimeout(DriverError):
     """The device stopped answering in the middle of a command."""
+
+
+class ConfigRefused(DriverError):
+    """The device refused a command (a configuration line, or its save/commit step).
+
+    ``line`` is the refused command, ``error`` the device's refusal (e.g. ``% Invalid input
+    detected at '^' marker.``) and ``output`` what the device printed up to it. The
+    lines before ``line`` were applied; none after it was sent.
+    """
+
+    def __init__(self, message: str, *, line: str, error: str, output: str = "") -> None:
+        super().__init__(message)
+        self.line = line
+        self.error = error
+        self.output = output
 
 
 class UnsupportedPlatform(DriverError):
@@ -108,6 +136,22 @@ class DriverSession(Protocol):
     def send_command(self, command: str, *, use_textfsm: bool = False) -> Any: ...
 
     def get_config(self) -> str: ...
+
+    def send_config(self, lines: Sequence[str]) -> str:
+        """Send ``lines`` in configuration mode, one at a time; raise ``ConfigRefused``
+        (after leaving configuration mode) at the first line the device refuses. On
+        ``COMMIT_PLATFORMS`` the session stays in configuration mode for the commit."""
+        ...
+
+    def save_config(self) -> str:
+        """The platform's save step (``write memory``) or commit; ``ConfigRefused`` when
+        the device refuses it."""
+        ...
+
+    def send_command_expect(self, command: str, expect: str) -> str:
+        """Send ``command`` and read until the regex ``expect`` (a question, or a prompt):
+        what the device printed, prompt or question included."""
+        ...
 
     def close(self) -> None: ...
 

@@ -14,15 +14,27 @@ with ``ssh_strict=False`` (paramiko's AutoAddPolicy) and reports the key the ser
 presented (``host_key_unpinned``) for the caller to pin; strict mode pins a key nobody
 holds (``ssh_keys.unmatchable_key``), so the connection is refused and the refusal
 carries the key the server offered.
+
+Configuration pushes (change sets): ``send_config`` enters configuration mode once and
+sends one line at a time (a multi-line ``banner`` as one batch), reading each line's
+answer with ``app.platforms.command_error``; at the first refusal it leaves configuration
+mode (discarding a Junos candidate first) and raises ``ConfigRefused`` naming the line, so
+no later line is sent. On platforms that commit (Junos, IOS-XR: ``COMMIT_PLATFORMS``) the
+session stays in configuration mode after the lines, and ``save_config`` commits and
+leaves it; elsewhere ``save_config`` is netmiko's save step (``write mem`` on IOS). Only
+the IOS path is exercised against a device (the stateful lab); the commit path follows
+netmiko's ``commit()`` and is untested here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from netmiko import ConnectHandler
@@ -34,10 +46,12 @@ from netmiko.exceptions import (
 )
 from paramiko.ssh_exception import BadHostKeyException, SSHException
 
-from app import ssh_keys
+from app import platforms, ssh_keys
 from app.drivers import (
+    COMMIT_PLATFORMS,
     AuthenticationFailed,
     CommandTimeout,
+    ConfigRefused,
     ConnectionFailed,
     DriverError,
     HostKeyMismatch,
@@ -64,9 +78,53 @@ DEFAULT_CONFIG_COMMAND = "show running-config"
 
 LEGACY_ALGORITHMS = {"pubkeys": ["rsa-sha2-512", "rsa-sha2-256"]}
 
+#: what discards an uncommitted candidate before leaving configuration mode (IOS-XR's
+#: netmiko ``exit_config_mode`` answers "no" to "Uncommitted changes found" itself)
+DISCARD_COMMANDS: dict[str, str] = {"juniper_junos": "rollback 0"}
+
+_BANNER = re.compile(r"^\s*banner\s+\S+\s+(\S.*)$", re.IGNORECASE)
+
 
 def config_command(platform: str) -> str:
     return CONFIG_COMMANDS.get(platform, DEFAULT_CONFIG_COMMAND)
+
+
+def config_batches(lines: Sequence[str]) -> list[list[str]]:
+    """``lines`` in the batches ``send_config`` sends: one line each, but a multi-line
+    ``banner`` (``banner motd ^C`` ... ``^C``) whole, since its text lines get no prompt."""
+    batches: list[list[str]] = []
+    banner: list[str] | None = None
+    delimiter = ""
+    for line in lines:
+        if banner is not None:
+            banner.append(line)
+            if delimiter in line:
+                batches.append(banner)
+                banner = None
+            continue
+        match = _BANNER.match(line)
+        if match is None:
+            batches.append([line])
+            continue
+        token = match.group(1)
+        delimiter = "^C" if token.startswith("^C") else token[0]
+        if delimiter in token[len(delimiter) :]:  # the banner ends on its own line
+            batches.append([line])
+        else:
+            banner = [line]
+    if banner is not None:
+        batches.append(banner)  # an unterminated banner: the device says what it thinks
+    return batches
+
+
+def _answer_of(batch: Sequence[str], output: str) -> str:
+    """A batch's output without the echo of its first line (the echo is not an answer)."""
+    lines = output.splitlines()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if lines and lines[0].strip().endswith(batch[0].strip()):
+        lines.pop(0)
+    return "\n".join(lines)
 
 
 def trusted_key(target: DeviceTarget, options: SessionOptions) -> HostKey | None:
@@ -205,11 +263,11 @@ class NetmikoSession:
         except (AttributeError, NotImplementedError):
             return  # platforms without an enable mode
 
-    def send_command(self, command: str, *, use_textfsm: bool = False) -> Any:
+    @contextmanager
+    def _guard(self, command: str) -> Iterator[None]:
+        """Netmiko's timeouts and transport errors as Rookery's driver errors."""
         try:
-            return self._conn.send_command(
-                command, read_timeout=self.options.read_timeout, use_textfsm=use_textfsm
-            )
+            yield
         except ReadTimeout:
             # netmiko's polite disconnect would wait 10 s more for a prompt that never
             # comes: drop the transport instead.
@@ -222,6 +280,109 @@ class NetmikoSession:
             if self.closed:
                 raise ConnectionFailed(f"{self.target.name}: session closed (cancelled)") from None
             raise ConnectionFailed(f"{self.target.name}: {_describe_os_error(exc)}") from None
+
+    def send_command(self, command: str, *, use_textfsm: bool = False) -> Any:
+        with self._guard(command):
+            return self._conn.send_command(
+                command, read_timeout=self.options.read_timeout, use_textfsm=use_textfsm
+            )
+
+    def send_command_expect(self, command: str, expect: str) -> str:
+        """Send ``command`` (``"\\n"``: a bare return, e.g. to take a question's default)
+        and read until the regex ``expect``; the output keeps the prompt or question."""
+        with self._guard(command):
+            output = self._conn.send_command(
+                command,
+                expect_string=expect,
+                read_timeout=self.options.read_timeout,
+                strip_prompt=False,
+            )
+        return str(output)
+
+    def send_config(self, lines: Sequence[str]) -> str:
+        """Send ``lines`` (blank ones skipped) in configuration mode, one at a time.
+
+        A line the device refuses raises ``ConfigRefused`` naming it, once the session
+        has left configuration mode; no later line is sent. On ``COMMIT_PLATFORMS`` the
+        session stays in configuration mode for ``save_config`` to commit.
+        """
+        lines = [line for line in lines if line.strip()]
+        if not lines:
+            return ""
+        key = platforms.platform_key(self.target.platform)
+        outputs: list[str] = []
+        with self._guard("configure terminal"):
+            outputs.append(self._conn.config_mode())
+        for batch in config_batches(lines):
+            with self._guard(batch[0].strip()):
+                output = self._conn.send_config_set(
+                    batch,
+                    enter_config_mode=False,
+                    exit_config_mode=False,
+                    read_timeout=self.options.read_timeout,
+                )
+            outputs.append(output)
+            error = platforms.command_error(key, _answer_of(batch, output))
+            if error is not None:
+                self._leave_config(key)
+                raise ConfigRefused(
+                    f"{self.target.name} refused {batch[0].strip()!r}: {error}",
+                    line=batch[0],
+                    error=error,
+                    output="\n".join(outputs),
+                )
+        if key not in COMMIT_PLATFORMS:
+            with self._guard("end"):
+                outputs.append(self._conn.exit_config_mode())
+                self._conn.set_base_prompt()  # the change may have renamed the host
+        return "\n".join(outputs)
+
+    def _leave_config(self, key: str) -> None:
+        """Leave configuration mode after a refusal, discarding a candidate first."""
+        with self._guard("end"):
+            discard = DISCARD_COMMANDS.get(key)
+            if discard is not None:
+                self._conn.send_config_set(
+                    [discard], enter_config_mode=False, exit_config_mode=False
+                )
+            self._conn.exit_config_mode()
+            self._conn.set_base_prompt()
+
+    def save_config(self) -> str:
+        """The platform's save step (``write mem`` on IOS), or its commit on
+        ``COMMIT_PLATFORMS`` (leaving configuration mode); ``ConfigRefused`` when the
+        device refuses it, ``UnsupportedPlatform`` when netmiko knows no save step."""
+        key = platforms.platform_key(self.target.platform)
+        step = "commit" if key in COMMIT_PLATFORMS else "save"
+        with self._guard(step):
+            try:
+                if key in COMMIT_PLATFORMS:
+                    output = self._conn.commit(read_timeout=self.options.read_timeout)
+                    output += self._conn.exit_config_mode()
+                    self._conn.set_base_prompt()
+                else:
+                    output = self._conn.save_config()
+            except NotImplementedError:
+                raise UnsupportedPlatform(
+                    f"{self.target.name}: netmiko has no save step for {self.target.platform!r}"
+                ) from None
+            except ValueError as exc:  # netmiko's "Commit failed ..."
+                raise ConfigRefused(
+                    f"{self.target.name} refused the {step}: {_first_line(exc)}",
+                    line=step,
+                    error=_first_line(exc),
+                    output=str(exc),
+                ) from None
+        output = str(output)
+        error = platforms.command_error(key, _answer_of([step], output))
+        if error is not None:
+            raise ConfigRefused(
+                f"{self.target.name} refused the {step}: {error}",
+                line=step,
+                error=error,
+                output=output,
+            )
+        return output
 
     def get_config(self) -> str:
         """The running configuration, as the device prints it."""
