@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, selectinload
 
@@ -432,20 +432,11 @@ _cache_lock = threading.Lock()
 _cache: tuple[tuple[Any, ...], list[_Rule]] | None = None
 
 
-def current_rules(session: Session) -> list[_Rule]:
-    """The rules, compiled once per process and read again when the table changed (one
-    cheap query per call: a rule saved is used by the next device backed up)."""
+def current_rules(session: Session, state: tuple[Any, ...]) -> list[_Rule]:
+    """The rules, compiled once per process and again when ``state`` (the rule table's
+    count, versions and newest edit, see ``findings_for_backup``) differs: a rule saved
+    is used by the next device backed up."""
     global _cache
-    state = tuple(
-        session.execute(
-            select(
-                func.count(ComplianceRule.id),
-                func.coalesce(func.sum(ComplianceRule.version), 0),
-                func.max(ComplianceRule.updated_at),
-                func.max(ComplianceRule.id),
-            )
-        ).one()
-    )
     with _cache_lock:
         if _cache is not None and _cache[0] == state:
             return _cache[1]
@@ -453,6 +444,14 @@ def current_rules(session: Session) -> list[_Rule]:
     with _cache_lock:
         _cache = (state, rules)
     return rules
+
+
+#: a backup unit's one question: its device's latest config (as md5) and the rule table's
+#: state (no rules: nothing to check)
+_BACKUP_STATE = text(
+    "SELECT (SELECT md5(body) FROM latest_configs WHERE device_id = :device_id), "
+    "count(*), coalesce(sum(version), 0), max(updated_at), max(id) FROM compliance_rules"
+)
 
 
 def evaluate(
@@ -497,15 +496,15 @@ def evaluate(
 def findings_for_backup(
     session: Session, device: dict[str, Any], device_id: int, text: str
 ) -> list[dict[str, Any]] | None:
-    """A backup unit's findings for the config it fetched, or None when that config is
-    its latest one already (the finalize checks changed configs only)."""
-    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-    stored = session.scalar(
-        select(func.md5(LatestConfig.body)).where(LatestConfig.device_id == device_id)
-    )
-    if stored == digest:
+    """A backup unit's findings for the config it fetched, or None when there is no rule
+    or the config is the device's latest already (the finalize stores changed ones only).
+    One query per device."""
+    stored, *state = session.execute(_BACKUP_STATE, {"device_id": device_id}).one()
+    if not state[0]:
         return None
-    return evaluate(current_rules(session), device, text)
+    if stored == hashlib.md5(text.encode(), usedforsecurity=False).hexdigest():
+        return None
+    return evaluate(current_rules(session, tuple(state)), device, text)
 
 
 def check(
