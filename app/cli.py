@@ -26,7 +26,7 @@ from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from procrastinate.exceptions import ConnectorException
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from app import cli_inventory, cli_jobs, cli_output, present
+from app import cli_changes, cli_inventory, cli_jobs, cli_output, present
 from app.errors import RookeryError
 
 logger = logging.getLogger("app.cli")  # not __main__ under `python -m app.cli`
@@ -631,6 +631,7 @@ def new_job(name: str, folder: str | None) -> None:
 cli.add_command(cli_jobs.job_group)
 cli.add_command(cli_jobs.schedule_group)
 cli.add_command(cli_inventory.device_group)
+cli.add_command(cli_changes.change_group)
 
 
 # ------------------------------------------------------------------------------ demo

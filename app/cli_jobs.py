@@ -381,10 +381,12 @@ _SCHEDULE_KEYS = {
 }
 
 
-def read_spec(stream: IO[str]) -> dict[str, Any]:
-    """A job file (YAML or JSON: JSON is YAML) as a mapping; a clear error otherwise."""
+def read_yaml(stream: IO[str], fields: Iterable[str]) -> dict[str, Any]:
+    """A file (YAML or JSON: JSON is YAML) holding one mapping of ``fields``; a clear
+    error otherwise."""
     import yaml  # here, not at the top: `rookery worker` imports this module
 
+    known = tuple(fields)
     label = getattr(stream, "name", "the file")
     try:
         spec = yaml.safe_load(stream.read())
@@ -395,13 +397,18 @@ def read_spec(stream: IO[str]) -> dict[str, Any]:
     if spec is None:
         return {}
     if not isinstance(spec, dict):
-        raise ValidationError(f"{label} must hold one mapping of job fields.")
-    unknown = sorted(str(k) for k in spec if k not in SPEC_FIELDS)
+        raise ValidationError(f"{label} must hold one mapping of fields.")
+    unknown = sorted(str(k) for k in spec if k not in known)
     if unknown:
         raise ValidationError(
-            f"Unknown field(s) in {label}: {', '.join(unknown)} (fields: {', '.join(SPEC_FIELDS)})."
+            f"Unknown field(s) in {label}: {', '.join(unknown)} (fields: {', '.join(known)})."
         )
     return spec
+
+
+def read_spec(stream: IO[str]) -> dict[str, Any]:
+    """A job file (YAML or JSON) as a mapping of the API's job fields."""
+    return read_yaml(stream, SPEC_FIELDS)
 
 
 def _string_list(field: str, value: Any) -> list[Any]:

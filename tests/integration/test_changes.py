@@ -211,3 +211,46 @@ def test_the_pages_list_preview_and_review_a_change(app, ctx, client, auth, lab)
     assert "approved." in approved and 'id="change-status">approved' in approved
     assert changes.get_change(change["id"]).reviewed_by == "rita"
     assert client.get("/changes/999999").status_code == 404
+
+
+def test_the_cli_creates_previews_and_reviews_a_change(app, ctx, runner, lab, tmp_path):
+    from app.cli import cli
+    from app.services import users
+
+    backed_up(app)
+    users.create_user("olga", "operator-pw-1", "operator")
+    users.create_user("rita", "reviewer-pw-1", "operator")
+    spec = tmp_path / "change.yaml"
+    spec.write_text(
+        "name: ntp\n"
+        "targets: {tags: [lab]}\n"
+        "template: |\n"
+        "  ntp server {{ ntp }}\n"
+        "variables: {ntp: 192.0.2.123}\n"
+        "checks: [{command: show ntp associations, expect: '192\\.0\\.2\\.123'}]\n"
+    )
+
+    def rookery(*args: str):
+        return runner.invoke(cli, ["change", *args])
+
+    created = rookery("create", str(spec), "--as", "olga")
+    assert created.exit_code == 0, created.output
+    assert "drafted" in created.output
+    listed = rookery("list")
+    assert listed.output.splitlines()[1].split()[:4] == ["1", "ntp", "draft", "1"]
+    preview = rookery("preview", "ntp")
+    assert preview.exit_code == 0 and preview.output.count("+ ntp server 192.0.2.123") == 3
+    assert rookery("submit", "1", "--as", "olga").exit_code == 0
+    own = rookery("approve", "ntp", "--as", "olga")
+    assert own.exit_code == 1 and own.output.startswith("Error: olga wrote change ntp")
+    approved = rookery("approve", "ntp", "--as", "rita", "--note", "ok")
+    assert approved.exit_code == 0 and "approved by rita" in approved.output
+    shown = rookery("show", "ntp", "--json")
+    assert '"status": "approved"' in shown.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntargets: {tags: [lab]}\ntemplate: 'ntp {{ oops'\nfrob: 1\n")
+    refused = rookery("create", str(bad), "--as", "olga")
+    assert refused.exit_code == 1 and "Unknown field(s)" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    nobody = rookery("submit", "ntp", "--as", "ghost")
+    assert nobody.exit_code == 1 and "ghost" in nobody.output

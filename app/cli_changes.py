@@ -1,0 +1,197 @@
+"""``rookery change``: change sets from the command line — create from a file, list,
+show, preview, submit, approve and reject (applying them is not built yet).
+
+Reviews need a person: ``--as USER`` names the user who submits, approves or rejects
+(the CLI runs with the instance's keys, so whoever runs it may act as any user; the
+audit trail names the user given).
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import click
+from flask.cli import AppGroup, with_appcontext
+
+from app.api.jobs import device_ids
+from app.cli_jobs import read_yaml
+from app.cli_output import emit, fields, json_option, table, when
+from app.errors import ValidationError
+from app.models import Change, User
+from app.services import changes, users
+
+#: what a change file may hold (the API's body)
+CHANGE_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "targets",
+        "template",
+        "variables",
+        "checks",
+        "canary",
+        "wave_size",
+        "pause_seconds",
+        "max_failed",
+        "rollback",
+    }
+)
+
+
+def find_change(ref: str) -> Change:
+    """A change by id, or else by name."""
+    if ref.isdigit() and len(ref) <= 9:
+        return changes.get_change(int(ref))
+    for change in changes.list_changes():
+        if change.name == ref:
+            return change
+    raise ValidationError(f"No change named {ref!r}.")
+
+
+def as_user(name: str | None) -> User:
+    if not name:
+        raise ValidationError("Say who acts: --as USER (reviews are made by people).")
+    return users.find_user(name)
+
+
+def change_args(spec: dict[str, Any]) -> dict[str, Any]:
+    """An API-shaped change body as ``changes.create_change`` keywords."""
+    args = {k: v for k, v in spec.items() if k != "targets"}
+    targets = spec.get("targets") or {}
+    if not isinstance(targets, dict):
+        raise ValidationError("targets is a mapping of tags and devices.")
+    args["target_tags"] = list(targets.get("tags") or [])
+    refs = [r if isinstance(r, int) else str(r) for r in targets.get("devices") or []]
+    args["target_device_ids"] = device_ids(refs, "targets")
+    return args
+
+
+@click.group("change", cls=AppGroup)
+def change_group() -> None:
+    """Change sets: create, list, show, preview, submit, approve, reject."""
+
+
+@change_group.command("create")
+@click.argument("spec", type=click.File("r"))
+@click.option("--as", "who", required=True, help="The author (a user name).")
+@json_option
+@with_appcontext
+def change_create(spec: IO[str], who: str, as_json: bool) -> None:
+    """Draft a change from SPEC, a YAML or JSON file with the API's fields."""
+    body = read_yaml(spec, sorted(CHANGE_FIELDS))
+    change = changes.create_change(actor=as_user(who), **change_args(body))
+    emit(changes.view(change), as_json, f"Change #{change.id} {change.name} drafted.")
+
+
+@change_group.command("list")
+@json_option
+@with_appcontext
+def change_list(as_json: bool) -> None:
+    """Every change set, newest first."""
+    data = [changes.view(c) for c in changes.list_changes()]
+    human = table(
+        ["ID", "NAME", "STATUS", "VERSION", "AUTHOR", "REVIEWED BY"],
+        [
+            [c["id"], c["name"], c["status"], c["version"], c["created_by"], c["reviewed_by"] or ""]
+            for c in data
+        ],
+        empty="No change sets.",
+    )
+    emit(data, as_json, human)
+
+
+@change_group.command("show")
+@click.argument("change")
+@json_option
+@with_appcontext
+def change_show(change: str, as_json: bool) -> None:
+    """Show CHANGE (id or name): targets, template, checks, rollout, review."""
+    found = find_change(change)
+    data = changes.view(found)
+    devices = changes.target_devices(found.target_tags, found.target_device_ids)
+    human = (
+        fields(
+            [
+                ("Change", f"#{found.id} {found.name}"),
+                ("Status", f"{found.status} (version {found.version})"),
+                ("Author", f"{found.created_by} {when(found.created_at)}"),
+                (
+                    "Reviewed",
+                    f"{found.reviewed_by} {when(found.reviewed_at)} {found.review_note}"
+                    if found.reviewed_by
+                    else "",
+                ),
+                ("Targets", ", ".join(d.name for d in devices)),
+                (
+                    "Rollout",
+                    f"canary {found.canary}, waves of {found.wave_size}, "
+                    f"stop after {found.max_failed} failed, roll back {found.rollback}",
+                ),
+                (
+                    "Checks",
+                    "; ".join(
+                        f"{c['command']} {'!~' if c['absent'] else '~'} {c['expect']}"
+                        for c in found.checks
+                    ),
+                ),
+            ]
+        )
+        + "\n\n"
+        + found.template
+    )
+    emit(data, as_json, human)
+
+
+@change_group.command("preview")
+@click.argument("change")
+@json_option
+@with_appcontext
+def change_preview(change: str, as_json: bool) -> None:
+    """What CHANGE would do to each target device's latest backup (nothing is sent)."""
+    found = find_change(change)
+    data = changes.preview_view(changes.preview(found.id))
+    parts = []
+    for item in data["items"]:
+        name = item["device"]["name"]
+        if item["commands"] is None or item["effective"] is None:
+            parts.append(f"== {name}: {item['problem']}")
+        elif not item["effective"]:
+            parts.append(f"== {name}: nothing changes (it has it all)")
+        else:
+            parts.append(f"== {name}\n{item['diff']}")
+    emit(data, as_json, "\n".join(parts) or "No target device.")
+
+
+@change_group.command("submit")
+@click.argument("change")
+@click.option("--as", "who", required=True, help="Who submits it (a user name).")
+@json_option
+@with_appcontext
+def change_submit(change: str, who: str, as_json: bool) -> None:
+    """Ask for a review of CHANGE."""
+    found = changes.submit(find_change(change).id, actor=as_user(who))
+    emit(changes.view(found), as_json, f"Change #{found.id} submitted for approval.")
+
+
+@change_group.command("approve")
+@click.argument("change")
+@click.option("--as", "who", required=True, help="The reviewer (not the author).")
+@click.option("--note", default="", help="A note for the record.")
+@json_option
+@with_appcontext
+def change_approve(change: str, who: str, note: str, as_json: bool) -> None:
+    """Approve CHANGE (someone other than its author)."""
+    found = changes.review(find_change(change).id, actor=as_user(who), approve=True, note=note)
+    emit(changes.view(found), as_json, f"Change #{found.id} approved by {found.reviewed_by}.")
+
+
+@change_group.command("reject")
+@click.argument("change")
+@click.option("--as", "who", required=True, help="The reviewer.")
+@click.option("--note", required=True, help="Why it is rejected.")
+@json_option
+@with_appcontext
+def change_reject(change: str, who: str, note: str, as_json: bool) -> None:
+    """Reject CHANGE, saying why."""
+    found = changes.review(find_change(change).id, actor=as_user(who), approve=False, note=note)
+    emit(changes.view(found), as_json, f"Change #{found.id} rejected.")
