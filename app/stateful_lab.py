@@ -79,6 +79,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from app.demo_lab import LOCALHOST, LabDevice, default_fleet, sample_config
+from app.lab_loop import LoopThread
 
 if TYPE_CHECKING:
     from app.ssh_keys import HostKey
@@ -1585,7 +1586,7 @@ def _server_class() -> type:
     return DeviceServer
 
 
-class StatefulLab:
+class StatefulLab(LoopThread):
     """Stateful cisco_ios devices on 127.0.0.1, served by an asyncio loop in a thread.
 
     The shape of ``app.demo_lab.DeviceLab``: ``start``/``stop`` (or ``with``), ``devices``
@@ -1611,8 +1612,7 @@ class StatefulLab:
                 )
             self._specs[spec.name] = spec
         self._devices = {name: _Device(spec, dialect) for name, spec in self._specs.items()}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._listeners: list[Any] = []
         self._key: Any = None
         self._quiet = quiet
@@ -1788,44 +1788,16 @@ class StatefulLab:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> StatefulLab:
-        if self._loop is not None:
-            return self
+    thread_name = "stateful-lab"
+
+    def _before_start(self) -> None:
         if self._quiet:
             # asyncssh logs every connection and channel at INFO.
             logging.getLogger("asyncssh").setLevel(logging.WARNING)
         self._host_key()
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="stateful-lab", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout=120)
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
-    def stop(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout=10)
-                self._thread = None
-            loop.close()
-            for spec in self._specs.values():
-                spec.port = None
-
-    def __enter__(self) -> StatefulLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _port_holders(self) -> Iterable[LabDevice]:
+        return self._specs.values()
 
     # -- internals -----------------------------------------------------------------------
 

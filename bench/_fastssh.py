@@ -45,6 +45,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from app.demo_lab import LOCALHOST, LabDevice, default_fleet, sample_config  # noqa: E402
+from app.lab_loop import LoopThread  # noqa: E402
 
 INVALID = "% Invalid input detected at '^' marker."
 
@@ -220,7 +221,7 @@ class _Session:
         return INVALID
 
 
-class FastSSHLab:
+class FastSSHLab(LoopThread):
     """cisco_ios-like devices on 127.0.0.1, served by an asyncio loop in a thread.
 
     Same shape as app.demo_lab.DeviceLab: ``start``/``stop`` (or ``with``), ``devices``
@@ -238,8 +239,7 @@ class FastSSHLab:
                 raise ValueError(f"{spec.name}: fastssh only emulates cisco_ios")
             self._specs[spec.name] = spec
         self._devices = {name: _Device(spec) for name, spec in self._specs.items()}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._listeners: list[asyncssh.SSHAcceptor] = []
         self._connections: set[asyncssh.SSHServerConnection] = set()
 
@@ -280,40 +280,10 @@ class FastSSHLab:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> FastSSHLab:
-        if self._loop is not None:
-            return self
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fastssh", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout=120)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    thread_name = "fastssh"
 
-    def stop(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout=10)
-                self._thread = None
-            loop.close()
-            for spec in self._specs.values():
-                spec.port = None
-
-    def __enter__(self) -> FastSSHLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _port_holders(self) -> Iterable[LabDevice]:
+        return self._specs.values()
 
     # -- in the loop -------------------------------------------------------------------
 
