@@ -110,7 +110,9 @@ def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: A
     return result
 
 
-def compliance_findings(device: DeviceTarget, text: str, db: Any) -> list[dict[str, Any]] | None:
+def compliance_findings(
+    run_id: int, device: DeviceTarget, text: str, db: Any
+) -> list[dict[str, Any]] | None:
     """The compliance findings of a config a backup unit just fetched (it travels in the
     device's result to the finalize, which stores those of the configs that changed), or
     None when the config is the device's latest already. Never raises: a failure is
@@ -120,7 +122,7 @@ def compliance_findings(device: DeviceTarget, text: str, db: Any) -> list[dict[s
     info = {"name": device.name, "host": device.host, "platform": device.platform}
     info["tags"] = list(device.tags)
     try:
-        return compliance.findings_for_backup(db, info, device.id, text)
+        return compliance.findings_for_backup(db, run_id, info, device.id, text)
     except Exception:
         logger.exception("Compliance check of %s's config failed", device.name)
         return None

@@ -49,7 +49,7 @@ def run(device, job_id, config, db):
     log.info(f"Fetched {lines} lines from {device.name}", {"sha256": digest[:12]})
     data = {"lines": lines, "sha256": digest}
     # checked here, while other devices' sessions wait on the network, not in finalize
-    findings = compliance_findings(device, text, db)
+    findings = compliance_findings(job_id, device, text, db)
     if findings is not None:
         data["compliance"] = findings
     return {"success": True, "message": f"{lines} lines", "output": text, "data": data}

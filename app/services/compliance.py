@@ -25,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import case, delete, func, select, text
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, selectinload
 
@@ -428,30 +429,34 @@ def _rules(session: Session, *, sync: bool = True) -> list[_Rule]:
 
 
 _cache_lock = threading.Lock()
-#: the rules a process's backup units check with, and the state of the table they match
-_cache: tuple[tuple[Any, ...], list[_Rule]] | None = None
 
 
-def current_rules(session: Session, state: tuple[Any, ...]) -> list[_Rule]:
-    """The rules, compiled once per process and again when ``state`` (the rule table's
-    count, versions and newest edit, see ``findings_for_backup``) differs: a rule saved
-    is used by the next device backed up."""
-    global _cache
+#: runs whose backup units check configs: the rules and the stored configs' digests as
+#: they were when the run's first unit asked (a few runs kept, newest last)
+_RUNS_KEPT = 8
+_runs: OrderedDict[tuple[str, int], tuple[list[_Rule], dict[int, str]]] = OrderedDict()
+
+
+def _run_state(session: Session, run_id: int) -> tuple[list[_Rule], dict[int, str]]:
+    """The rules a backup run checks with and the md5 of each device's latest config,
+    read once per run (two queries, not two per device): a run checks with the rules as
+    they were when it started; a rule saved meanwhile is caught up by its check run."""
+    key = (str(session.get_bind().engine.url), run_id)  # run ids are per database
     with _cache_lock:
-        if _cache is not None and _cache[0] == state:
-            return _cache[1]
-    rules = _rules(session, sync=False)
+        if key in _runs:
+            return _runs[key]
+    if not session.scalar(select(func.count(ComplianceRule.id))):
+        state: tuple[list[_Rule], dict[int, str]] = ([], {})
+    else:
+        digests = dict(
+            session.execute(select(LatestConfig.device_id, func.md5(LatestConfig.body))).all()
+        )
+        state = (_rules(session, sync=False), digests)
     with _cache_lock:
-        _cache = (state, rules)
-    return rules
-
-
-#: a backup unit's one question: its device's latest config (as md5) and the rule table's
-#: state (no rules: nothing to check)
-_BACKUP_STATE = text(
-    "SELECT (SELECT md5(body) FROM latest_configs WHERE device_id = :device_id), "
-    "count(*), coalesce(sum(version), 0), max(updated_at), max(id) FROM compliance_rules"
-)
+        _runs[key] = state
+        while len(_runs) > _RUNS_KEPT:
+            _runs.popitem(last=False)
+    return state
 
 
 def evaluate(
@@ -494,17 +499,16 @@ def evaluate(
 
 
 def findings_for_backup(
-    session: Session, device: dict[str, Any], device_id: int, text: str
+    session: Session, run_id: int, device: dict[str, Any], device_id: int, config: str
 ) -> list[dict[str, Any]] | None:
     """A backup unit's findings for the config it fetched, or None when there is no rule
-    or the config is the device's latest already (the finalize stores changed ones only).
-    One query per device."""
-    stored, *state = session.execute(_BACKUP_STATE, {"device_id": device_id}).one()
-    if not state[0]:
+    or the config is the device's latest already (the finalize stores changed ones only)."""
+    rules, digests = _run_state(session, run_id)
+    if not rules:
         return None
-    if stored == hashlib.md5(text.encode(), usedforsecurity=False).hexdigest():
+    if digests.get(device_id) == hashlib.md5(config.encode(), usedforsecurity=False).hexdigest():
         return None
-    return evaluate(current_rules(session, tuple(state)), device, text)
+    return evaluate(rules, device, config)
 
 
 def check(
