@@ -13,11 +13,10 @@ from typing import IO, Any
 import click
 from flask.cli import AppGroup, with_appcontext
 
-from app.api.jobs import device_ids
-from app.cli_jobs import read_yaml
+from app.cli_jobs import ids_by_name_or_id, read_yaml
 from app.cli_output import emit, fields, json_option, table, when
 from app.errors import ValidationError
-from app.models import Change, User
+from app.models import Change, Device, User
 from app.services import changes, users
 
 #: what a change file may hold (the API's body)
@@ -61,8 +60,8 @@ def change_args(spec: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(targets, dict):
         raise ValidationError("targets is a mapping of tags and devices.")
     args["target_tags"] = list(targets.get("tags") or [])
-    refs = [r if isinstance(r, int) else str(r) for r in targets.get("devices") or []]
-    args["target_device_ids"] = device_ids(refs, "targets")
+    refs = list(targets.get("devices") or [])
+    args["target_device_ids"] = ids_by_name_or_id("targets.devices", refs, Device)
     return args
 
 

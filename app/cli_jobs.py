@@ -421,7 +421,7 @@ def _string_list(field: str, value: Any) -> list[Any]:
     return value
 
 
-def _ids_by_name_or_id(field: str, refs: list[Any], model: type[Device] | type[Job]) -> list[int]:
+def ids_by_name_or_id(field: str, refs: list[Any], model: type[Device] | type[Job]) -> list[int]:
     """Names or ids to ids (a name is looked up first; an unknown one is an error)."""
     ids: list[int] = []
     for ref in refs:
@@ -493,7 +493,7 @@ def create_args(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | 
             args["target_tags"] = [str(t) for t in _string_list("targets.tags", targets["tags"])]
         if "devices" in targets:
             refs = _string_list("targets.devices", targets["devices"])
-            args["target_device_ids"] = _ids_by_name_or_id("targets.devices", refs, Device)
+            args["target_device_ids"] = ids_by_name_or_id("targets.devices", refs, Device)
     renamed = {
         "priority": "priority",
         "max_retries": "max_retries",
@@ -510,7 +510,7 @@ def create_args(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | 
         args["credential_names"] = _string_list("credentials", spec["credentials"])
     if "depends_on" in spec:
         refs = _string_list("depends_on", spec["depends_on"])
-        args["depends_on_job_ids"] = _ids_by_name_or_id("depends_on", refs, Job)
+        args["depends_on_job_ids"] = ids_by_name_or_id("depends_on", refs, Job)
     if spec.get("allow_overlap") is not None:
         if not isinstance(spec["allow_overlap"], bool):
             raise ValidationError("allow_overlap is true or false.")

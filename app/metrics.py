@@ -37,7 +37,7 @@ from sqlalchemy import text
 from app.engine import reconciler
 from app.extensions import db
 from app.models import ACTIVE_STATUSES
-from app.services import compliance, stats
+from app.services import stats
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,10 @@ class RookeryCollector(Collector):
             "Devices failing each compliance rule, by rule and severity.",
             labels=["rule", "severity"],
         )
+        # here, not at the top: a worker serves metrics too and loads the rule engine
+        # (hier_config, pydantic) only when its first backup checks a config
+        from app.services import compliance
+
         for rule, severity, count in compliance.failing_counts():
             failing.add_metric([rule, severity], count)
         yield failing

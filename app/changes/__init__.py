@@ -1,33 +1,8 @@
 """Change sets: configuration pushed to many devices with a preview, an approval, canary
 waves, post-checks and rollback. This package holds the parts with no database:
-rendering a change's template per device (``render``) and predicting what it does to a
+rendering a change's template per device (``render``), predicting what it does to a
 device's config with hier_config (``preview``), and applying a change to one device
-with snapshot, checks and rollback (``push``)."""
+with snapshot, checks and rollback (``push``).
 
-from __future__ import annotations
-
-from app.changes.preview import Prediction, predict
-from app.changes.push import (
-    Check,
-    CheckResult,
-    DeviceOutcome,
-    RollbackResult,
-    Snapshot,
-    apply_to_device,
-)
-from app.changes.render import RenderError, check_template, device_context, render
-
-__all__ = [
-    "Check",
-    "CheckResult",
-    "DeviceOutcome",
-    "Prediction",
-    "RenderError",
-    "RollbackResult",
-    "Snapshot",
-    "apply_to_device",
-    "check_template",
-    "device_context",
-    "predict",
-    "render",
-]
+Import the module you need: this file imports nothing, so a process that only renders
+(or only lists changes, as every CLI command's import does) never loads hier_config."""

@@ -18,7 +18,8 @@ from flask import current_app
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
-from app import audit, changes, command_policy
+from app import audit, command_policy
+from app.changes import render as rendering
 from app.errors import Conflict, Forbidden, ValidationError
 from app.extensions import db
 from app.models import (
@@ -186,8 +187,8 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
         errors["targets"] = "A target device does not exist (any more)."
     template = str(fields.get("template") or "")
     try:
-        changes.check_template(template)
-    except changes.RenderError as exc:
+        rendering.check_template(template)
+    except rendering.RenderError as exc:
         errors["template"] = str(exc)
     variables = _clean_variables(fields.get("variables"), errors)
     checks = _clean_checks(fields.get("checks"), errors)
@@ -382,6 +383,8 @@ class DevicePreview:
 def preview(change_id: int) -> list[DevicePreview]:
     """Per target device: the rendered commands and what they change in the device's
     latest backed-up config. Nothing is sent anywhere."""
+    from app.changes.preview import predict  # hier_config: loaded when a preview is asked
+
     change = get_change(change_id)
     devices = target_devices(change.target_tags, change.target_device_ids)
     latest = {
@@ -392,15 +395,15 @@ def preview(change_id: int) -> list[DevicePreview]:
     }
     previews = []
     for device in devices:
-        context = changes.device_context(
+        context = rendering.device_context(
             name=device.name,
             host=device.host,
             platform=device.platform,
             tags=[t.name for t in device.tags],
         )
         try:
-            commands = changes.render(change.template, context, change.variables)
-        except changes.RenderError as exc:
+            commands = rendering.render(change.template, context, change.variables)
+        except rendering.RenderError as exc:
             previews.append(DevicePreview(device, None, None, None, str(exc), None))
             continue
         config = latest.get(device.id)
@@ -416,7 +419,7 @@ def preview(change_id: int) -> list[DevicePreview]:
                 )
             )
             continue
-        predicted = changes.predict(config.body, commands, device.platform)
+        predicted = predict(config.body, commands, device.platform)
         previews.append(
             DevicePreview(
                 device, commands, predicted.effective, predicted.diff, None, config.commit
