@@ -17,7 +17,7 @@ from app.cli_jobs import ids_by_name_or_id, read_yaml
 from app.cli_output import emit, fields, json_option, table, when
 from app.errors import ValidationError
 from app.models import Change, Device, User
-from app.services import changes, users
+from app.services import changes, rollouts, users
 
 #: what a change file may hold (the API's body)
 CHANGE_FIELDS = frozenset(
@@ -67,7 +67,7 @@ def change_args(spec: dict[str, Any]) -> dict[str, Any]:
 
 @click.group("change", cls=AppGroup)
 def change_group() -> None:
-    """Change sets: create, list, show, preview, submit, approve, reject."""
+    """Change sets: create, list, show, preview, submit, approve, reject, apply."""
 
 
 @change_group.command("create")
@@ -106,13 +106,14 @@ def change_list(as_json: bool) -> None:
 def change_show(change: str, as_json: bool) -> None:
     """Show CHANGE (id or name): targets, template, checks, rollout, review."""
     found = find_change(change)
-    data = changes.view(found)
+    data = changes.view(found, devices=True)
     devices = changes.target_devices(found.target_tags, found.target_device_ids)
     human = (
         fields(
             [
                 ("Change", f"#{found.id} {found.name}"),
-                ("Status", f"{found.status} (version {found.version})"),
+                ("Status", f"{data['status']} (version {found.version})"),
+                ("Applied by", f"run #{found.run_id}" if found.run_id else ""),
                 ("Author", f"{found.created_by} {when(found.created_at)}"),
                 (
                     "Reviewed",
@@ -138,6 +139,14 @@ def change_show(change: str, as_json: bool) -> None:
         + "\n\n"
         + found.template
     )
+    if data["devices"]:
+        human += "\n\n" + table(
+            ["WAVE", "DEVICE", "STATE", "MESSAGE"],
+            [
+                [d["wave"] or "canary", d["device"]["name"], d["state"], d["message"][:80]]
+                for d in data["devices"]
+            ],
+        )
     emit(data, as_json, human)
 
 
@@ -194,3 +203,20 @@ def change_reject(change: str, who: str, note: str, as_json: bool) -> None:
     """Reject CHANGE, saying why."""
     found = changes.review(find_change(change).id, actor=as_user(who), approve=False, note=note)
     emit(changes.view(found), as_json, f"Change #{found.id} rejected.")
+
+
+@change_group.command("apply")
+@click.argument("change")
+@click.option("--as", "who", required=True, help="Who applies it (a user name).")
+@json_option
+@with_appcontext
+def change_apply(change: str, who: str, as_json: bool) -> None:
+    """Apply an approved CHANGE: a run pushes it in waves, canary first."""
+    found = find_change(change)
+    run = rollouts.start(found.id, actor=as_user(who))
+    emit(
+        {"run_id": run.id},
+        as_json,
+        f"Change #{found.id} is being applied by run #{run.id}: follow it with "
+        f"`rookery run logs {run.id}` and `rookery change show {found.id}`.",
+    )

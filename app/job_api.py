@@ -132,6 +132,25 @@ class ResolvedCredential:
     priority: int = 100
 
 
+@dataclass(frozen=True)
+class Wave:
+    """A group of a run's devices that runs before the next group starts.
+
+    A job module's ``waves(run_id, targets, config, db)`` generator yields them; the
+    runner asks for the next wave once every unit of this one has ended (so the
+    generator can read their results first), after waiting ``pause_seconds`` (a cancel
+    or the timeout stops the wait). Devices never put in a wave end as ``skipped`` with
+    the generator's return value as the reason. ``action="rollback"`` runs the module's
+    ``rollback(device, run_id, config, db)`` instead of ``run`` on devices that already
+    ran; their new result replaces the earlier one.
+    """
+
+    device_ids: tuple[int, ...]
+    label: str
+    pause_seconds: float = 0.0
+    action: str = "run"
+
+
 @dataclass
 class DeviceTarget:
     """The device a device job's ``run()`` gets: inventory facts and its credentials."""

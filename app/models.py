@@ -526,12 +526,76 @@ class Change(db.Model):
     reviewed_by: Mapped[str | None] = mapped_column(String(100))
     reviewed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     review_note: Mapped[str] = mapped_column(Text, default="")
+    #: the job whose runs apply this change (made by the first apply)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    #: the latest apply's run: the only run allowed to touch devices for this change
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="SET NULL"))
 
     __table_args__ = (
         CheckConstraint(
             "status IN ('draft', 'awaiting_approval', 'approved', 'rejected')", name="status"
         ),
         CheckConstraint("rollback IN ('device', 'all')", name="rollback"),
+    )
+
+
+class ChangeDeviceState(enum.StrEnum):
+    """Where one device is in one apply of a change (app/jobs/change_apply.py)."""
+
+    #: in a later wave, not reached yet
+    PENDING = "pending"
+    #: its snapshot is taken and commands may have been sent: a run that dies here leaves
+    #: the device uncertain (shown as such, never assumed either way)
+    PUSHING = "pushing"
+    APPLIED = "applied"
+    ROLLED_BACK = "rolled_back"
+    #: loud: the device's config differs from its snapshot and needs a person
+    ROLLBACK_FAILED = "rollback_failed"
+    #: its pre-checks failed, or no snapshot could be taken: nothing was sent
+    FAILED_PRECHECK = "failed_precheck"
+    #: the rollout stopped before its wave (failure budget spent, cancelled)
+    NOT_ATTEMPTED = "not_attempted"
+
+
+class ChangeDevice(db.Model):
+    """One device of one apply run of a change: its wave, state, commands, the
+    snapshot its rollback restores and the before/after commits in the config store."""
+
+    __tablename__ = "change_devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("job_runs.id", ondelete="CASCADE"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    device_name: Mapped[str] = mapped_column(String(128))
+    #: 0 is the canary, then 1, 2...
+    wave: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(32), default=ChangeDeviceState.PENDING.value)
+    #: the rendered commands (secrets as the template wrote them: shown to operators only)
+    commands: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text, default="")
+    #: the running config before the change, normalised but not redacted (a rollback
+    #: restores secrets too), encrypted like credentials; dropped once the run ends
+    snapshot_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the device's native checkpoint (IOS: flash:<name>), None without one
+    checkpoint: Mapped[str | None] = mapped_column(String(255))
+    #: how it was rolled back: native, line_by_line
+    rollback_method: Mapped[str | None] = mapped_column(String(32))
+    #: the config store's commits holding the config before and after
+    before_commit: Mapped[str | None] = mapped_column(String(64))
+    after_commit: Mapped[str | None] = mapped_column(String(64))
+    #: checks' results and what each step said (JSON)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "device_id", name="uq_change_devices_run_device"),
+        Index("ix_change_devices_change_id", "change_id"),
+        CheckConstraint(
+            "state IN ('pending', 'pushing', 'applied', 'rolled_back', 'rollback_failed', "
+            "'failed_precheck', 'not_attempted')",
+            name="state",
+        ),
     )
 
 

@@ -46,6 +46,7 @@ _META_KEYS = frozenset(
         "params",
         "targets",
         "needs_credentials",
+        "internal",
     }
 )
 _PARAM_KEYS = frozenset({"name", "type", "label", "help", "default", "required", "choices"})
@@ -108,6 +109,15 @@ class JobType:
     #: device unit, in the transaction that writes the final status (the config
     #: backup commits its git commit there)
     finalize: Callable[..., Any] | None = None
+    #: optional ``waves(run_id, targets, config, db)``: a generator of ``Wave``s, asked
+    #: for the next one after each wave ends (see app/engine/runner/attempt.py); without
+    #: it, every device is one wave
+    waves: Callable[..., Any] | None = None
+    #: optional ``rollback(device, run_id, config, db)``: the unit of a wave whose
+    #: ``action`` is ``"rollback"`` (its result replaces the device's earlier one)
+    rollback: Callable[..., Any] | None = None
+    #: started by Rookery itself (a change's Apply), never created as a job by people
+    internal: bool = False
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name``, or None."""
@@ -135,6 +145,7 @@ class JobType:
             "targets": self.targets,
             "needs_credentials": self.needs_credentials,
             "source": self.source,
+            "internal": self.internal,
         }
 
 
@@ -297,7 +308,24 @@ def _build(module: ModuleType, path: Path) -> JobType:
         source=str(path),
         run=run,
         finalize=_check_finalize(getattr(module, "finalize", None)),
+        waves=_check_hook(module, "waves", "(run_id, targets, config, db)"),
+        rollback=_check_hook(module, "rollback", "(device, run_id, config, db)"),
+        internal=bool(meta.get("internal", False)),
     )
+
+
+def _check_hook(module: Any, name: str, signature: str) -> Callable[..., Any] | None:
+    """An optional four-argument function of a job module, or None."""
+    hook = getattr(module, name, None)
+    if hook is None:
+        return None
+    if not callable(hook):
+        raise _Skip(f"{name} is not callable")
+    try:
+        inspect.signature(hook).bind(None, None, None, None)
+    except TypeError:
+        raise _Skip(f"{name}() must accept {signature}") from None
+    return hook
 
 
 def _check_finalize(finalize: Any) -> Callable[..., Any] | None:

@@ -1,4 +1,4 @@
-"""Change sets: ``/api/v1/changes`` — draft, preview, submit, approve or reject."""
+"""Change sets: ``/api/v1/changes`` — draft, preview, submit, approve or reject, apply."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.api.jobs import device_ids
 from app.models import Role
-from app.services import changes
+from app.services import changes, rollouts
 
 
 def _fields(body: Any) -> dict[str, Any]:
@@ -45,8 +45,8 @@ def create_change():
 @spec.validate(resp=responses(HTTP_200=s.ChangeOut), tags=["changes"])
 @requires(Role.VIEWER)
 def get_change(change_id: int):
-    """One change set."""
-    return changes.view(changes.get_change(change_id))
+    """One change set, with its latest apply's devices (wave, state, commits)."""
+    return changes.view(changes.get_change(change_id), devices=True)
 
 
 @bp.patch(f"/changes/<{ID}:change_id>")
@@ -92,3 +92,13 @@ def reject_change(change_id: int):
     """Turn a submitted change down, saying why."""
     body: s.ChangeReview = request.context.json
     return changes.view(changes.review(change_id, actor=actor(), approve=False, note=body.note))
+
+
+@bp.post(f"/changes/<{ID}:change_id>/apply")
+@spec.validate(resp=responses(HTTP_201=s.ChangeApplied), tags=["changes"])
+@requires(Role.OPERATOR)
+def apply_change(change_id: int):
+    """Apply an approved change: a run pushes it in waves (canary first) with checks and
+    rollback. A change not approved, being applied, or whose template does not render
+    for a target is refused and nothing is sent."""
+    return {"run_id": rollouts.start(change_id, actor=actor()).id}, 201

@@ -1054,12 +1054,34 @@ class ChangeTargetsOut(BaseModel):
     devices: list[DeviceRef]
 
 
+class ChangeDeviceOut(BaseModel):
+    device: dict[str, Any]
+    #: 0 is the canary
+    wave: int
+    #: pending, pushing, applied, rolled_back, rollback_failed, failed_precheck,
+    #: not_attempted
+    state: str
+    message: str
+    commands: str
+    rollback_method: str | None
+    #: the config store's commits of the config before and after (or after the rollback)
+    before_commit: str | None
+    after_commit: str | None
+    checks: dict[str, Any]
+    updated_at: datetime | None
+
+
 class ChangeOut(BaseModel):
     id: int
     name: str
     description: str
-    #: draft, awaiting_approval, approved, rejected
+    #: draft, awaiting_approval, approved, rejected; once applied: applying, applied,
+    #: partially_applied, rolled_back, failed (the latest apply's)
     status: str
+    #: draft, awaiting_approval, approved, rejected
+    review_status: str
+    #: the latest apply's run
+    run_id: int | None
     #: bumped by every edit of what the change does; an approval is for one version
     version: int
     targets: ChangeTargetsOut
@@ -1077,6 +1099,12 @@ class ChangeOut(BaseModel):
     reviewed_by: str | None
     reviewed_at: datetime | None
     review_note: str
+    #: the latest apply's devices (one change's GET only)
+    devices: list[ChangeDeviceOut] | None = None
+
+
+class ChangeApplied(BaseModel):
+    run_id: int
 
 
 class ChangeList(BaseModel):

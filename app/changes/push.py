@@ -459,12 +459,15 @@ def apply_to_device(
     native: bool = True,
     fallback_to_lines: bool = True,
     reconnect: Callable[[], DriverSession] | None = None,
+    before_push: Callable[[Snapshot], None] | None = None,
 ) -> DeviceOutcome:
     """Snapshot, pre-checks, push, post-checks, then (on a refused push or a failed
     post-check) an immediate rollback. ``checks`` run before and after the push.
 
     ``native=False`` skips the platform's native checkpoint and rollback (line by line
-    only); ``reconnect`` opens a new session when the first is lost mid-change.
+    only); ``reconnect`` opens a new session when the first is lost mid-change;
+    ``before_push`` is handed the snapshot once the pre-checks passed, before the first
+    command is sent (the caller records it); if it raises, nothing is sent.
     """
     parsed = parse_checks(checks)
     lines = command_lines(commands)
@@ -486,6 +489,13 @@ def apply_to_device(
             + "; ".join(f"{check.command}: {check.why}" for check in failed)
         )
         return outcome
+    if before_push is not None:
+        try:
+            before_push(taken)
+        except Exception as exc:  # the caller's bookkeeping: no record, no push
+            logger.exception("change snapshot %s: recording it failed", taken.name)
+            outcome.messages.append(f"Not attempted: the snapshot was not recorded ({exc}).")
+            return outcome
 
     lost = False
     try:

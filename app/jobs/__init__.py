@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.command_policy import APPROVED_BY, control_problem, policy_problem
-from app.job_api import DeviceTarget, JobLogger, NotRetryable, ResolvedCredential
+from app.job_api import DeviceTarget, JobLogger, NotRetryable, ResolvedCredential, Wave
 from app.platforms import command_error
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "JobLogger",
     "NotRetryable",
     "ResolvedCredential",
+    "Wave",
     "check_compliance",
     "command_error",
     "command_problem",

@@ -66,13 +66,17 @@ def list_changes() -> list[Change]:
     return list(db.session.scalars(select(Change).order_by(Change.id.desc())))
 
 
-def view(change: Change) -> dict[str, Any]:
-    """A change as the API shows it."""
-    return {
+def view(change: Change, *, devices: bool = False) -> dict[str, Any]:
+    """A change as the API shows it; ``devices``: with its latest apply's devices."""
+    from app.services import rollouts
+
+    shown = {
         "id": change.id,
         "name": change.name,
         "description": change.description,
-        "status": change.status,
+        "status": rollouts.status_of(change),
+        "review_status": change.status,
+        "run_id": change.run_id,
         "version": change.version,
         "targets": {
             "tags": list(change.target_tags),
@@ -95,6 +99,11 @@ def view(change: Change) -> dict[str, Any]:
         "reviewed_at": change.reviewed_at.isoformat() if change.reviewed_at else None,
         "review_note": change.review_note,
     }
+    if devices:
+        rows = rollouts.device_states(change.run_id) if change.run_id else []
+        ended = shown["status"] != "applying"
+        shown["devices"] = [rollouts.state_view(row, run_ended=ended) for row in rows]
+    return shown
 
 
 def _devices_by_id(ids: list[int]) -> list[Device]:
@@ -266,7 +275,15 @@ def create_change(*, actor: User | str | None, **fields: Any) -> Change:
 def update_change(change_id: int, *, actor: User | str | None, **fields: Any) -> Change:
     """Edit a change (audited; commits). Editing what it does makes it a draft again: an
     approval or a pending review is withdrawn."""
+    from app.services import rollouts
+
     change = get_change(change_id)
+    running = rollouts.active_run(change)
+    if running is not None:
+        raise Conflict(
+            f"Change {change.name} is being applied by run #{running.id}: it cannot be "
+            "edited until that run ends (cancel it to stop the rollout)."
+        )
     before = view(change)
     current = {k: getattr(change, k) for k in FIELDS}
     current.update({k: v for k, v in fields.items() if k in FIELDS})

@@ -196,6 +196,11 @@ def _create_job(
             fields={field: "Unknown field." for field in unknown},
         )
     kind = registry.current().get(job_type)
+    if kind.internal and actor != "system":
+        raise ValidationError(
+            f"{kind.label} jobs are made by Rookery itself (a change's Apply), not by hand.",
+            fields={"job_type": "Not available."},
+        )
     job = Job(
         name=name,
         job_type=kind.job_type,

@@ -66,7 +66,7 @@ def index() -> str:
 @require_role(Role.OPERATOR)
 def new() -> str:
     """Pick a job type, then fill in its form."""
-    types = registry.current().types
+    types = {name: kind for name, kind in registry.current().types.items() if not kind.internal}
     job_type = request.args.get("job_type")
     if job_type not in types:
         return render_template("jobs/choose_type.html", types=types)

@@ -16,13 +16,14 @@ run once it can.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from types import MappingProxyType
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import crypto, dispatch, registry
 from app.engine import lifecycle
@@ -30,8 +31,8 @@ from app.engine.runner import endings, units
 from app.engine.runner.endings import Outcome
 from app.engine.runner.units import POLL_SECONDS, Attempt, Control
 from app.extensions import db
-from app.job_api import NotRetryable
-from app.models import DeviceResult, JobRun, RunStatus
+from app.job_api import NotRetryable, Wave
+from app.models import DeviceResult, JobRun, RunStatus, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -219,17 +220,137 @@ def _run_devices(work: Attempt) -> Outcome | None:
     for target in targets:
         target.connector = connector
     pool = units.UnitPool(max_parallel, f"run{run_id}-dev")
-    futures = [pool.submit(units.device_unit, app, work, target) for target in targets]
-    _supervise(work.control, futures)
-    if work.control.reason is not None:
+    try:
+        plan = _waves(work, targets)
+        _run_waves(work, app, pool, plan, targets)
+    except _Interrupted:
         pool.shutdown(cancel_pending=True)
         return endings.interrupt(work, targets=targets)
-    pool.shutdown()
-    try:
-        for future in futures:
-            future.result()  # a unit's own errors are results; this re-raises runner bugs
-    except Exception as exc:
+    except _PlanFailed as failed:
+        pool.shutdown(cancel_pending=True)
+        return endings.fail(
+            run_id, attempt, RunStatus.FAILED_UNEXPECTED, failed.error, eventlog, retry=False
+        )
+    except Exception as exc:  # a unit's own errors are results; this is a runner bug
+        pool.shutdown(cancel_pending=True)
         return endings.fail(
             run_id, attempt, RunStatus.FAILED_DISPATCHER_ERROR, exc, eventlog, retry=True
         )
+    pool.shutdown()
     return endings.complete(work)
+
+
+class _Interrupted(Exception):
+    """The control said stop (cancel, timeout, shutdown, superseded) during a wave."""
+
+
+class _PlanFailed(Exception):
+    """The job module's ``waves`` generator raised: the rollout cannot go on."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _waves(work: Attempt, targets: list[Any]) -> Iterator[Wave]:
+    """The job's waves, or one wave of every device."""
+    if work.job_type.waves is None:
+        return iter([Wave(tuple(t.id for t in targets), "all devices")])
+    return work.job_type.waves(work.run_id, targets, work.config, db.session)
+
+
+def _run_waves(
+    work: Attempt, app: Any, pool: units.UnitPool, plan: Iterator[Wave], targets: list[Any]
+) -> None:
+    """Each wave's units, one wave after the other; the devices no wave took end as
+    skipped, with the plan's reason. Raises _Interrupted or _PlanFailed."""
+    by_id = {target.id: target for target in targets}
+    ran: set[int] = set()
+    number = 0
+    while True:
+        try:
+            wave = next(plan)
+        except StopIteration as stop:
+            db.session.commit()
+            left = [t for t in targets if t.id not in ran]
+            if left:
+                _skip(work, left, str(stop.value or "not in any wave"))
+            return
+        except Exception as exc:
+            db.session.rollback()
+            logger.exception("Run %s: the job's waves failed", work.run_id)
+            raise _PlanFailed(exc) from exc
+        db.session.commit()  # what the plan wrote (a wave's devices marked, its log line)
+        number += 1
+        chosen = [by_id[i] for i in wave.device_ids if i in by_id]
+        if wave.action == "rollback":
+            chosen = [t for t in chosen if t.id in ran]
+            _add_to_total(work, len(chosen))
+        if wave.pause_seconds > 0 and chosen:
+            _log(work, f"Pausing {wave.pause_seconds:g} s before {wave.label}")
+            if not _pause(work.control, wave.pause_seconds):
+                raise _Interrupted
+        if not chosen:
+            continue
+        _log(work, f"{wave.label}: {len(chosen)} device(s)", {"wave": number})
+        ran.update(t.id for t in chosen)
+        futures = [
+            pool.submit(units.device_unit, app, work, target, wave.action) for target in chosen
+        ]
+        _supervise(work.control, futures)
+        if work.control.reason is not None:
+            raise _Interrupted
+        for future in futures:
+            future.result()
+
+
+def _pause(control: Control, seconds: float) -> bool:
+    """Wait ``seconds``; False when the control says stop meanwhile."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        if control.check():
+            return False
+        time.sleep(min(POLL_SECONDS, max(0.0, until - time.monotonic())))
+    return control.check() is None
+
+
+def _log(work: Attempt, message: str, meta: dict[str, Any] | None = None) -> None:
+    run = db.session.get(JobRun, work.run_id)
+    if run is not None:
+        units.runner_log(run, message, meta=meta)
+        db.session.commit()
+
+
+def _add_to_total(work: Attempt, count: int) -> None:
+    """A rollback wave visits devices again: the progress bar grows by as many."""
+    if count:
+        db.session.execute(
+            update(JobRun)
+            .where(JobRun.id == work.run_id, JobRun.attempt == work.number)
+            .values(progress_total=JobRun.progress_total + count)
+        )
+        db.session.commit()
+
+
+def _skip(work: Attempt, targets: list[Any], reason: str) -> None:
+    """Results for devices no wave took: skipped, with why (they count as done)."""
+    now = utcnow()
+    run = lifecycle.lock_current(work.run_id, work.number)
+    if run is None:
+        return
+    for target in targets:
+        db.session.add(
+            DeviceResult(
+                run_id=work.run_id,
+                device_id=target.id,
+                device_name=target.name,
+                status="skipped",
+                message=f"Not attempted: {reason}",
+                started_at=now,
+                finished_at=now,
+                duration_ms=0,
+            )
+        )
+    run.progress_done += len(targets)
+    units.runner_log(run, f"{len(targets)} device(s) not attempted: {reason}", level="warning")
+    db.session.commit()

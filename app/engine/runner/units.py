@@ -499,8 +499,9 @@ def parallelism(run: JobRun) -> int:
     return max(1, min(limit * 2, 64))
 
 
-def device_unit(app: Flask, work: Attempt, target: DeviceTarget) -> str:
-    """One device in its own app context, session and transaction; returns its status."""
+def device_unit(app: Flask, work: Attempt, target: DeviceTarget, action: str = "run") -> str:
+    """One device in its own app context, session and transaction; returns its status.
+    ``action`` is the wave's: ``run`` (the job's run) or ``rollback`` (its rollback)."""
     control = work.control
     with app.app_context(), fence.holding(work.run_id, work.number):
         try:
@@ -511,7 +512,7 @@ def device_unit(app: Flask, work: Attempt, target: DeviceTarget) -> str:
                 if control.stop.is_set():
                     return "skipped"
             try:
-                return _device_work(work, target)
+                return _device_work(work, target, action)
             finally:
                 slots.release()
                 # A login no result statement counted (an interrupted unit, a failed
@@ -529,18 +530,21 @@ def _pending_login(target: DeviceTarget, *, take: bool = True) -> tuple[int, int
     return connector.take_login(target.id) if take else connector.peek_login(target.id)
 
 
-def _device_work(work: Attempt, target: DeviceTarget) -> str:
+def _device_work(work: Attempt, target: DeviceTarget, action: str = "run") -> str:
     run_id, job_type, control = work.run_id, work.job_type, work.control
+    unit = job_type.rollback if action == "rollback" else job_type.run
+    assert unit is not None, f"{job_type.job_type} has no {action}()"
     started = utcnow()
     clock = time.monotonic()
     target.on_session_open = control.track
     target.on_session_close = control.untrack
     # the run page shows the device as working from this line on (and the log says when)
     JobLogger(run_id, job_type.job_type, device_id=target.id).debug(
-        f"{target.name}: started ({target.host}:{target.port})"
+        f"{target.name}: {'rollback ' if action == 'rollback' else ''}started "
+        f"({target.host}:{target.port})"
     )
     try:
-        result = UnitResult.from_value(job_type.run(target, run_id, work.config, db.session))
+        result = UnitResult.from_value(unit(target, run_id, work.config, db.session))
     except Exception as exc:
         db.session.rollback()
         if control.stop.is_set():
@@ -629,7 +633,8 @@ def _device_result(
 #: FOR NO KEY UPDATE took and re-checks, once it holds it, that the run is still
 #: RUNNING this attempt; when it is not, the statement writes nothing and returns no
 #: row. The credential's row is locked after the run's (``c`` reads ``r``), always in
-#: that order, and one credential at most: no lock cycle with other devices.
+#: that order, and one credential at most: no lock cycle with other devices. A device
+#: that a rollback wave visits again (see job_api.Wave) gets its result replaced.
 _DEVICE_RESULT_SQL = f"""
     WITH r AS (
         UPDATE job_runs SET progress_done = progress_done + 1
@@ -642,6 +647,10 @@ _DEVICE_RESULT_SQL = f"""
             %(output)s, %(credential_name)s, %(connect_attempts)s, %(started_at)s,
             %(finished_at)s, %(duration_ms)s
         FROM r
+        ON CONFLICT ON CONSTRAINT uq_device_results_run_device DO UPDATE SET
+            status = EXCLUDED.status, message = EXCLUDED.message, data = EXCLUDED.data,
+            output = COALESCE(EXCLUDED.output, device_results.output),
+            finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms
     ), e AS (
         INSERT INTO events (at, type, status, message, run_id, job_id, data, signal_id)
         SELECT %(finished_at)s, '{events.PROGRESS}', r.status, %(event_message)s, r.id,

@@ -1,0 +1,252 @@
+"""Change sets applied: a real run of the change_apply job through the runner, on the
+stateful cisco_ios emulator (127.0.0.1), with a real git config store: the canary and
+waves, post-checks that fail on one device, the failure budget rolling back every
+changed device, a rollback that itself fails, and the refusals that send nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import git
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import ChangeDevice, DeviceResult, JobLog
+from app.services import changes, jobs, runs
+from app.stateful_lab import StatefulLab, stateful_fleet
+from tests.conftest import make_config
+from tests.integration.helpers import drain, load_lab_devices, reload
+from tests.integration.test_api_support import Api, error, make_tokens, ok
+
+FLEET = 20
+HEALTHY = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  12"
+BROKEN = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  Idle"
+TEMPLATE = """ntp server 192.0.2.123
+interface Loopback0
+ description {{ device.name }} {{ note }}
+"""
+BGP_UP = {"command": "show ip bgp summary", "expect": r"\bIdle\b", "absent": True}
+
+
+@pytest.fixture
+def engine_config(database_url, tmp_path, jobs_dir):
+    return make_config(
+        database_url,
+        tmp_path / "instance",
+        ROOKERY_JOBS_PATH=str(jobs_dir),
+        ROOKERY_CONFIG_REPO=str(tmp_path / "configs"),
+        ROOKERY_DEFAULT_RETRIES=0,
+        ROOKERY_SSH_CONNECT_TIMEOUT=5,
+        ROOKERY_CONNECT_RETRIES=0,
+        ROOKERY_WORKER_CONCURRENCY=4,
+    )
+
+
+@pytest.fixture(scope="module")
+def _lab() -> Iterator[StatefulLab]:
+    with StatefulLab(stateful_fleet(FLEET, enable_secrets=True)) as lab:
+        yield lab
+
+
+@pytest.fixture
+def lab(ctx, _lab: StatefulLab) -> Iterator[StatefulLab]:
+    """Every device with a healthy BGP summary that goes Idle when its loopback says
+    BREAKS-BGP, in the inventory with its credential."""
+    for device in _lab.devices:
+        _lab.set_show(device.name, "show ip bgp summary", HEALTHY)
+        _lab.set_show(
+            device.name, "show ip bgp summary", BROKEN, when=r"^ description .*BREAKS-BGP$"
+        )
+    load_lab_devices(_lab.devices, _lab)
+    yield _lab
+    _lab.reset()
+
+
+def approved(api: Api, **overrides) -> dict:
+    body = {
+        "name": "NTP and loopbacks",
+        "targets": {"tags": ["lab"]},
+        "template": TEMPLATE,
+        "variables": {"note": "managed"},
+        "checks": [BGP_UP],
+        "canary": 2,
+        "wave_size": 6,
+        "max_failed": 3,
+        **overrides,
+    }
+    change = ok(api.post("/api/v1/changes", body, as_="operator"), 201)
+    ok(api.post(f"/api/v1/changes/{change['id']}/submit", {}, as_="operator"))
+    ok(api.post(f"/api/v1/changes/{change['id']}/approve", {}, as_="admin"))
+    return change
+
+
+def apply(app, api: Api, change: dict) -> dict:
+    started = ok(api.post(f"/api/v1/changes/{change['id']}/apply", {}, as_="operator"), 201)
+    drain(app, concurrency=2)
+    assert reload(started["run_id"]).status in (
+        "COMPLETED_SUCCESS",
+        "COMPLETED_PARTIAL_FAILURE",
+        "COMPLETED_FAILURE",
+    )
+    return ok(api.get(f"/api/v1/changes/{change['id']}", as_="viewer"))
+
+
+def states(shown: dict) -> dict[str, str]:
+    return {d["device"]["name"]: d["state"] for d in shown["devices"]}
+
+
+def test_a_canary_and_three_waves_apply_the_change_to_twenty_devices(app, ctx, client, lab):
+    api = Api(client=client, tokens=make_tokens(app))
+    originals = {d.name: lab.config_of(d.name) for d in lab.devices}
+    change = approved(api)
+    shown = apply(app, api, change)
+
+    assert shown["status"] == "applied"
+    assert set(states(shown).values()) == {"applied"}
+    waves = {}
+    for device in shown["devices"]:
+        waves.setdefault(device["wave"], []).append(device["device"]["name"])
+    assert sorted((w, len(n)) for w, n in waves.items()) == [(0, 2), (1, 6), (2, 6), (3, 6)]
+    for name in originals:
+        config = lab.config_of(name)
+        assert "ntp server 192.0.2.123" in config
+        assert f" description {name} managed" in config
+    # the runner ran them wave after wave: the canary's devices ended before wave 1 began
+    results = {
+        r.device_name: r
+        for r in db.session.scalars(
+            select(DeviceResult).where(DeviceResult.run_id == shown["run_id"])
+        )
+    }
+    for wave in (1, 2, 3):
+        before = max(results[n].finished_at for n in waves[wave - 1])
+        assert all(results[n].started_at > before for n in waves[wave])
+    by_name = {d["device"]["name"]: d for d in shown["devices"]}
+    lines = [
+        line.message
+        for line in db.session.scalars(
+            select(JobLog).where(JobLog.run_id == shown["run_id"]).order_by(JobLog.id)
+        )
+    ]
+    assert [m for m in lines if m.endswith("device(s)") and m.startswith(("Canary", "Wave"))] == [
+        "Canary: 2 device(s)",
+        "Wave 1: 6 device(s)",
+        "Wave 2: 6 device(s)",
+        "Wave 3: 6 device(s)",
+    ]
+    # before and after are commits of the config store holding those configs
+    repo = git.Repo(app.config["ROOKERY_CONFIG_REPO"])
+    one = by_name["ios-005"]
+    before = repo.commit(one["before_commit"]).tree["ios-005.cfg"].data_stream.read().decode()
+    after = repo.commit(one["after_commit"]).tree["ios-005.cfg"].data_stream.read().decode()
+    assert "ntp server 192.0.2.123" not in before
+    assert "ntp server 192.0.2.123" in after
+    assert "change #" in repo.commit(one["after_commit"]).message
+
+
+def test_a_failing_post_check_rolls_that_device_back_and_the_others_go_on(app, ctx, client, lab):
+    api = Api(client=client, tokens=make_tokens(app))
+    original = lab.config_of("ios-004")
+    change = approved(
+        api,
+        template=TEMPLATE.replace("{{ note }}", "{{ notes[device.name] | default('ok') }}"),
+        variables={"notes": {"ios-004": "BREAKS-BGP"}},
+    )
+    shown = apply(app, api, change)
+
+    found = states(shown)
+    assert found.pop("ios-004") == "rolled_back"
+    assert set(found.values()) == {"applied"}
+    assert shown["status"] == "partially_applied"
+    assert lab.config_of("ios-004") == original  # configure replace put it back exactly
+    failed = next(d for d in shown["devices"] if d["device"]["name"] == "ios-004")
+    assert failed["rollback_method"] == "native"
+    assert "Post-check failed" in failed["message"]
+
+
+def test_a_spent_failure_budget_rolls_back_every_changed_device(app, ctx, client, lab):
+    api = Api(client=client, tokens=make_tokens(app))
+    originals = {d.name: lab.config_of(d.name) for d in lab.devices}
+    # ios-004 is in wave 1 (the canary is ios-001 and ios-002)
+    change = approved(
+        api,
+        template=TEMPLATE.replace("{{ note }}", "{{ notes[device.name] | default('ok') }}"),
+        variables={"notes": {"ios-004": "BREAKS-BGP"}},
+        max_failed=1,
+        rollback="all",
+    )
+    shown = apply(app, api, change)
+
+    found = states(shown)
+    wave_of = {d["device"]["name"]: d["wave"] for d in shown["devices"]}
+    assert shown["status"] == "rolled_back"
+    for name, state in found.items():
+        if wave_of[name] <= 1:
+            assert state == "rolled_back", name
+        else:
+            assert state == "not_attempted", name
+        assert lab.config_of(name) == originals[name], name  # every device as it was
+    assert not any("ntp server 192.0.2.123" in c for c in map(lab.config_of, originals))
+
+
+def test_a_rollback_that_fails_is_reported_loudly(app, ctx, client, lab):
+    api = Api(client=client, tokens=make_tokens(app))
+    lab.break_rollback("ios-001")
+    lab.fail_command("ios-001", r"^no ntp server", where="config")  # line by line fails too
+    change = approved(
+        api,
+        template=TEMPLATE.replace("{{ note }}", "BREAKS-BGP"),
+        targets={"devices": ["ios-001"]},
+        canary=1,
+    )
+    shown = apply(app, api, change)
+
+    result = db.session.scalar(select(DeviceResult).where(DeviceResult.run_id == shown["run_id"]))
+    assert states(shown) == {"ios-001": "rollback_failed"}, result.message
+    assert shown["status"] == "failed"
+    assert "ROLLBACK FAILED" in shown["devices"][0]["message"]
+    critical = db.session.scalars(
+        select(JobLog).where(JobLog.run_id == shown["run_id"], JobLog.level == "critical")
+    ).all()
+    assert any("ROLLBACK FAILED" in line.message for line in critical)
+
+
+def test_nothing_is_sent_without_approval_twice_at_once_or_from_a_hand_made_job(
+    app, ctx, client, lab
+):
+    api = Api(client=client, tokens=make_tokens(app))
+    draft = ok(
+        api.post(
+            "/api/v1/changes",
+            {"name": "unreviewed", "targets": {"tags": ["lab"]}, "template": TEMPLATE},
+            as_="operator",
+        ),
+        201,
+    )
+    refused = api.post(f"/api/v1/changes/{draft['id']}/apply", {}, as_="operator")
+    assert refused.status_code == 409
+    assert "only an approved change is applied" in error(refused, 409)["message"]
+    viewer = api.post(f"/api/v1/changes/{draft['id']}/apply", {}, as_="viewer")
+    assert viewer.status_code == 403
+
+    change = approved(api)
+    first = ok(api.post(f"/api/v1/changes/{change['id']}/apply", {}, as_="operator"), 201)
+    again = api.post(f"/api/v1/changes/{change['id']}/apply", {}, as_="operator")
+    assert again.status_code == 409
+    assert f"run #{first['run_id']}" in error(again, 409)["message"]
+    edit = api.patch(f"/api/v1/changes/{change['id']}", {"canary": 3}, as_="operator")
+    assert edit.status_code == 409
+    assert db.session.scalar(select(ChangeDevice.state).limit(1)) == "pending"
+
+    with pytest.raises(Exception, match="made by Rookery itself"):
+        jobs.create_job(
+            name="sneaky", job_type="change_apply", params={"change_id": change["id"]}, actor="x"
+        )
+    for device in lab.devices:  # nothing reached any device
+        assert not [c for c in lab.commands_of(device.name) if c.startswith("ntp server")]
+    assert changes.get_change(draft["id"]).run_id is None
+    runs.cancel_run(first["run_id"], actor="test")  # cancelled before it started
+    shown = ok(api.get(f"/api/v1/changes/{change['id']}", as_="viewer"))
+    assert shown["status"] == "cancelled"
+    assert set(states(shown).values()) == {"not_attempted"}
