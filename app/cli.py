@@ -8,6 +8,7 @@ and a non-zero exit, never a traceback. People get aligned columns, scripts ``--
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -42,9 +43,15 @@ _verbose = False
 def _make_app():
     from app import create_app
 
-    root = click.get_current_context(silent=True)
-    command = root.find_root().invoked_subcommand if root is not None else None
-    server = command in SERVER_COMMANDS
+    current = click.get_current_context(silent=True)
+    root = current.find_root() if current is not None else None
+    server = root is not None and root.invoked_subcommand in SERVER_COMMANDS
+    if server and root is not None and root.invoked_subcommand == "run":
+        # `rookery run` starts Rookery; `rookery run logs 7` (the runs group) reads it
+        group = current
+        while group is not None and group.parent is not root:
+            group = group.parent
+        server = group is None or group.invoked_subcommand is None
     overrides = (
         {}
         if server or _verbose or os.environ.get("ROOKERY_LOG_LEVEL")
@@ -655,8 +662,16 @@ DEMO_JOB = "Demo backup"
     "backups commit changes and diffs appear.",
     metavar="MINUTES",
 )
+@click.option(
+    "--changeable",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, 50),
+    help="How many more devices (cisco_ios, tag 'demo-core') keep a running config that "
+    "change sets change and roll back.",
+)
 @with_appcontext
-def demo_command(devices: int, drift: float | None) -> None:
+def demo_command(devices: int, drift: float | None, changeable: int) -> None:
     """Start emulated devices on 127.0.0.1, load them as inventory, and keep them up."""
     try:
         from app import demo_lab
@@ -668,9 +683,25 @@ def demo_command(devices: int, drift: float | None) -> None:
     from app.errors import NotFound
     from app.services import credentials, inventory, jobs
 
-    def load(lab: demo_lab.DeviceLab) -> None:
-        for device in lab.devices:
+    if any(importlib.util.find_spec(name) is None for name in ("fakenos", "asyncssh")):
+        raise click.ClickException(
+            "rookery demo needs the device emulators (fakenos, asyncssh), an optional extra: "
+            "run `.venv/bin/pip install -e '.[demo]'` in the Rookery folder, then try again."
+        )
+    from app.stateful_lab import StatefulLab
+
+    stateful = StatefulLab(
+        [
+            dataclasses.replace(d, name=f"core-{i + 1:03d}")
+            for i, d in enumerate(demo_lab.default_fleet(changeable, ["cisco_ios"], seed="core"))
+        ]
+    )
+
+    def load(fakenos: demo_lab.DeviceLab) -> None:
+        labs: list[Any] = [fakenos, stateful]
+        for lab, device in [(one, d) for one in labs for d in one.devices]:
             name, tag = f"demo-{device.name}", f"demo-{device.name}"
+            tags = ["demo", tag] + (["demo-core"] if lab is stateful else [])
             fields = {
                 "host": "127.0.0.1",
                 "port": lab.port_of(device.name),
@@ -680,7 +711,7 @@ def demo_command(devices: int, drift: float | None) -> None:
                 existing = inventory.get_by_name(name)
                 inventory.update_device(existing.id, actor="demo", **fields)
             except NotFound:
-                inventory.create_device(actor="demo", name=name, tags=["demo", tag], **fields)
+                inventory.create_device(actor="demo", name=name, tags=tags, **fields)
             try:
                 credential = credentials.get_credential_by_name(f"{name}-login")
                 credentials.update_credential(
@@ -700,13 +731,18 @@ def demo_command(devices: int, drift: float | None) -> None:
                 description="Backs up the emulated demo devices.",
                 actor="demo",
             )
+        count = len(fakenos.devices) + len(stateful.devices)
         click.echo(
-            f"{len(lab.devices)} emulated devices are up on 127.0.0.1 and in the "
-            "inventory (tag 'demo'):"
+            f"{count} emulated devices are up on 127.0.0.1 and in the inventory (tag 'demo'):"
         )
-        for device in lab.devices:
+        for lab, device in [(one, d) for one in labs for d in one.devices]:
             click.echo(
                 f"  demo-{device.name:<12} {device.platform:<14} port {lab.port_of(device.name)}"
+            )
+        if stateful.devices:
+            click.echo(
+                f"The {len(stateful.devices)} demo-core devices (tag 'demo-core') keep a running "
+                "config: change sets change them (README: Changing configuration safely)."
             )
         click.echo(
             f"\nWith `rookery run` going in another terminal, back them up from the "
@@ -724,20 +760,16 @@ def demo_command(devices: int, drift: float | None) -> None:
             )
         click.echo("Ctrl-C here stops the devices.")
 
-    if importlib.util.find_spec("fakenos") is None:
-        raise click.ClickException(
-            "rookery demo needs the device emulator (fakenos), an optional extra: "
-            "run `.venv/bin/pip install -e '.[demo]'` in the Rookery folder, then try again."
-        )
     # The emulated devices' SSH servers log every client that hangs up (a backup's
     # session ending) at ERROR: noise on this console, not a problem.
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
-    demo_lab.serve_forever(
-        demo_lab.default_fleet(devices),
-        load,
-        drift_minutes=drift,
-        on_drift=lambda name: click.echo(f"Drift: demo-{name}'s configuration changed."),
-    )
+    with stateful:
+        demo_lab.serve_forever(
+            demo_lab.default_fleet(devices),
+            load,
+            drift_minutes=drift,
+            on_drift=lambda name: click.echo(f"Drift: demo-{name}'s configuration changed."),
+        )
 
 
 # -------------------------------------------------------------------------- settings

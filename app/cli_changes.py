@@ -130,7 +130,8 @@ def change_show(change: str, as_json: bool) -> None:
                 (
                     "Checks",
                     "; ".join(
-                        f"{c['command']} {'!~' if c['absent'] else '~'} {c['expect']}"
+                        f"{c['command']} {'!~' if c['absent'] else '~'} {c['expect']} "
+                        f"({c.get('when', 'both')})"
                         for c in found.checks
                     ),
                 ),
@@ -146,6 +147,7 @@ def change_show(change: str, as_json: bool) -> None:
                 [d["wave"] or "canary", d["device"]["name"], d["state"], d["message"][:80]]
                 for d in data["devices"]
             ],
+            empty="",
         )
     emit(data, as_json, human)
 

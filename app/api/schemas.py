@@ -999,6 +999,8 @@ class ChangeCheck(Request):
     #: a regular expression its output must show (or, with absent, must not)
     expect: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     absent: bool = False
+    #: before the push (a pre-check), after it (a post-check), or both
+    when: Literal["both", "before", "after"] = "both"
 
 
 class ChangeTargets(Request):

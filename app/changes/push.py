@@ -117,6 +117,8 @@ class Check:
     command: str
     expect: str
     absent: bool = False
+    #: ``before`` the push (a pre-check), ``after`` it (a post-check), or ``both``
+    when: str = "both"
 
     def matches(self, output: str) -> bool:
         return re.search(self.expect, output, re.MULTILINE) is not None
@@ -191,7 +193,12 @@ def parse_checks(raw: Iterable[Check | Mapping[str, Any]]) -> list[Check]:
             expect = item.get("expect")
             if not command or not isinstance(expect, str):
                 raise ValueError(f"check {index}: needs a command and an expect pattern")
-            check = Check(command=command, expect=expect, absent=bool(item.get("absent")))
+            when = str(item.get("when") or "both")
+            if when not in ("both", "before", "after"):
+                raise ValueError(f"check {index}: when is before, after or both, not {when!r}")
+            check = Check(
+                command=command, expect=expect, absent=bool(item.get("absent")), when=when
+            )
         try:
             re.compile(check.expect)
         except re.error as exc:
@@ -462,7 +469,8 @@ def apply_to_device(
     before_push: Callable[[Snapshot], None] | None = None,
 ) -> DeviceOutcome:
     """Snapshot, pre-checks, push, post-checks, then (on a refused push or a failed
-    post-check) an immediate rollback. ``checks`` run before and after the push.
+    post-check) an immediate rollback. ``checks`` run before and after the push (each
+    as its ``when`` says: before, after or both).
 
     ``native=False`` skips the platform's native checkpoint and rollback (line by line
     only); ``reconnect`` opens a new session when the first is lost mid-change;
@@ -481,7 +489,9 @@ def apply_to_device(
         return outcome
     outcome.before = taken.stored
     outcome.messages += taken.messages
-    outcome.prechecks = run_checks(session, parsed, platform=platform)
+    before = [check for check in parsed if check.when != "after"]
+    after = [check for check in parsed if check.when != "before"]
+    outcome.prechecks = run_checks(session, before, platform=platform)
     failed = [check for check in outcome.prechecks if not check.passed]
     if failed:
         outcome.messages.append(
@@ -504,7 +514,7 @@ def apply_to_device(
         lost = isinstance(exc, (CommandTimeout, ConnectionFailed))
         problem = f"Push failed: {exc}"
     else:
-        outcome.postchecks = run_checks(session, parsed, platform=platform)
+        outcome.postchecks = run_checks(session, after, platform=platform)
         failed = [check for check in outcome.postchecks if not check.passed]
         if not failed:
             outcome.state = "applied"

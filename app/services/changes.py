@@ -52,6 +52,8 @@ SUBSTANCE = (
     "rollback",
 )
 FIELDS = ("name", "description", *SUBSTANCE)
+#: when a check runs: before the push (a pre-check), after it (a post-check), or both
+CHECK_WHEN = ("both", "before", "after")
 
 
 def _who(actor: User | str | None) -> str:
@@ -133,12 +135,16 @@ def _clean_checks(value: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
     if value in (None, ""):
         return []
     if not isinstance(value, list) or len(value) > MAX_CHECKS:
-        errors["checks"] = f"At most {MAX_CHECKS} checks, each {{command, expect, absent}}."
+        errors["checks"] = f"At most {MAX_CHECKS} checks, each {{command, expect, absent, when}}."
         return []
     cleaned = []
     for number, item in enumerate(value, 1):
-        if not isinstance(item, dict) or set(item) - {"command", "expect", "absent"}:
-            errors["checks"] = f"Check {number}: give command, expect and absent only."
+        if not isinstance(item, dict) or set(item) - {"command", "expect", "absent", "when"}:
+            errors["checks"] = f"Check {number}: give command, expect, absent and when only."
+            return []
+        when = item.get("when") or "both"
+        if when not in CHECK_WHEN:
+            errors["checks"] = f"Check {number}: when is before, after or both, not {when!r}."
             return []
         command = str(item.get("command") or "").strip()
         expect = str(item.get("expect") or "")
@@ -156,7 +162,9 @@ def _clean_checks(value: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
         except re.error as exc:
             errors["checks"] = f"Check {number}: not a regular expression: {exc}."
             return []
-        cleaned.append({"command": command, "expect": expect, "absent": bool(item.get("absent"))})
+        cleaned.append(
+            {"command": command, "expect": expect, "absent": bool(item.get("absent")), "when": when}
+        )
     return cleaned
 
 

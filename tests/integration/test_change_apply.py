@@ -27,6 +27,12 @@ interface Loopback0
  description {{ device.name }} {{ note }}
 """
 BGP_UP = {"command": "show ip bgp summary", "expect": r"\bIdle\b", "absent": True}
+#: a post-check only: before the push the line is not there yet
+NTP_TOOK = {
+    "command": "show running-config | include ntp server",
+    "expect": r"ntp server 192\.0\.2\.123",
+    "when": "after",
+}
 
 
 @pytest.fixture
@@ -69,7 +75,7 @@ def approved(api: Api, **overrides) -> dict:
         "targets": {"tags": ["lab"]},
         "template": TEMPLATE,
         "variables": {"note": "managed"},
-        "checks": [BGP_UP],
+        "checks": [BGP_UP, NTP_TOOK],
         "canary": 2,
         "wave_size": 6,
         "max_failed": 3,

@@ -104,15 +104,25 @@ def test_demo_loads_emulated_devices_that_back_up(runner, app, monkeypatch):
     served: list = []
     served_options: dict = {}
     monkeypatch.setattr(demo_lab, "serve_forever", serve_once)
-    result = runner.invoke(cli, ["demo", "--devices", "3", "--drift", "5"])
+    result = runner.invoke(cli, ["demo", "--devices", "3", "--drift", "5", "--changeable", "2"])
     assert result.exit_code == 0, result.output
-    assert "3 emulated devices are up" in result.output
+    assert "5 emulated devices are up" in result.output
+    assert "The 2 demo-core devices (tag 'demo-core') keep a running config" in result.output
     assert "Every 5 minute(s) one device's configuration changes" in result.output
     assert served_options["drift_minutes"] == 5
     with app.app_context():
         names = sorted(db.session.scalars(select(Device.name)))
-    assert names == ["demo-eos-002", "demo-ios-001", "demo-nxos-003"]
-    assert served[0].status == "COMPLETED_SUCCESS", served[0].message
+        core = db.session.scalar(select(Device).where(Device.name == "demo-core-001"))
+        core_tags = sorted(t.name for t in core.tags)
+    assert names == [
+        "demo-core-001",
+        "demo-core-002",
+        "demo-eos-002",
+        "demo-ios-001",
+        "demo-nxos-003",
+    ]
+    assert core_tags == ["demo", "demo-core", "demo-core-001"]
+    assert served[0].status == "COMPLETED_SUCCESS", served[0].message  # the five backed up
 
 
 def test_demo_without_the_emulator_says_how_to_install_it(runner, monkeypatch):

@@ -134,6 +134,10 @@ def test_checks_parse_and_match() -> None:
         parse_checks([{"command": "show x", "expect": "("}])
     with pytest.raises(ValueError, match="check 2: needs a command"):
         parse_checks([{"command": "show x", "expect": "x"}, {"expect": "y"}])
+    (later,) = parse_checks([{"command": "show run", "expect": "ntp", "when": "after"}])
+    assert later.when == "after" and up.when == "both"
+    with pytest.raises(ValueError, match="when is before, after or both"):
+        parse_checks([{"command": "show x", "expect": "x", "when": "later"}])
 
 
 def test_command_lines_and_native_strategies() -> None:
