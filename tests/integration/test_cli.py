@@ -187,11 +187,14 @@ def test_outside_an_instance_a_command_says_what_to_do_and_creates_nothing(tmp_p
             timeout=60,
         )
 
-    listed = rookery("job", "list")
-    assert listed.returncode == 1
-    lines = listed.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: No Rookery instance found"), lines
-    assert "set ROOKERY_INSTANCE" in lines[0]
+    # `rookery run logs` is the runs group, not `rookery run` (the server): it finds no
+    # instance either, rather than making one
+    for args in (("job", "list"), ("run", "logs", "1")):
+        listed = rookery(*args)
+        assert listed.returncode == 1
+        lines = listed.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: No Rookery instance found"), lines
+        assert "set ROOKERY_INSTANCE" in lines[0]
     helped = rookery("--help")
     assert helped.returncode == 0
     assert "--debug" not in helped.stdout and "--env-file" not in helped.stdout
