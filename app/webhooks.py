@@ -17,7 +17,10 @@ Events:
   (config_backup); the payload carries the commit, the device names and a unified diff;
 - ``compliance_changed`` — the run's compliance check saw devices fall out of or come
   back into compliance with a rule; the payload's ``compliance`` lists each (device,
-  rule, severity, compliant, missing and unexpected lines, commit).
+  rule, severity, compliant, missing and unexpected lines, commit);
+- ``rollback_failed`` — a change set's rollout (its job, "Change #N: ...") left devices
+  whose rollback failed: their configs differ from their snapshots; the payload's
+  ``rollback_failed`` names them.
 
 A delivery is a JSON POST with ``X-Rookery-Event``, ``X-Rookery-Delivery`` (a UUID,
 the same on every retry) and ``X-Rookery-Signature: sha256=<hex HMAC-SHA256 of the
@@ -63,7 +66,13 @@ from app.engine import queue
 from app.errors import RookeryError
 from app.extensions import db
 from app.models import JobRun, RunStatus, Webhook
-from app.services.webhooks import COMPLIANCE_CHANGED, CONFIG_CHANGED, FAILURE, TIMEOUT
+from app.services.webhooks import (
+    COMPLIANCE_CHANGED,
+    CONFIG_CHANGED,
+    FAILURE,
+    ROLLBACK_FAILED,
+    TIMEOUT,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +133,8 @@ def events_for_outcome(status: str, result: dict[str, Any] | None) -> list[str]:
         found.append(CONFIG_CHANGED)
     if compliance_changes(values):
         found.append(COMPLIANCE_CHANGED)
+    if values.get("rollback_failed"):
+        found.append(ROLLBACK_FAILED)
     return found
 
 
@@ -422,6 +433,8 @@ def deliver_webhook(
         payload["config"] = config_changes(result["commit"], list(result["changed"]))
     if event == COMPLIANCE_CHANGED:
         payload["compliance"] = compliance_changes(payload["run"]["result"])
+    if event == ROLLBACK_FAILED:
+        payload["rollback_failed"] = list((payload["run"]["result"] or {})["rollback_failed"])
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",

@@ -686,11 +686,15 @@ class TagQuery(Query):
 # --------------------------------------------------------------------------- webhooks
 
 
+#: what a webhook can be told about (app/services/webhooks.EVENTS)
+WebhookEvent = Literal[
+    "failure", "timeout", "config_changed", "compliance_changed", "rollback_failed"
+]
+
+
 class WebhookCreate(Request):
     url: Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^[^\x00]*$")]
-    events: list[Literal["failure", "timeout", "config_changed"]] = Field(
-        min_length=1, max_length=3
-    )
+    events: list[WebhookEvent] = Field(min_length=1, max_length=5)
     #: the HMAC key; leave it out to have one generated (shown once, in this answer)
     secret: (
         Annotated[str, StringConstraints(min_length=16, max_length=256, pattern=r"^[^\x00]*$")]
@@ -704,9 +708,7 @@ class WebhookPatch(Request):
         Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^[^\x00]*$")]
         | None
     ) = None
-    events: list[Literal["failure", "timeout", "config_changed"]] | None = Field(
-        default=None, min_length=1, max_length=3
-    )
+    events: list[WebhookEvent] | None = Field(default=None, min_length=1, max_length=5)
     enabled: bool | None = None
 
 
@@ -1084,6 +1086,9 @@ class ChangeOut(BaseModel):
     review_status: str
     #: the latest apply's run
     run_id: int | None
+    #: the job whose runs apply it (made when it is first submitted; its webhooks hear
+    #: of its rollouts, e.g. rollback_failed)
+    job_id: int | None
     #: bumped by every edit of what the change does; an approval is for one version
     version: int
     targets: ChangeTargetsOut

@@ -79,6 +79,7 @@ def view(change: Change, *, devices: bool = False) -> dict[str, Any]:
         "status": rollouts.status_of(change),
         "review_status": change.status,
         "run_id": change.run_id,
+        "job_id": change.job_id,
         "version": change.version,
         "targets": {
             "tags": list(change.target_tags),
@@ -322,7 +323,9 @@ def update_change(change_id: int, *, actor: User | str | None, **fields: Any) ->
 
 
 def submit(change_id: int, *, actor: User | str | None) -> Change:
-    """Ask for a review (a draft or a rejected change)."""
+    """Ask for a review (a draft or a rejected change); the change's job is made then."""
+    from app.services import rollouts
+
     change = get_change(change_id)
     if change.status not in (ChangeStatus.DRAFT.value, ChangeStatus.REJECTED.value):
         raise Conflict(f"Change {change.name} is {change.status}: only a draft is submitted.")
@@ -340,6 +343,7 @@ def submit(change_id: int, *, actor: User | str | None) -> Change:
     change.status = ChangeStatus.AWAITING_APPROVAL.value
     change.reviewed_by = change.reviewed_at = None
     change.review_note = ""
+    rollouts.ensure_job(change)
     audit.record(
         actor=actor,
         action="change.submit",

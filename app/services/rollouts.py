@@ -104,7 +104,7 @@ def active_run(change: Change) -> JobRun | None:
 
 def start(change_id: int, *, actor: User | str | None) -> JobRun:
     """Start applying an approved change (audited; commits); its run."""
-    from app.services import changes, jobs, runs
+    from app.services import changes, runs
 
     change = changes.get_change(change_id)
     if change.status != ChangeStatus.APPROVED.value:
@@ -144,17 +144,7 @@ def start(change_id: int, *, actor: User | str | None) -> JobRun:
                 fields={"template": "No command."},
             )
         commands[device.id] = text
-    job = db.session.get(Job, change.job_id) if change.job_id else None
-    if job is None:
-        job = jobs.create_job(
-            name=_job_name(change),
-            job_type=JOB_TYPE,
-            actor="system",
-            description=f"Applies change #{change.id} ({change.name}); started by its Apply.",
-            params={"change_id": change.id},
-            max_retries=0,
-        )
-        change.job_id = job.id
+    job = ensure_job(change)
     run = runs.start_run(
         job,
         triggered_by=f"change #{change.id} applied by {_who(actor)}",
@@ -188,8 +178,24 @@ def start(change_id: int, *, actor: User | str | None) -> JobRun:
     return run
 
 
-def _job_name(change: Change) -> str:
-    return f"Change #{change.id}: {change.name}"[:128]
+def ensure_job(change: Change) -> Job:
+    """The change's job (made when it is first submitted: its webhooks, e.g. the
+    ``rollback_failed`` event, can be set before the first apply). Retries off: a
+    rollout is resumed only when its worker hands it back (see the module docstring)."""
+    from app.services import jobs
+
+    job = db.session.get(Job, change.job_id) if change.job_id else None
+    if job is None:
+        job = jobs.create_job(
+            name=f"Change #{change.id}: {change.name}"[:128],
+            job_type=JOB_TYPE,
+            actor="system",
+            description=f"Applies change #{change.id} ({change.name}); started by its Apply.",
+            params={"change_id": change.id},
+            max_retries=0,
+        )
+        change.job_id = job.id
+    return job
 
 
 # ---------------------------------------------------------------------- waves
@@ -486,7 +492,18 @@ def finish(run_id: int, session: Session) -> dict[str, Any]:
         session.scalars(select(ChangeDevice.state).where(ChangeDevice.run_id == run_id))
     )
     shown = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(counts.items()))
-    return {"change_devices": dict(counts), "message": f"change: {shown}"}
+    summary: dict[str, Any] = {"change_devices": dict(counts), "message": f"change: {shown}"}
+    if counts[ChangeDeviceState.ROLLBACK_FAILED.value]:
+        # the rollback_failed webhook event (app/webhooks.py) names them
+        summary["rollback_failed"] = sorted(
+            session.scalars(
+                select(ChangeDevice.device_name).where(
+                    ChangeDevice.run_id == run_id,
+                    ChangeDevice.state == ChangeDeviceState.ROLLBACK_FAILED.value,
+                )
+            )
+        )
+    return summary
 
 
 def status_of(change: Change) -> str:

@@ -32,7 +32,9 @@ TIMEOUT = "timeout"
 CONFIG_CHANGED = "config_changed"
 #: a device fell out of or came back into compliance with a rule (backup or check run)
 COMPLIANCE_CHANGED = "compliance_changed"
-EVENTS: tuple[str, ...] = (FAILURE, TIMEOUT, CONFIG_CHANGED, COMPLIANCE_CHANGED)
+#: a change set's rollout left a device whose rollback failed (it needs a person)
+ROLLBACK_FAILED = "rollback_failed"
+EVENTS: tuple[str, ...] = (FAILURE, TIMEOUT, CONFIG_CHANGED, COMPLIANCE_CHANGED, ROLLBACK_FAILED)
 
 MAX_URL = 2048
 MAX_SECRET = 256

@@ -18,6 +18,7 @@ from app.stateful_lab import StatefulLab, stateful_fleet
 from tests.conftest import make_config
 from tests.integration.helpers import drain, load_lab_devices, reload
 from tests.integration.test_api_support import Api, error, make_tokens, ok
+from tests.integration.test_webhooks import Receiver
 
 FLEET = 20
 HEALTHY = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  12"
@@ -46,6 +47,7 @@ def engine_config(database_url, tmp_path, jobs_dir):
         ROOKERY_SSH_CONNECT_TIMEOUT=5,
         ROOKERY_CONNECT_RETRIES=0,
         ROOKERY_WORKER_CONCURRENCY=4,
+        ROOKERY_WEBHOOK_ALLOW="127.0.0.1/32",
     )
 
 
@@ -196,7 +198,15 @@ def test_a_spent_failure_budget_rolls_back_every_changed_device(app, ctx, client
     assert not any("ntp server 192.0.2.123" in c for c in map(lab.config_of, originals))
 
 
-def test_a_rollback_that_fails_is_reported_loudly(app, ctx, client, lab):
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (allowed by ROOKERY_WEBHOOK_ALLOW here)."""
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+def test_a_rollback_that_fails_is_reported_loudly(app, ctx, client, lab, receiver):
     api = Api(client=client, tokens=make_tokens(app))
     lab.break_rollback("ios-001")
     lab.fail_command("ios-001", r"^no ntp server", where="config")  # line by line fails too
@@ -206,6 +216,10 @@ def test_a_rollback_that_fails_is_reported_loudly(app, ctx, client, lab):
         targets={"devices": ["ios-001"]},
         canary=1,
     )
+    # the change's job exists once it was submitted: a webhook can hear of its rollouts
+    job_id = ok(api.get(f"/api/v1/changes/{change['id']}", as_="viewer"))["job_id"]
+    hook = {"url": receiver.url, "events": ["rollback_failed"]}
+    ok(api.post(f"/api/v1/jobs/{job_id}/webhooks", hook, as_="operator"), 201)
     shown = apply(app, api, change)
 
     result = db.session.scalar(select(DeviceResult).where(DeviceResult.run_id == shown["run_id"]))
@@ -216,6 +230,13 @@ def test_a_rollback_that_fails_is_reported_loudly(app, ctx, client, lab):
         select(JobLog).where(JobLog.run_id == shown["run_id"], JobLog.level == "critical")
     ).all()
     assert any("ROLLBACK FAILED" in line.message for line in critical)
+    run = reload(shown["run_id"])
+    assert run.result["rollback_failed"] == ["ios-001"]
+    drain(app)  # the delivery, queued with the run's end
+    (told,) = receiver.received
+    assert told.headers["X-Rookery-Event"] == "rollback_failed"
+    assert told.payload["rollback_failed"] == ["ios-001"]
+    assert told.payload["run"]["id"] == run.id
 
 
 def test_nothing_is_sent_without_approval_twice_at_once_or_from_a_hand_made_job(
