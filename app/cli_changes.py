@@ -33,6 +33,7 @@ CHANGE_FIELDS = frozenset(
         "pause_seconds",
         "max_failed",
         "rollback",
+        "reachability",
     }
 )
 

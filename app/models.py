@@ -518,6 +518,9 @@ class Change(db.Model):
     max_failed: Mapped[int] = mapped_column(Integer, default=1)
     #: "device": roll back the failed device only; "all": every changed device too
     rollback: Mapped[str] = mapped_column(String(16), default="device")
+    #: after the push, a new login to the device must work (the change must not lock
+    #: Rookery out: AAA, ACLs on the vty lines, the management interface)
+    reachability: Mapped[bool] = mapped_column(Boolean, default=False)
     #: bumped by every edit of what the change does; an approval is for one version
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_by: Mapped[str] = mapped_column(String(100))

@@ -859,6 +859,10 @@ class _File:
     modified: float
 
 
+#: AAA sending logins to a server group: ``aaa authentication login default group ...``
+_AAA_LOGIN = re.compile(r"^aaa authentication login default group \S+")
+
+
 class _Device:
     """One device's state, shared by its sessions and the lab's API (under ``lock``)."""
 
@@ -895,6 +899,13 @@ class _Device:
 
     def quiet(self) -> bool:
         return self.running.has("file prompt quiet")
+
+    def locked_out(self) -> bool:
+        """New logins fail: AAA sends them to a server group with no ``local`` fallback,
+        and the lab has no TACACS+ or RADIUS server (the classic lock-out change)."""
+        with self.lock:
+            body = self.running.body()
+        return any(_AAA_LOGIN.match(line) and " local" not in line for line in body.splitlines())
 
     def refusal(self, command: str, where: str) -> str | None:
         """The message a fault rule refuses ``command`` with (counting it), or None."""
@@ -1581,6 +1592,8 @@ def _server_class() -> type:
 
         def validate_password(self, username: str, password: str) -> bool:
             spec = self._device.spec
+            if self._device.locked_out():
+                return False
             return username == spec.username and password == spec.password
 
     return DeviceServer

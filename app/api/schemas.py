@@ -1026,6 +1026,8 @@ class ChangeCreate(Request):
     #: stop the rollout after this many failed devices
     max_failed: Annotated[int, Field(ge=1, le=10_000)] = 1
     rollback: Literal["device", "all"] = "device"
+    #: after the push, a new login to the device must work (else it is rolled back)
+    reachability: bool = False
 
 
 class ChangePatch(Request):
@@ -1042,6 +1044,7 @@ class ChangePatch(Request):
     pause_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
     max_failed: Annotated[int, Field(ge=1, le=10_000)] | None = None
     rollback: Literal["device", "all"] | None = None
+    reachability: bool | None = None
 
 
 class ChangeReview(Request):
@@ -1100,6 +1103,7 @@ class ChangeOut(BaseModel):
     pause_seconds: int
     max_failed: int
     rollback: str
+    reachability: bool
     created_by: str
     created_at: datetime
     updated_at: datetime

@@ -456,6 +456,15 @@ def _save(session: DriverSession, result: RollbackResult) -> None:
         result.attempts.append(f"the restored config is running but was not saved: {exc}")
 
 
+def _login_check(login_check: Callable[[], None]) -> CheckResult:
+    """A new login after the change: the change must not lock us out."""
+    try:
+        login_check()
+    except Exception as exc:  # a refused login, a timeout, no route: all a failed check
+        return CheckResult("new login", False, f"a new login failed: {exc}")
+    return CheckResult("new login", True, "a new login works")
+
+
 def apply_to_device(
     session: DriverSession,
     *,
@@ -467,6 +476,7 @@ def apply_to_device(
     fallback_to_lines: bool = True,
     reconnect: Callable[[], DriverSession] | None = None,
     before_push: Callable[[Snapshot], None] | None = None,
+    login_check: Callable[[], None] | None = None,
 ) -> DeviceOutcome:
     """Snapshot, pre-checks, push, post-checks, then (on a refused push or a failed
     post-check) an immediate rollback. ``checks`` run before and after the push (each
@@ -475,7 +485,10 @@ def apply_to_device(
     ``native=False`` skips the platform's native checkpoint and rollback (line by line
     only); ``reconnect`` opens a new session when the first is lost mid-change;
     ``before_push`` is handed the snapshot once the pre-checks passed, before the first
-    command is sent (the caller records it); if it raises, nothing is sent.
+    command is sent (the caller records it); if it raises, nothing is sent;
+    ``login_check`` (the reachability check) opens and closes a new session after the
+    post-checks: a DriverError fails it like a post-check (and the device is rolled
+    back on the session still open).
     """
     parsed = parse_checks(checks)
     lines = command_lines(commands)
@@ -515,6 +528,8 @@ def apply_to_device(
         problem = f"Push failed: {exc}"
     else:
         outcome.postchecks = run_checks(session, after, platform=platform)
+        if login_check is not None and all(check.passed for check in outcome.postchecks):
+            outcome.postchecks.append(_login_check(login_check))
         failed = [check for check in outcome.postchecks if not check.passed]
         if not failed:
             outcome.state = "applied"

@@ -50,6 +50,7 @@ SUBSTANCE = (
     "pause_seconds",
     "max_failed",
     "rollback",
+    "reachability",
 )
 FIELDS = ("name", "description", *SUBSTANCE)
 #: when a check runs: before the push (a pre-check), after it (a post-check), or both
@@ -95,6 +96,7 @@ def view(change: Change, *, devices: bool = False) -> dict[str, Any]:
         "pause_seconds": change.pause_seconds,
         "max_failed": change.max_failed,
         "rollback": change.rollback,
+        "reachability": change.reachability,
         "created_by": change.created_by,
         "created_at": change.created_at.isoformat(),
         "updated_at": change.updated_at.isoformat(),
@@ -217,6 +219,9 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     rollback = str(fields.get("rollback") or "device")
     if rollback not in ("device", "all"):
         errors["rollback"] = "Roll back the failed 'device', or 'all' changed devices."
+    reachability = fields.get("reachability", False)
+    if not isinstance(reachability, bool):
+        errors["reachability"] = "true or false."
     if errors:
         raise ValidationError(" ".join(errors.values()), fields=errors)
     cleaned = {
@@ -232,6 +237,7 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
         "pause_seconds": pause,
         "max_failed": max_failed,
         "rollback": rollback,
+        "reachability": reachability,
     }
     if not target_devices(cleaned["target_tags"], cleaned["target_device_ids"]):
         raise ValidationError(

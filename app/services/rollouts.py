@@ -363,7 +363,7 @@ def apply_device(device: DeviceTarget, run_id: int, config: Any, session: Sessio
         session.commit()
         return _result(row)
     change_id, name, checks = change.id, change.name, list(change.checks)
-    commands = row.commands
+    commands, reachability = row.commands, change.reachability
     session.commit()  # no transaction stays open while the device is talked to
 
     def before_push(taken: Any) -> None:
@@ -384,6 +384,7 @@ def apply_device(device: DeviceTarget, run_id: int, config: Any, session: Sessio
             snapshot_name=f"rookery-change-{change_id}-{run_id}",
             before_push=before_push,
             reconnect=device.connect,
+            login_check=(lambda: device.connect().close()) if reachability else None,
         )
     session.rollback()  # whatever before_push left unfinished (it commits what it keeps)
     row = _row(session, run_id, device.id)

@@ -17,6 +17,11 @@ depends_on = None
 
 def upgrade():
     op.add_column("changes", sa.Column("job_id", sa.Integer(), nullable=True))
+    op.add_column(
+        "changes",
+        sa.Column("reachability", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.alter_column("changes", "reachability", server_default=None)
     op.add_column("changes", sa.Column("run_id", sa.Integer(), nullable=True))
     op.create_foreign_key(
         op.f("fk_changes_job_id_jobs"), "changes", "jobs", ["job_id"], ["id"], ondelete="SET NULL"
@@ -82,3 +87,4 @@ def downgrade():
     op.drop_constraint(op.f("fk_changes_job_id_jobs"), "changes", type_="foreignkey")
     op.drop_column("changes", "run_id")
     op.drop_column("changes", "job_id")
+    op.drop_column("changes", "reachability")

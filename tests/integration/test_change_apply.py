@@ -277,3 +277,26 @@ def test_nothing_is_sent_without_approval_twice_at_once_or_from_a_hand_made_job(
     shown = ok(api.get(f"/api/v1/changes/{change['id']}", as_="viewer"))
     assert shown["status"] == "cancelled"
     assert set(states(shown).values()) == {"not_attempted"}
+
+
+def test_a_change_that_locks_rookery_out_fails_its_reachability_check_and_is_rolled_back(
+    app, ctx, client, lab
+):
+    """AAA sent to a TACACS+ group with no local fallback: the open session still works,
+    a new login does not. With ``reachability`` the device is put back at once."""
+    api = Api(client=client, tokens=make_tokens(app))
+    original = lab.config_of("ios-002")
+    change = approved(
+        api,
+        template="aaa new-model\naaa authentication login default group tacacs+\n",
+        checks=[],
+        targets={"devices": ["ios-002"]},
+        reachability=True,
+    )
+    shown = apply(app, api, change)
+
+    (device,) = shown["devices"]
+    assert device["state"] == "rolled_back", device
+    assert "a new login failed" in device["message"]
+    assert lab.config_of("ios-002") == original  # and so new logins work again
+    assert not [r for r in device["checks"]["postchecks"] if r["passed"]]
