@@ -415,6 +415,17 @@ class DevicePreview:
     commit: str | None
 
 
+def render_for(change: Change, device: Device) -> str:
+    """The change's commands for ``device`` (RenderError says why there are none)."""
+    context = rendering.device_context(
+        name=device.name,
+        host=device.host,
+        platform=device.platform,
+        tags=[t.name for t in device.tags],
+    )
+    return rendering.render(change.template, context, change.variables)
+
+
 def preview(change_id: int) -> list[DevicePreview]:
     """Per target device: the rendered commands and what they change in the device's
     latest backed-up config. Nothing is sent anywhere."""
@@ -430,14 +441,8 @@ def preview(change_id: int) -> list[DevicePreview]:
     }
     previews = []
     for device in devices:
-        context = rendering.device_context(
-            name=device.name,
-            host=device.host,
-            platform=device.platform,
-            tags=[t.name for t in device.tags],
-        )
         try:
-            commands = rendering.render(change.template, context, change.variables)
+            commands = render_for(change, device)
         except rendering.RenderError as exc:
             previews.append(DevicePreview(device, None, None, None, str(exc), None))
             continue

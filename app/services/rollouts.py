@@ -125,14 +125,8 @@ def start(change_id: int, *, actor: User | str | None) -> JobRun:
         )
     commands: dict[int, str] = {}
     for device in devices:
-        context = rendering.device_context(
-            name=device.name,
-            host=device.host,
-            platform=device.platform,
-            tags=[t.name for t in device.tags],
-        )
         try:
-            text = rendering.render(change.template, context, change.variables)
+            text = changes.render_for(change, device)
         except rendering.RenderError as exc:
             raise ValidationError(
                 f"Nothing was sent: the template does not render for {device.name}: {exc}",
