@@ -1,11 +1,12 @@
 """One attempt of one run: claim it, run its units under supervision, end it.
 
 A global job (``targets: "none"``) is one unit; a device job has one unit per device
-(units.py). The runner's own thread supervises them: it stops the attempt when the
-run is cancelled, when its timeout passes, when the worker shuts down, or when the
-attempt is no longer current (the reconciler moved the run on) — devices not started
-are skipped, driver sessions in flight are closed, and the worker's slot is free
-again at once.
+(units.py), all at once or, when its module has ``waves``, one wave after the other
+(``job_api.Wave``: a canary, then waves, a pause between them, a rollback wave). The
+runner's own thread supervises them: it stops the attempt when the run is cancelled,
+when its timeout passes, when the worker shuts down, or when the attempt is no longer
+current (the reconciler moved the run on) — devices not started are skipped, driver
+sessions in flight are closed, and the worker's slot is free again at once.
 
 Whatever goes wrong after the claim ends the attempt through ``endings.fail``: the
 next attempt (a new queue job) or a final FAILED_* status, never a run left RUNNING.
@@ -292,7 +293,8 @@ def _run_waves(
                 raise _Interrupted
         if not chosen:
             continue
-        _log(work, f"{wave.label}: {len(chosen)} device(s)", {"wave": number})
+        if work.job_type.waves is not None:  # a job in waves says which one starts
+            _log(work, f"{wave.label}: {len(chosen)} device(s)", {"wave": number})
         ran.update(t.id for t in chosen)
         futures = [
             pool.submit(units.device_unit, app, work, target, wave.action) for target in chosen
