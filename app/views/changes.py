@@ -1,36 +1,66 @@
-"""Change set pages: the list, and a change's page with its per-device preview and its
-review (submit, approve, reject). Changes are drafted through the API for now."""
+"""Change set pages: the list, and a change's page with its per-device preview, its
+review (submit, approve, reject), its Apply and its live rollout. Changes are drafted
+through the API or the CLI for now."""
 
 from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.auth import require_role
 from app.errors import Conflict, Forbidden, ValidationError
-from app.models import Role
-from app.services import changes
+from app.models import Change, ChangeDeviceState, ChangeStatus, Role
+from app.services import changes, rollouts
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("changes", __name__, url_prefix="/changes")
+
+#: how often the rollout section asks for its devices' states while the change applies
+ROLLOUT_POLL = "every 2s"
 
 
 @bp.route("")
 @login_required
 def index() -> str:
-    """Every change set, newest first."""
-    return render_template("changes/index.html", changes=changes.list_changes())
+    """Every change set, newest first, with its status as people read it."""
+    found = changes.list_changes()
+    return render_template(
+        "changes/index.html",
+        changes=found,
+        statuses={change.id: rollouts.status_of(change) for change in found},
+    )
 
 
 @bp.route("/<int:change_id>")
 @login_required
 def show(change_id: int) -> str:
-    """A change: what it pushes where, its review, and the per-device preview."""
+    """A change: what it pushes where, its review, the per-device preview, the Apply
+    and its latest rollout."""
     change = changes.get_change(change_id)
+    devices = changes.target_devices(change.target_tags, change.target_device_ids)
+    rollout = _rollout(change)
     return render_template(
         "changes/show.html",
         change=change,
-        devices=changes.target_devices(change.target_tags, change.target_device_ids),
+        devices=devices,
+        rollout=rollout,
+        can_apply=change.status == ChangeStatus.APPROVED.value and rollout["status"] != "applying",
+        canary=_names(devices[: change.canary]),
     )
+
+
+@bp.route("/<int:change_id>/rollout")
+@login_required
+def rollout(change_id: int) -> str:
+    """The rollout section alone (a fragment polled while the change applies; it comes
+    back without its trigger once the run ended, which stops the polling)."""
+    change = changes.get_change(change_id)
+    return render_template("changes/_rollout.html", rollout=_rollout(change), fragment=True)
 
 
 @bp.route("/<int:change_id>/preview")
@@ -58,3 +88,69 @@ def review(change_id: int, action: str) -> Response:
     done = {"submit": "submitted for approval", "approve": "approved", "reject": "rejected"}
     flash(f"Change {change.name} {done[action]}.", "success")
     return redirect(url_for(".show", change_id=change_id))
+
+
+@bp.route("/<int:change_id>/apply", methods=["POST"])
+@require_role(Role.OPERATOR)
+def apply(change_id: int) -> Response:
+    """Apply an approved change: one run, the canary first, then the waves."""
+    change = changes.get_change(change_id)
+    try:
+        run = rollouts.start(change.id, actor=current_user)
+    except (ValidationError, Conflict, Forbidden) as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".show", change_id=change_id))
+    flash(
+        f"Change {change.name} is being applied by run #{run.id}: its devices' states "
+        "follow below.",
+        "success",
+    )
+    return redirect(url_for(".show", change_id=change_id, _anchor="rollout"))
+
+
+# ------------------------------------------------------------------ the rollout
+
+#: the device states that leave a device in a state nobody knows or wants: a person
+#: must look at it (a pushing device whose run ended was interrupted mid-change)
+NEEDS_PERSON = (ChangeDeviceState.ROLLBACK_FAILED.value,)
+
+
+def _rollout(change: Change) -> dict[str, Any]:
+    """What the rollout section shows: the change's status, its latest apply run's
+    devices by wave, the count of each state and the devices that need a person."""
+    status = rollouts.status_of(change)
+    ended = status != "applying"
+    rows = rollouts.device_states(change.run_id) if change.run_id else []
+    devices = [rollouts.state_view(row, run_ended=ended) for row in rows]
+    for device in devices:
+        device["needs_person"] = device["state"] in NEEDS_PERSON or (
+            ended and device["state"] == ChangeDeviceState.PUSHING.value
+        )
+    waves: dict[int, list[dict[str, Any]]] = {}
+    for device in devices:
+        waves.setdefault(device["wave"], []).append(device)
+    counts = Counter(device["state"] for device in devices)
+    return {
+        "change_id": change.id,
+        "status": status,
+        "run_id": change.run_id,
+        "ended": ended,
+        "poll": None if ended else ROLLOUT_POLL,
+        "waves": [(_wave_label(number), waves[number]) for number in sorted(waves)],
+        "counts": sorted(counts.items(), key=lambda item: _STATE_ORDER.get(item[0], 99)),
+        "total": len(devices),
+        "needs_person": [d for d in devices if d["needs_person"]],
+    }
+
+
+def _names(devices: list[Any], shown: int = 5) -> str:
+    """Some devices' names for a sentence: the first few, then how many more."""
+    names = ", ".join(d.name for d in devices[:shown])
+    return names + (f" and {len(devices) - shown} more" if len(devices) > shown else "")
+
+
+def _wave_label(number: int) -> str:
+    return "Canary" if number == 0 else f"Wave {number}"
+
+
+_STATE_ORDER = {state.value: index for index, state in enumerate(ChangeDeviceState)}
