@@ -332,7 +332,21 @@ def _commit_config(
     result = commit_configs(
         run_id, f"change #{change.id} {change.name}, {what}", {device.name: text}, session
     )
+    if result.changed:
+        _recheck_compliance(session, device)
     return result.sha or config_store.store_for(current_app).head()
+
+
+def _recheck_compliance(session: Session, device: DeviceTarget) -> None:
+    """The device's compliance on the config just committed (its latest now): a later
+    backup finds it unchanged and would not check it. Never fails the device's unit."""
+    from app.services import compliance
+
+    try:
+        with session.begin_nested():
+            compliance.check(session, device_ids=[device.id])
+    except Exception:
+        logger.exception("Compliance check of %s after a change failed", device.name)
 
 
 def apply_device(device: DeviceTarget, run_id: int, config: Any, session: Session) -> dict:

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ChangeDevice, DeviceResult, JobLog
-from app.services import changes, jobs, runs
+from app.models import ChangeDevice, ComplianceResult, DeviceResult, JobLog
+from app.services import changes, compliance, jobs, runs
 from app.stateful_lab import StatefulLab, stateful_fleet
 from tests.conftest import make_config
 from tests.integration.helpers import drain, load_lab_devices, reload
@@ -107,6 +107,7 @@ def states(shown: dict) -> dict[str, str]:
 def test_a_canary_and_three_waves_apply_the_change_to_twenty_devices(app, ctx, client, lab):
     api = Api(client=client, tokens=make_tokens(app))
     originals = {d.name: lab.config_of(d.name) for d in lab.devices}
+    compliance.create_rule(actor="t", name="NTP", required="ntp server 192.0.2.123")
     change = approved(api)
     shown = apply(app, api, change)
 
@@ -151,6 +152,12 @@ def test_a_canary_and_three_waves_apply_the_change_to_twenty_devices(app, ctx, c
     assert "ntp server 192.0.2.123" not in before
     assert "ntp server 192.0.2.123" in after
     assert "change #" in repo.commit(one["after_commit"]).message
+    # the configs the change committed are checked at once (a later backup finds them
+    # unchanged and would not)
+    result = db.session.scalar(
+        select(ComplianceResult).where(ComplianceResult.device_id == one["device"]["id"])
+    )
+    assert result.compliant and result.commit == one["after_commit"]
 
 
 def test_a_failing_post_check_rolls_that_device_back_and_the_others_go_on(app, ctx, client, lab):
