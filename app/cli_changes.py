@@ -8,6 +8,7 @@ audit trail names the user given).
 
 from __future__ import annotations
 
+import time
 from typing import IO, Any
 
 import click
@@ -16,6 +17,7 @@ from flask.cli import AppGroup, with_appcontext
 from app.cli_jobs import ids_by_name_or_id, read_yaml
 from app.cli_output import emit, fields, json_option, table, when
 from app.errors import ValidationError
+from app.extensions import db
 from app.models import Change, Device, User
 from app.services import changes, rollouts, users
 
@@ -155,12 +157,24 @@ def change_show(change: str, as_json: bool) -> None:
 
 @change_group.command("preview")
 @click.argument("change")
+@click.option(
+    "--live",
+    "live_as",
+    metavar="USER",
+    default=None,
+    help="Fetch each device's running config instead (a run, read only), as USER.",
+)
+@click.option("--wait", default=120, show_default=True, help="Seconds to wait for --live.")
 @json_option
 @with_appcontext
-def change_preview(change: str, as_json: bool) -> None:
-    """What CHANGE would do to each target device's latest backup (nothing is sent)."""
+def change_preview(change: str, live_as: str | None, wait: int, as_json: bool) -> None:
+    """What CHANGE would do to each target device's latest backup (nothing is sent), or
+    with --live to its running config."""
     found = find_change(change)
-    data = changes.preview_view(changes.preview(found.id))
+    if live_as:
+        data = _live_preview(found.id, as_user(live_as), wait)
+    else:
+        data = changes.preview_view(changes.preview(found.id))
     parts = []
     for item in data["items"]:
         name = item["device"]["name"]
@@ -171,6 +185,23 @@ def change_preview(change: str, as_json: bool) -> None:
         else:
             parts.append(f"== {name}\n{item['diff']}")
     emit(data, as_json, "\n".join(parts) or "No target device.")
+
+
+def _live_preview(change_id: int, actor: User, wait: int) -> dict[str, Any]:
+    """Start (or join) the live preview run and wait for it; its items."""
+    run = rollouts.start_live_preview(change_id, actor=actor)
+    deadline = time.monotonic() + wait
+    while True:
+        db.session.expire_all()
+        found, items = rollouts.live_preview(change_id)
+        if found is not None and found.id == run.id and found.run_status.is_final:
+            return changes.preview_view(items)
+        if time.monotonic() > deadline:
+            raise click.ClickException(
+                f"The live preview (run #{run.id}) did not end within {wait} s: is a "
+                "worker running? (`rookery run` or `rookery worker`)"
+            )
+        time.sleep(0.5)
 
 
 @change_group.command("submit")

@@ -68,6 +68,31 @@ def preview_change(change_id: int):
     return changes.preview_view(changes.preview(change_id))
 
 
+@bp.post(f"/changes/<{ID}:change_id>/preview/live")
+@spec.validate(resp=responses(HTTP_201=s.ChangeApplied), tags=["changes"])
+@requires(Role.OPERATOR)
+def start_live_preview(change_id: int):
+    """Preview against each device's running config, fetched live by a run (read only:
+    only the command showing the config is sent); its ``run_id`` (one already running
+    is reused). Read the result with GET."""
+    return {"run_id": rollouts.start_live_preview(change_id, actor=actor()).id}, 201
+
+
+@bp.get(f"/changes/<{ID}:change_id>/preview/live")
+@spec.validate(resp=responses(HTTP_200=s.ChangeLivePreviewOut), tags=["changes"])
+@requires(Role.VIEWER)
+def live_preview(change_id: int):
+    """The latest live preview: its run, whether it ended, and the devices done so far."""
+    run, items = rollouts.live_preview(change_id)
+    shown = changes.preview_view(items)
+    return {
+        **shown,
+        "run_id": run.id if run else None,
+        "status": run.status if run else None,
+        "final": bool(run and run.run_status.is_final),
+    }
+
+
 @bp.post(f"/changes/<{ID}:change_id>/submit")
 @spec.validate(resp=responses(HTTP_200=s.ChangeOut), tags=["changes"])
 @requires(Role.OPERATOR)

@@ -1140,3 +1140,12 @@ class ChangePreviewOut(BaseModel):
     devices: int
     problems: int
     unchanged: int
+
+
+class ChangeLivePreviewOut(ChangePreviewOut):
+    #: the latest live preview's run (null: none yet) and its status
+    run_id: int | None
+    status: str | None
+    #: the run ended: every device is in ``items`` (a device it could not reach with
+    #: its reason in ``problem``)
+    final: bool

@@ -415,13 +415,14 @@ class DevicePreview:
     commit: str | None
 
 
-def render_for(change: Change, device: Device) -> str:
-    """The change's commands for ``device`` (RenderError says why there are none)."""
+def render_for(change: Change, device: Any) -> str:
+    """The change's commands for ``device`` (a Device, or a unit's DeviceTarget whose tags
+    are names); RenderError says why there are none."""
     context = rendering.device_context(
         name=device.name,
         host=device.host,
         platform=device.platform,
-        tags=[t.name for t in device.tags],
+        tags=[t if isinstance(t, str) else t.name for t in device.tags],
     )
     return rendering.render(change.template, context, change.variables)
 

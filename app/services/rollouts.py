@@ -59,6 +59,7 @@ from app.models import (
 logger = logging.getLogger(__name__)
 
 JOB_TYPE = "change_apply"
+PREVIEW_JOB_TYPE = "change_preview"
 #: states that count against the failure budget
 FAILED_STATES = (
     ChangeDeviceState.ROLLED_BACK.value,
@@ -170,6 +171,116 @@ def start(change_id: int, *, actor: User | str | None) -> JobRun:
     )
     db.session.commit()
     return run
+
+
+def ensure_preview_job(change: Change) -> Job:
+    """The job whose runs preview the change against the devices' live configs."""
+    from app.services import jobs
+
+    name = f"Change #{change.id}: preview"
+    job = db.session.scalar(select(Job).where(Job.name == name))
+    if job is None:
+        job = jobs.create_job(
+            name=name,
+            job_type=PREVIEW_JOB_TYPE,
+            actor="system",
+            description=f"Previews change #{change.id} ({change.name}) against the running "
+            "configs of its devices (read only); started from the change's page.",
+            params={"change_id": change.id},
+            max_retries=0,
+        )
+    return job
+
+
+def start_live_preview(change_id: int, *, actor: User | str | None) -> JobRun:
+    """A run fetching each target's running config to predict the change on it (read
+    only; commits). A preview already running is reused."""
+    from app.services import changes, runs
+
+    change = changes.get_change(change_id)
+    devices = changes.target_devices(change.target_tags, change.target_device_ids)
+    if not devices:
+        raise ValidationError(
+            "The change targets no enabled device now.", fields={"targets": "No device."}
+        )
+    job = ensure_preview_job(change)
+    running = runs.active_run(job)
+    if running is not None:
+        return running
+    return runs.start_run(
+        job,
+        triggered_by=f"live preview of change #{change.id} by {_who(actor)}",
+        actor=actor,
+        device_ids=[d.id for d in devices],
+    )
+
+
+def live_preview(change_id: int) -> tuple[JobRun | None, list[Any]]:
+    """The latest live preview run of a change and its per-device previews (those done)."""
+    from app.models import Device, DeviceResult
+    from app.services import changes
+
+    change = changes.get_change(change_id)
+    run = db.session.scalar(
+        select(JobRun)
+        .join(Job, Job.id == JobRun.job_id)
+        .where(Job.name == f"Change #{change.id}: preview")
+        .order_by(JobRun.id.desc())
+        .limit(1)
+    )
+    if run is None:
+        return None, []
+    rows = db.session.execute(
+        select(DeviceResult, Device)
+        .join(Device, Device.id == DeviceResult.device_id)
+        .where(DeviceResult.run_id == run.id)
+        .order_by(Device.name)
+    ).all()
+    items = []
+    for result, device in rows:
+        data = result.data or {}
+        ok = result.status == "success"
+        items.append(
+            changes.DevicePreview(
+                device=device,
+                commands=data.get("commands") if "commands" in data else None,
+                effective=data.get("effective") if ok else None,
+                diff=data.get("diff") if ok else None,
+                problem=None if ok else result.message,
+                commit=None,
+            )
+        )
+    return run, items
+
+
+def preview_device(device: DeviceTarget, run_id: int, config: Any, session: Session) -> dict:
+    """The live preview's unit: the device's running config, the change's commands for
+    it, and hier_config's prediction (the config as stored: normalised, redacted)."""
+    from app.changes.preview import predict
+    from app.config_store import normalize_config
+    from app.services import changes
+
+    change = session.get(Change, int(config["params"]["change_id"]))
+    if change is None:
+        raise NotRetryable("The change no longer exists.")
+    try:
+        commands = changes.render_for(change, device)
+    except rendering.RenderError as exc:
+        return {"success": False, "message": str(exc), "data": {}}
+    session.commit()  # no transaction stays open while the device is talked to
+    with device.connect() as driver:
+        current = normalize_config(device.platform, driver.get_config())
+    predicted = predict(current, commands, device.platform)
+    changed = len(predicted.effective.splitlines())
+    return {
+        "success": True,
+        "message": f"{changed} line(s) would change" if changed else "nothing would change",
+        "data": {
+            "commands": commands,
+            "effective": predicted.effective,
+            "diff": predicted.diff,
+        },
+    }
 
 
 def ensure_job(change: Change) -> Job:

@@ -51,7 +51,40 @@ def show(change_id: int) -> str:
         rollout=rollout,
         can_apply=change.status == ChangeStatus.APPROVED.value and rollout["status"] != "applying",
         canary=_names(devices[: change.canary]),
+        live=_live(change.id),
     )
+
+
+def _live(change_id: int) -> dict[str, Any]:
+    run, items = rollouts.live_preview(change_id)
+    final = bool(run and run.run_status.is_final)
+    return {
+        "change_id": change_id,
+        "run": run,
+        "previews": items,
+        "poll": None if run is None or final else ROLLOUT_POLL,
+    }
+
+
+@bp.route("/<int:change_id>/preview/live")
+@login_required
+def live_preview(change_id: int) -> str:
+    """The live preview section alone (polled while its run goes on)."""
+    changes.get_change(change_id)
+    return render_template("changes/_live_preview.html", live=_live(change_id))
+
+
+@bp.route("/<int:change_id>/preview/live", methods=["POST"])
+@require_role(Role.OPERATOR)
+def start_live_preview(change_id: int) -> Response:
+    """Start a run that previews the change on each device's running config."""
+    try:
+        run = rollouts.start_live_preview(change_id, actor=current_user)
+    except (ValidationError, Conflict, Forbidden) as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".show", change_id=change_id))
+    flash(f"Run #{run.id} fetches each device's running config (read only).", "success")
+    return redirect(url_for(".show", change_id=change_id, _anchor="live-preview"))
 
 
 @bp.route("/<int:change_id>/rollout")

@@ -307,3 +307,32 @@ def test_a_change_that_locks_rookery_out_fails_its_reachability_check_and_is_rol
     assert "a new login failed" in device["message"]
     assert lab.config_of("ios-002") == original  # and so new logins work again
     assert not [r for r in device["checks"]["postchecks"] if r["passed"]]
+
+
+def test_a_live_preview_reads_the_running_configs_and_changes_nothing(
+    app, ctx, client, auth, lab
+):
+    """No backup yet: the backup preview has nothing to start from; the live one fetches
+    each running config in a run and predicts on it. Only the show command is sent."""
+    api = Api(client=client, tokens=make_tokens(app))
+    originals = {name: lab.config_of(name) for name in ("ios-001", "ios-002")}
+    change = approved(api, targets={"devices": ["ios-001", "ios-002"]})
+    from_backups = ok(api.post(f"/api/v1/changes/{change['id']}/preview", as_="operator"))
+    assert all(i["effective"] is None for i in from_backups["items"])  # no backup yet
+    assert error(api.post(f"/api/v1/changes/{change['id']}/preview/live", as_="viewer"), 403)
+
+    started = ok(api.post(f"/api/v1/changes/{change['id']}/preview/live", as_="operator"), 201)
+    drain(app, concurrency=2)
+    live = ok(api.get(f"/api/v1/changes/{change['id']}/preview/live", as_="viewer"))
+    assert live["run_id"] == started["run_id"] and live["final"]
+    assert [i["device"]["name"] for i in live["items"]] == ["ios-001", "ios-002"]
+    for item in live["items"]:
+        assert "+ ntp server 192.0.2.123" in item["diff"], item
+        assert "ntp server 192.0.2.123" in item["effective"]
+    for name, config in originals.items():
+        assert lab.config_of(name) == config  # read only
+        assert not [c for c in lab.commands_of(name) if c.startswith(("ntp", "conf"))]
+    auth.create("vera", "viewer-pw-123", "viewer")
+    auth.login("vera", "viewer-pw-123")
+    page = client.get(f"/changes/{change['id']}/preview/live").get_data(as_text=True)
+    assert 'id="live-table"' in page and "hx-trigger" not in page  # done: no more polling

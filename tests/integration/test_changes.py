@@ -5,6 +5,8 @@ nothing written. The preview reads the backups: it connects to no device."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import select
 
@@ -254,3 +256,22 @@ def test_the_cli_creates_previews_and_reviews_a_change(app, ctx, runner, lab, tm
     assert len(refused.output.strip().splitlines()) == 1
     nobody = rookery("submit", "ntp", "--as", "ghost")
     assert nobody.exit_code == 1 and "ghost" in nobody.output
+    # --live: a run fetches the running configs; with no worker it says so
+    alone = rookery("preview", "ntp", "--live", "rita", "--wait", "1")
+    assert alone.exit_code == 1 and "is a worker running?" in alone.output, alone.output
+    done = threading.Event()
+
+    def work() -> None:  # a worker, until the CLI has its answer
+        while not done.is_set():
+            drain(app)
+            done.wait(0.2)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        live = rookery("preview", "ntp", "--live", "rita", "--wait", "60")
+    finally:
+        done.set()
+        worker.join()
+    assert live.exit_code == 0, live.output
+    assert live.output.count("+ ntp server 192.0.2.123") == 3
