@@ -29,6 +29,7 @@ CHANGE_FIELDS = frozenset(
         "targets",
         "template",
         "variables",
+        "secret_variables",
         "checks",
         "canary",
         "wave_size",

@@ -509,7 +509,10 @@ class Change(db.Model):
     target_device_ids: Mapped[list[int]] = mapped_column(JSONB, default=list)
     #: Jinja2, rendered per device (device.name, .host, .platform, .tags and variables)
     template: Mapped[str] = mapped_column(Text)
+    #: the secret ones (``secret_variables``) sealed with the instance's key
     variables: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    #: names of variables whose values are secrets: never shown, logged or stored in clear
+    secret_variables: Mapped[list[str]] = mapped_column(JSONB, default=list)
     #: [{"command", "expect" (a regular expression), "absent" (bool)}], run before and after
     checks: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     canary: Mapped[int] = mapped_column(Integer, default=1)

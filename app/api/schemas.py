@@ -1018,6 +1018,9 @@ class ChangeCreate(Request):
     #: Jinja2: device.name, device.host, device.platform, device.tags and the variables
     template: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
     variables: dict[str, Any] = {}
+    #: names of variables whose values are secrets (SNMP communities, keys): stored
+    #: encrypted, shown as ***, hidden in previews, messages and logs
+    secret_variables: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
     checks: list[ChangeCheck] = []
     #: the first wave's size
     canary: Annotated[int, Field(ge=0, le=10_000)] = 1
@@ -1037,7 +1040,11 @@ class ChangePatch(Request):
     ) = None
     targets: ChangeTargets | None = None
     template: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    #: a secret variable given as *** keeps its stored value
     variables: dict[str, Any] | None = None
+    secret_variables: (
+        list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None
+    ) = None
     checks: list[ChangeCheck] | None = None
     canary: Annotated[int, Field(ge=0, le=10_000)] | None = None
     wave_size: Annotated[int, Field(ge=1, le=10_000)] | None = None
@@ -1096,7 +1103,9 @@ class ChangeOut(BaseModel):
     version: int
     targets: ChangeTargetsOut
     template: str
+    #: the secret ones as ***
     variables: dict[str, Any]
+    secret_variables: list[str]
     checks: list[dict[str, Any]]
     canary: int
     wave_size: int

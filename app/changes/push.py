@@ -57,6 +57,7 @@ from typing import Any, Literal, Protocol
 from hier_config import WorkflowRemediation, get_hconfig
 
 from app import platforms
+from app.changes.render import hide
 from app.compliance import hier_platform
 from app.config_store import normalize_config
 from app.drivers import (
@@ -477,6 +478,7 @@ def apply_to_device(
     reconnect: Callable[[], DriverSession] | None = None,
     before_push: Callable[[Snapshot], None] | None = None,
     login_check: Callable[[], None] | None = None,
+    secrets: Sequence[str] = (),
 ) -> DeviceOutcome:
     """Snapshot, pre-checks, push, post-checks, then (on a refused push or a failed
     post-check) an immediate rollback. ``checks`` run before and after the push (each
@@ -488,8 +490,52 @@ def apply_to_device(
     command is sent (the caller records it); if it raises, nothing is sent;
     ``login_check`` (the reachability check) opens and closes a new session after the
     post-checks: a DriverError fails it like a post-check (and the device is rolled
-    back on the session still open).
+    back on the session still open); ``secrets`` (values of the change's secret
+    variables) are shown as ``***`` in everything the outcome says.
     """
+    outcome = _apply(
+        session,
+        platform=platform,
+        commands=commands,
+        checks=checks,
+        snapshot_name=snapshot_name,
+        native=native,
+        fallback_to_lines=fallback_to_lines,
+        reconnect=reconnect,
+        before_push=before_push,
+        login_check=login_check,
+    )
+    return _masked(outcome, list(secrets))
+
+
+def _masked(outcome: DeviceOutcome, secrets: list[str]) -> DeviceOutcome:
+    """The outcome with the secret values in its texts shown as ``***``."""
+    if not secrets:
+        return outcome
+    outcome.messages = [hide(m, secrets) for m in outcome.messages]
+    if outcome.push_output is not None:
+        outcome.push_output = hide(outcome.push_output, secrets)
+    for check in (*outcome.prechecks, *outcome.postchecks):
+        check.why, check.excerpt = hide(check.why, secrets), hide(check.excerpt, secrets)
+    if outcome.rollback is not None:
+        outcome.rollback.attempts = [hide(a, secrets) for a in outcome.rollback.attempts]
+        outcome.rollback.commands = [hide(c, secrets) for c in outcome.rollback.commands]
+    return outcome
+
+
+def _apply(
+    session: DriverSession,
+    *,
+    platform: str,
+    commands: str | Sequence[str],
+    checks: Iterable[Check | Mapping[str, Any]],
+    snapshot_name: str,
+    native: bool,
+    fallback_to_lines: bool,
+    reconnect: Callable[[], DriverSession] | None,
+    before_push: Callable[[Snapshot], None] | None,
+    login_check: Callable[[], None] | None,
+) -> DeviceOutcome:
     parsed = parse_checks(checks)
     lines = command_lines(commands)
     if not lines:
@@ -599,4 +645,5 @@ def _roll_back(
             f"ROLLBACK FAILED ({result.method}): the device's config differs from the "
             "snapshot; it needs a person now."
         )
-        logger.error("change snapshot %s: rollback failed: %s", taken.name, result.attempts)
+        # what was tried is in the outcome (secrets hidden), not in this process's log
+        logger.error("change snapshot %s: rollback failed (%s)", taken.name, result.method)

@@ -67,3 +67,15 @@ def render(template: str, device: Mapping[str, Any], variables: Mapping[str, Any
         ) from None
     lines = [line.rstrip() for line in text.splitlines()]
     return "\n".join(line for line in lines if line.strip())
+
+
+#: what a secret variable's value is shown as
+HIDDEN = "***"
+
+
+def hide(text: str, secrets: list[str] | tuple[str, ...]) -> str:
+    """``text`` with every secret value in it replaced by ``***`` (longest first)."""
+    for value in sorted(secrets, key=len, reverse=True):
+        if value:
+            text = text.replace(value, HIDDEN)
+    return text

@@ -10,6 +10,7 @@ again and withdraws the approval. Every step is audited.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from flask import current_app
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
-from app import audit, command_policy
+from app import audit, command_policy, crypto
 from app.changes import render as rendering
 from app.errors import Conflict, Forbidden, ValidationError
 from app.extensions import db
@@ -44,6 +45,7 @@ SUBSTANCE = (
     "target_device_ids",
     "template",
     "variables",
+    "secret_variables",
     "checks",
     "canary",
     "wave_size",
@@ -89,7 +91,8 @@ def view(change: Change, *, devices: bool = False) -> dict[str, Any]:
             ],
         },
         "template": change.template,
-        "variables": change.variables,
+        "variables": shown_variables(change),
+        "secret_variables": list(change.secret_variables),
         "checks": change.checks,
         "canary": change.canary,
         "wave_size": change.wave_size,
@@ -109,6 +112,21 @@ def view(change: Change, *, devices: bool = False) -> dict[str, Any]:
         ended = shown["status"] != "applying"
         shown["devices"] = [rollouts.state_view(row, run_ended=ended) for row in rows]
     return shown
+
+
+def shown_variables(change: Change) -> dict[str, Any]:
+    """The change's variables fit to show: the secret ones as ``***``."""
+    return crypto.redact_params(change.variables, change.secret_variables)
+
+
+def secret_values(change: Change) -> list[str]:
+    """The values of the change's secret variables, in clear (for ``hide``)."""
+    revealed = crypto.reveal_params(change.variables)
+    return [
+        str(revealed[name])
+        for name in change.secret_variables
+        if isinstance(revealed.get(name), str) and revealed[name]
+    ]
 
 
 def _devices_by_id(ids: list[int]) -> list[Device]:
@@ -185,6 +203,16 @@ def _clean_variables(value: Any, errors: dict[str, str]) -> dict[str, Any]:
     return dict(value)
 
 
+def _clean_secret_names(value: Any, variables: dict[str, Any], errors: dict[str, str]) -> list[str]:
+    names = sorted({str(n).strip() for n in value or [] if str(n).strip()})
+    wrong = [n for n in names if not isinstance(variables.get(n), str) or not variables[n]]
+    if wrong:
+        errors["secret_variables"] = (
+            f"{wrong[0]!r} is not a variable with a text value: a secret variable needs one."
+        )
+    return names
+
+
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     name = str(fields.get("name") or "").strip()
@@ -211,6 +239,7 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     except rendering.RenderError as exc:
         errors["template"] = str(exc)
     variables = _clean_variables(fields.get("variables"), errors)
+    secret_variables = _clean_secret_names(fields.get("secret_variables"), variables, errors)
     checks = _clean_checks(fields.get("checks"), errors)
     canary = _int(fields.get("canary", 1), "canary", errors, low=0, high=10_000)
     wave_size = _int(fields.get("wave_size", 10), "wave_size", errors, low=1, high=10_000)
@@ -231,6 +260,7 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
         "target_device_ids": device_ids,
         "template": template.replace("\r\n", "\n"),
         "variables": variables,
+        "secret_variables": secret_variables,
         "checks": checks,
         "canary": canary,
         "wave_size": wave_size,
@@ -272,6 +302,7 @@ def target_devices(tags: list[str], device_ids: list[int]) -> list[Device]:
 def create_change(*, actor: User | str | None, **fields: Any) -> Change:
     """A new draft (audited; commits)."""
     cleaned = _clean(fields)
+    cleaned["variables"] = crypto.seal_params(cleaned["variables"], cleaned["secret_variables"])
     change = Change(**cleaned, created_by=_who(actor), status=ChangeStatus.DRAFT.value)
     db.session.add(change)
     flush_unique(f"A change named {cleaned['name']!r} exists.")
@@ -300,10 +331,18 @@ def update_change(change_id: int, *, actor: User | str | None, **fields: Any) ->
             "edited until that run ends (cancel it to stop the rollout)."
         )
     before = view(change)
-    current = {k: getattr(change, k) for k in FIELDS}
-    current.update({k: v for k, v in fields.items() if k in FIELDS})
+    stored = {k: getattr(change, k) for k in FIELDS}
+    stored["variables"] = crypto.reveal_params(change.variables)
+    current = {**stored, **{k: v for k, v in fields.items() if k in FIELDS}}
+    if isinstance(current["variables"], dict):
+        # a secret given back as shown (***) keeps its stored value
+        current["variables"] = {
+            k: stored["variables"].get(k, v) if v == crypto.REDACTED else v
+            for k, v in current["variables"].items()
+        }
     cleaned = _clean(current)
-    substance = any(cleaned[k] != getattr(change, k) for k in SUBSTANCE)
+    substance = any(cleaned[k] != stored[k] for k in SUBSTANCE)
+    cleaned["variables"] = crypto.seal_params(cleaned["variables"], cleaned["secret_variables"])
     for key, value in cleaned.items():
         setattr(change, key, value)
     change.updated_at = utcnow()
@@ -424,7 +463,7 @@ def render_for(change: Change, device: Any) -> str:
         platform=device.platform,
         tags=[t if isinstance(t, str) else t.name for t in device.tags],
     )
-    return rendering.render(change.template, context, change.variables)
+    return rendering.render(change.template, context, crypto.reveal_params(change.variables))
 
 
 def preview(change_id: int) -> list[DevicePreview]:
@@ -466,7 +505,24 @@ def preview(change_id: int) -> list[DevicePreview]:
                 device, commands, predicted.effective, predicted.diff, None, config.commit
             )
         )
-    return previews
+    return hidden(previews, secret_values(change))
+
+
+def hidden(previews: list[DevicePreview], secrets: list[str]) -> list[DevicePreview]:
+    """Previews fit to show: the secret variables' values as ``***``."""
+    if not secrets:
+        return previews
+    return [
+        dataclasses.replace(
+            p,
+            **{
+                name: rendering.hide(value, secrets)
+                for name in ("commands", "effective", "diff", "problem")
+                if isinstance(value := getattr(p, name), str)
+            },
+        )
+        for p in previews
+    ]
 
 
 def preview_view(items: list[DevicePreview]) -> dict[str, Any]:

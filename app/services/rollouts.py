@@ -55,6 +55,7 @@ from app.models import (
     RunStatus,
     User,
 )
+from app.services import changes
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def active_run(change: Change) -> JobRun | None:
 
 def start(change_id: int, *, actor: User | str | None) -> JobRun:
     """Start applying an approved change (audited; commits); its run."""
-    from app.services import changes, runs
+    from app.services import runs
 
     change = changes.get_change(change_id)
     if change.status != ChangeStatus.APPROVED.value:
@@ -125,6 +126,7 @@ def start(change_id: int, *, actor: User | str | None) -> JobRun:
             "The change targets no enabled device now.", fields={"targets": "No device."}
         )
     commands: dict[int, str] = {}
+    secrets = changes.secret_values(change)
     for device in devices:
         try:
             text = changes.render_for(change, device)
@@ -138,7 +140,8 @@ def start(change_id: int, *, actor: User | str | None) -> JobRun:
                 f"Nothing was sent: the template renders no command for {device.name}.",
                 fields={"template": "No command."},
             )
-        commands[device.id] = text
+        # shown on the rollout with the secret variables as ***; the unit renders again
+        commands[device.id] = rendering.hide(text, secrets)
     job = ensure_job(change)
     run = runs.start_run(
         job,
@@ -195,7 +198,7 @@ def ensure_preview_job(change: Change) -> Job:
 def start_live_preview(change_id: int, *, actor: User | str | None) -> JobRun:
     """A run fetching each target's running config to predict the change on it (read
     only; commits). A preview already running is reused."""
-    from app.services import changes, runs
+    from app.services import runs
 
     change = changes.get_change(change_id)
     devices = changes.target_devices(change.target_tags, change.target_device_ids)
@@ -218,7 +221,6 @@ def start_live_preview(change_id: int, *, actor: User | str | None) -> JobRun:
 def live_preview(change_id: int) -> tuple[JobRun | None, list[Any]]:
     """The latest live preview run of a change and its per-device previews (those done)."""
     from app.models import Device, DeviceResult
-    from app.services import changes
 
     change = changes.get_change(change_id)
     run = db.session.scalar(
@@ -258,7 +260,6 @@ def preview_device(device: DeviceTarget, run_id: int, config: Any, session: Sess
     it, and hier_config's prediction (the config as stored: normalised, redacted)."""
     from app.changes.preview import predict
     from app.config_store import normalize_config
-    from app.services import changes
 
     change = session.get(Change, int(config["params"]["change_id"]))
     if change is None:
@@ -267,6 +268,7 @@ def preview_device(device: DeviceTarget, run_id: int, config: Any, session: Sess
         commands = changes.render_for(change, device)
     except rendering.RenderError as exc:
         return {"success": False, "message": str(exc), "data": {}}
+    secrets = changes.secret_values(change)
     session.commit()  # no transaction stays open while the device is talked to
     with device.connect() as driver:
         current = normalize_config(device.platform, driver.get_config())
@@ -275,10 +277,10 @@ def preview_device(device: DeviceTarget, run_id: int, config: Any, session: Sess
     return {
         "success": True,
         "message": f"{changed} line(s) would change" if changed else "nothing would change",
-        "data": {
-            "commands": commands,
-            "effective": predicted.effective,
-            "diff": predicted.diff,
+        "data": {  # stored on the run's result, which every reader sees: secrets hidden
+            "commands": rendering.hide(commands, secrets),
+            "effective": rendering.hide(predicted.effective, secrets),
+            "diff": rendering.hide(predicted.diff, secrets),
         },
     }
 
@@ -482,7 +484,9 @@ def apply_device(device: DeviceTarget, run_id: int, config: Any, session: Sessio
         session.commit()
         return _result(row)
     change_id, name, checks = change.id, change.name, list(change.checks)
-    commands, reachability = row.commands, change.reachability
+    # rendered again here, secrets and all (the row shows them as ***)
+    commands, secrets = changes.render_for(change, device), changes.secret_values(change)
+    reachability = change.reachability
     session.commit()  # no transaction stays open while the device is talked to
 
     def before_push(taken: Any) -> None:
@@ -504,6 +508,7 @@ def apply_device(device: DeviceTarget, run_id: int, config: Any, session: Sessio
             before_push=before_push,
             reconnect=device.connect,
             login_check=(lambda: device.connect().close()) if reachability else None,
+            secrets=secrets,
         )
     session.rollback()  # whatever before_push left unfinished (it commits what it keeps)
     row = _row(session, run_id, device.id)
@@ -574,7 +579,8 @@ def _restore(
         row.message = f"ROLLBACK FAILED ({why}): {exc}"
     else:
         row.rollback_method = result.method
-        row.details = {**(row.details or {}), "rollback_attempts": result.attempts}
+        attempts = [rendering.hide(a, changes.secret_values(change)) for a in result.attempts]
+        row.details = {**(row.details or {}), "rollback_attempts": attempts}
         verified = "config equals the snapshot" if result.verified else "config differs"
         if result.verified:
             row.state = ChangeDeviceState.ROLLED_BACK.value

@@ -52,6 +52,7 @@ def show(change_id: int) -> str:
         can_apply=change.status == ChangeStatus.APPROVED.value and rollout["status"] != "applying",
         canary=_names(devices[: change.canary]),
         live=_live(change.id),
+        variables=changes.shown_variables(change),
     )
 
 

@@ -22,6 +22,16 @@ def upgrade():
         sa.Column("reachability", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
     op.alter_column("changes", "reachability", server_default=None)
+    op.add_column(
+        "changes",
+        sa.Column(
+            "secret_variables",
+            postgresql.JSONB(astext_type=sa.Text()),
+            nullable=False,
+            server_default=sa.text("'[]'::jsonb"),
+        ),
+    )
+    op.alter_column("changes", "secret_variables", server_default=None)
     op.add_column("changes", sa.Column("run_id", sa.Integer(), nullable=True))
     op.create_foreign_key(
         op.f("fk_changes_job_id_jobs"), "changes", "jobs", ["job_id"], ["id"], ondelete="SET NULL"
@@ -88,3 +98,4 @@ def downgrade():
     op.drop_column("changes", "run_id")
     op.drop_column("changes", "job_id")
     op.drop_column("changes", "reachability")
+    op.drop_column("changes", "secret_variables")

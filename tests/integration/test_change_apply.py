@@ -5,6 +5,7 @@ changed device, a rollback that itself fails, and the refusals that send nothing
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import git
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ChangeDevice, ComplianceResult, DeviceResult, JobLog
+from app.models import AuditEntry, Change, ChangeDevice, ComplianceResult, DeviceResult, JobLog
 from app.services import changes, compliance, jobs, runs
 from app.stateful_lab import StatefulLab, stateful_fleet
 from tests.conftest import make_config
@@ -309,9 +310,7 @@ def test_a_change_that_locks_rookery_out_fails_its_reachability_check_and_is_rol
     assert not [r for r in device["checks"]["postchecks"] if r["passed"]]
 
 
-def test_a_live_preview_reads_the_running_configs_and_changes_nothing(
-    app, ctx, client, auth, lab
-):
+def test_a_live_preview_reads_the_running_configs_and_changes_nothing(app, ctx, client, auth, lab):
     """No backup yet: the backup preview has nothing to start from; the live one fetches
     each running config in a run and predicts on it. Only the show command is sent."""
     api = Api(client=client, tokens=make_tokens(app))
@@ -336,3 +335,56 @@ def test_a_live_preview_reads_the_running_configs_and_changes_nothing(
     auth.login("vera", "viewer-pw-123")
     page = client.get(f"/changes/{change['id']}/preview/live").get_data(as_text=True)
     assert 'id="live-table"' in page and "hx-trigger" not in page  # done: no more polling
+
+
+def test_secret_variables_reach_the_device_and_nobody_else(app, ctx, client, lab):
+    """An SNMP community as a secret variable: sent to the device, but encrypted at rest
+    and shown as *** in the change, its previews, the rollout's commands and messages,
+    the run's results and its log, even when the device refuses the line holding it."""
+    api = Api(client=client, tokens=make_tokens(app))
+    secret = "S3cr3t-Community-77"
+    lab.fail_command("ios-002", r"^snmp-server community")
+    change = approved(
+        api,
+        template="snmp-server community {{ community }} RO\nntp server 192.0.2.123\n",
+        variables={"community": secret, "note": "x"},
+        secret_variables=["community"],
+        checks=[],
+        targets={"devices": ["ios-001", "ios-002"]},
+        max_failed=2,
+    )
+    assert change["variables"] == {"community": "***", "note": "x"}
+    stored = db.session.get(Change, change["id"])
+    assert secret not in json.dumps(stored.variables)  # sealed with the instance key
+    preview = ok(api.post(f"/api/v1/changes/{change['id']}/preview/live", as_="operator"), 201)
+    shown = apply(app, api, change)  # drains the live preview's run too
+
+    states_ = states(shown)
+    assert states_ == {"ios-001": "applied", "ios-002": "rolled_back"}, shown["devices"]
+    assert f"snmp-server community {secret} RO" in lab.config_of("ios-001")  # it got there
+    refused = next(d for d in shown["devices"] if d["device"]["name"] == "ios-002")
+    assert "refused 'snmp-server community *** RO'" in refused["message"]
+    live = ok(api.get(f"/api/v1/changes/{change['id']}/preview/live", as_="viewer"))
+    assert live["run_id"] == preview["run_id"] and "***" in live["items"][0]["commands"]
+    everything = json.dumps(
+        [
+            shown,
+            live,
+            ok(api.post(f"/api/v1/changes/{change['id']}/preview", as_="operator")),
+            [r.message for r in db.session.scalars(select(JobLog))],
+            [(r.message, r.data) for r in db.session.scalars(select(DeviceResult))],
+            [(c.commands, c.message, c.details) for c in db.session.scalars(select(ChangeDevice))],
+            [(a.summary, a.before, a.after) for a in db.session.scalars(select(AuditEntry))],
+        ]
+    )
+    assert secret not in everything
+    # an edit that gives the secret back as shown keeps it
+    ok(
+        api.patch(
+            f"/api/v1/changes/{change['id']}",
+            {"variables": {"community": "***", "note": "y"}},
+            as_="operator",
+        )
+    )
+    db.session.expire_all()
+    assert changes.secret_values(changes.get_change(change["id"])) == [secret]
