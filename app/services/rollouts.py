@@ -108,7 +108,10 @@ def start(change_id: int, *, actor: User | str | None) -> JobRun:
     """Start applying an approved change (audited; commits); its run."""
     from app.services import runs
 
-    change = changes.get_change(change_id)
+    changes.get_change(change_id)  # a 404 for an unknown change
+    # Locked until the run is committed: two applies at once cannot both start one.
+    change = db.session.scalar(select(Change).where(Change.id == change_id).with_for_update())
+    assert change is not None
     if change.status != ChangeStatus.APPROVED.value:
         raise Conflict(
             f"Change {change.name} is {change.status.replace('_', ' ')}: only an approved "
