@@ -105,7 +105,16 @@ def active_run(change: Change) -> JobRun | None:
 
 
 def start(change_id: int, *, actor: User | str | None) -> JobRun:
-    """Start applying an approved change (audited; commits); its run."""
+    """Start applying an approved change (audited; commits); its run. On any error the
+    session is rolled back (and the change's row lock released): nothing is left."""
+    try:
+        return _start(change_id, actor=actor)
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _start(change_id: int, *, actor: User | str | None) -> JobRun:
     from app.services import runs
 
     changes.get_change(change_id)  # a 404 for an unknown change

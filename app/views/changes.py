@@ -1,6 +1,6 @@
-"""Change set pages: the list, and a change's page with its per-device preview, its
-review (submit, approve, reject), its Apply and its live rollout. Changes are drafted
-through the API or the CLI for now."""
+"""Change set pages: the list, the form (new and edit, app/views/change_form.py reads
+it), and a change's page with its per-device preview (from backups, or live), its
+review (submit, approve, reject), its Apply and its live rollout."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from app.auth import require_role
 from app.errors import Conflict, Forbidden, ValidationError
 from app.models import Change, ChangeDeviceState, ChangeStatus, Role
 from app.services import changes, rollouts
+from app.views import change_form
+from app.views.common import form_bool, refuse_nul
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,101 @@ def index() -> str:
         changes=found,
         statuses={change.id: rollouts.status_of(change) for change in found},
     )
+
+
+FORM_FIELDS = (
+    "name",
+    "description",
+    "target_tags",
+    "target_devices",
+    "template",
+    "variables",
+    "secret_variables",
+    "checks",
+    "canary",
+    "wave_size",
+    "pause_seconds",
+    "max_failed",
+    "rollback",
+)
+
+
+#: a new change's rollout: one canary, waves of ten, stop at the first failure
+NEW_CHANGE = {
+    "canary": 1,
+    "wave_size": 10,
+    "pause_seconds": 0,
+    "max_failed": 1,
+    "rollback": "device",
+}
+
+
+def _form_values() -> dict[str, Any]:
+    values: dict[str, Any] = {name: request.form.get(name, "") for name in FORM_FIELDS}
+    values["reachability"] = form_bool("reachability")
+    return values
+
+
+def _form(values: dict[str, Any], change: Change | None = None, **context: Any) -> str:
+    return render_template("changes/form.html", values=values, change=change, **context)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@require_role(Role.OPERATOR)
+def create() -> str | Response | tuple[str, int]:
+    """The new-change form; saves a draft on POST."""
+    if request.method == "GET":
+        return _form(
+            {
+                "canary": 1,
+                "wave_size": 10,
+                "pause_seconds": 0,
+                "max_failed": 1,
+                "rollback": "device",
+            }
+        )
+    values = _form_values()
+    try:
+        refuse_nul(values)
+        change = changes.create_change(actor=current_user, **change_form.fields_of(values))
+    except (ValidationError, Conflict) as exc:
+        return _form(values, errors=_field_errors(exc), message=exc.message), _code(exc)
+    flash(f"Change {change.name} drafted: preview it, then submit it for approval.", "success")
+    return redirect(url_for(".show", change_id=change.id))
+
+
+@bp.route("/<int:change_id>/edit", methods=["GET", "POST"])
+@require_role(Role.OPERATOR)
+def edit(change_id: int) -> str | Response | tuple[str, int]:
+    """Edit a change; editing what it does makes it a draft again (its approval goes)."""
+    change = changes.get_change(change_id)
+    if request.method == "GET":
+        return _form(change_form.values_of(change), change)
+    values = _form_values()
+    try:
+        refuse_nul(values)
+        change = changes.update_change(
+            change_id, actor=current_user, **change_form.fields_of(values)
+        )
+    except (ValidationError, Conflict) as exc:
+        return _form(values, change, errors=_field_errors(exc), message=exc.message), _code(exc)
+    flash(f"Change {change.name} saved (version {change.version}).", "success")
+    return redirect(url_for(".show", change_id=change.id))
+
+
+def _field_errors(exc: ValidationError | Conflict) -> dict[str, str]:
+    if isinstance(exc, ValidationError):
+        errors = dict(exc.fields)
+        if "target_device_ids" in errors:
+            errors["target_devices"] = errors.pop("target_device_ids")
+        if "targets" in errors:
+            errors["target_tags"] = errors.pop("targets")
+        return errors
+    return {"name": exc.message} if "named" in exc.message else {}
+
+
+def _code(exc: ValidationError | Conflict) -> int:
+    return 422 if isinstance(exc, ValidationError) else 409
 
 
 @bp.route("/<int:change_id>")

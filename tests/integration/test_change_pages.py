@@ -203,3 +203,63 @@ def test_viewers_cannot_apply_and_a_refusal_is_a_message(app, ctx, client, rita,
     token = csrf_token(client, f"/changes/{change_id}")
     assert client.post(f"/changes/{change_id}/apply", data={"csrf_token": token}).status_code == 403
     assert changes.get_change(change_id).run_id is None
+
+
+def test_the_form_drafts_a_change_and_an_edit_keeps_its_secret(app, ctx, client, rita, lab):
+    """New change from the page: targets, variables (one secret), checks as lines, the
+    rollout; a line that cannot be read is an error next to its field and nothing is
+    saved; editing shows the secret as *** and saving it back keeps the value."""
+    token = csrf_token(client, "/changes/new")
+    form = {
+        "csrf_token": token,
+        "name": "Core SNMP",
+        "description": "",
+        "target_tags": "",
+        "target_devices": "ios-001 ios-002",
+        "template": "snmp-server community {{ community }} RO\nntp server {{ ntp }}\n",
+        "variables": "community = Very-Secret-1\nntp = 192.0.2.9",
+        "secret_variables": "community",
+        "checks": "after: show running-config | include ntp ~ ntp server 192\\.0\\.2\\.9\n"
+        "show ip bgp summary !~ Idle",
+        "canary": "1",
+        "wave_size": "5",
+        "pause_seconds": "0",
+        "max_failed": "1",
+        "rollback": "all",
+        "reachability": ["0", "1"],
+    }
+    bad = client.post(
+        "/changes/new", data={**form, "checks": "show version", "target_devices": "ghost"}
+    )
+    assert bad.status_code == 422
+    page = bad.get_data(as_text=True)
+    assert "Line 1: write COMMAND ~ PATTERN" in page and "No device named ghost" in page
+    assert changes.list_changes() == []
+
+    saved = client.post("/changes/new", data=form)
+    assert saved.status_code in (302, 303), saved.get_data(as_text=True)[:2000]
+    (change,) = changes.list_changes()
+    view = changes.view(change)
+    assert view["variables"] == {"community": "***", "ntp": "192.0.2.9"}
+    assert [d["name"] for d in view["targets"]["devices"]] == ["ios-001", "ios-002"]
+    assert view["checks"] == [
+        {
+            "command": "show running-config | include ntp",
+            "expect": r"ntp server 192\.0\.2\.9",
+            "absent": False,
+            "when": "after",
+        },
+        {"command": "show ip bgp summary", "expect": "Idle", "absent": True, "when": "both"},
+    ]
+    assert (view["rollback"], view["reachability"], view["canary"]) == ("all", True, 1)
+
+    edit_page = client.get(f"/changes/{change.id}/edit").get_data(as_text=True)
+    assert "community = ***" in edit_page and "Very-Secret-1" not in edit_page
+    values = {**form, "variables": "community = ***\nntp = 192.0.2.10"}
+    assert client.post(f"/changes/{change.id}/edit", data=values).status_code in (302, 303)
+    db.session.expire_all()
+    edited = changes.get_change(change.id)
+    assert changes.secret_values(edited) == ["Very-Secret-1"]
+    assert edited.version == 2
+    show = client.get(f"/changes/{change.id}").get_data(as_text=True)
+    assert "community = *** (secret)" in show and "Very-Secret-1" not in show
