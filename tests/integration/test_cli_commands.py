@@ -32,17 +32,18 @@ def add_device(name: str, *tags: str) -> Device:
     )
 
 
-def drain_when_queued(app, delay: float = 0.0) -> threading.Thread:
-    """Drain the queue in a thread once a run has been queued (after ``delay`` seconds)."""
+def drain_when_queued(app, delay: float = 0.0, runs: int = 1) -> threading.Thread:
+    """Drain the queue in a thread once ``runs`` runs exist (after ``delay`` seconds): a
+    second run's drain must not start, find nothing and end before that run is queued."""
 
     def work() -> None:
         with app.app_context():
             wait_for(
                 lambda: (
-                    db.session.scalar(select(func.count()).select_from(JobRun))
+                    (db.session.scalar(select(func.count()).select_from(JobRun)) or 0) >= runs
                     or db.session.rollback()
                 ),
-                what="a queued run",
+                what=f"{runs} queued run(s)",
             )
             db.session.rollback()
             time.sleep(delay)
@@ -188,7 +189,7 @@ def test_job_run_wait_returns_the_final_status(runner, app, ctx):
     thread.join(30)
     assert data["status"] == "COMPLETED_SUCCESS"
     failing = make_job("failing", "noop", params={"fail": True})
-    thread = drain_when_queued(app)
+    thread = drain_when_queued(app, runs=2)
     result = invoke(runner, "job", "run", str(failing.id), "--wait", "60")
     thread.join(30)
     assert result.exit_code == 1
