@@ -38,20 +38,11 @@ def index() -> str:
     )
 
 
-FORM_FIELDS = (
-    "name",
-    "description",
-    "target_tags",
-    "target_devices",
-    "template",
-    "variables",
-    "secret_variables",
-    "checks",
-    "canary",
-    "wave_size",
-    "pause_seconds",
-    "max_failed",
-    "rollback",
+#: the form's fields: the service's, with target devices typed by name
+FORM_FIELDS = tuple(
+    "target_devices" if name == "target_device_ids" else name
+    for name in changes.FIELDS
+    if name != "reachability"  # a checkbox (form_bool)
 )
 
 

@@ -15,20 +15,15 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditEntry, Change, ChangeDevice, ComplianceResult, DeviceResult, JobLog
 from app.services import changes, compliance, jobs, runs
-from app.stateful_lab import StatefulLab, stateful_fleet
 from tests.conftest import make_config
-from tests.integration.helpers import drain, load_lab_devices, reload
+from tests.integration.change_lab import BGP_UP, TEMPLATE
+from tests.integration.helpers import drain, reload
 from tests.integration.test_api_support import Api, error, make_tokens, ok
 from tests.integration.test_webhooks import Receiver
 
+pytest_plugins = ["tests.integration.change_fixtures"]
+
 FLEET = 20
-HEALTHY = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  12"
-BROKEN = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  Idle"
-TEMPLATE = """ntp server 192.0.2.123
-interface Loopback0
- description {{ device.name }} {{ note }}
-"""
-BGP_UP = {"command": "show ip bgp summary", "expect": r"\bIdle\b", "absent": True}
 #: a post-check only: before the push the line is not there yet
 NTP_TOOK = {
     "command": "show running-config | include ntp server",
@@ -50,26 +45,6 @@ def engine_config(database_url, tmp_path, jobs_dir):
         ROOKERY_WORKER_CONCURRENCY=4,
         ROOKERY_WEBHOOK_ALLOW="127.0.0.1/32",
     )
-
-
-@pytest.fixture(scope="module")
-def _lab() -> Iterator[StatefulLab]:
-    with StatefulLab(stateful_fleet(FLEET, enable_secrets=True)) as lab:
-        yield lab
-
-
-@pytest.fixture
-def lab(ctx, _lab: StatefulLab) -> Iterator[StatefulLab]:
-    """Every device with a healthy BGP summary that goes Idle when its loopback says
-    BREAKS-BGP, in the inventory with its credential."""
-    for device in _lab.devices:
-        _lab.set_show(device.name, "show ip bgp summary", HEALTHY)
-        _lab.set_show(
-            device.name, "show ip bgp summary", BROKEN, when=r"^ description .*BREAKS-BGP$"
-        )
-    load_lab_devices(_lab.devices, _lab)
-    yield _lab
-    _lab.reset()
 
 
 def approved(api: Api, **overrides) -> dict:

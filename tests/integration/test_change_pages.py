@@ -6,7 +6,6 @@ emulator (127.0.0.1) with a real run drained in-process."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,12 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Device
 from app.services import changes
-from app.stateful_lab import StatefulLab, stateful_fleet
 from tests.conftest import csrf_token, make_config
-from tests.integration.helpers import drain, load_lab_devices, reload
+from tests.integration.change_lab import BGP_UP, TEMPLATE
+from tests.integration.helpers import drain, reload
 
-HEALTHY = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  12"
-BROKEN = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  Idle"
-TEMPLATE = """ntp server 192.0.2.123
-interface Loopback0
- description {{ device.name }} {{ note }}
-"""
-BGP_UP = {"command": "show ip bgp summary", "expect": r"\bIdle\b", "absent": True}
+pytest_plugins = ["tests.integration.change_fixtures"]
+
 ENDED = ("COMPLETED_SUCCESS", "COMPLETED_PARTIAL_FAILURE", "COMPLETED_FAILURE")
 
 
@@ -40,26 +34,6 @@ def engine_config(database_url, tmp_path, jobs_dir):
         ROOKERY_SSH_CONNECT_TIMEOUT=5,
         ROOKERY_CONNECT_RETRIES=0,
     )
-
-
-@pytest.fixture(scope="module")
-def _lab() -> Iterator[StatefulLab]:
-    with StatefulLab(stateful_fleet(3, enable_secrets=True)) as lab:
-        yield lab
-
-
-@pytest.fixture
-def lab(ctx, _lab: StatefulLab) -> Iterator[StatefulLab]:
-    """Three devices in the inventory with their credentials; BGP goes Idle on a device
-    whose loopback says BREAKS-BGP."""
-    for device in _lab.devices:
-        _lab.set_show(device.name, "show ip bgp summary", HEALTHY)
-        _lab.set_show(
-            device.name, "show ip bgp summary", BROKEN, when=r"^ description .*BREAKS-BGP$"
-        )
-    load_lab_devices(_lab.devices, _lab)
-    yield _lab
-    _lab.reset()
 
 
 @pytest.fixture
