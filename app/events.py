@@ -27,8 +27,21 @@ FAILED = "job.failed"
 CANCELLED = "job.cancelled"
 RETRIED = "job.retried"
 TIMEOUT = "job.timeout"
+#: a change set's device whose rollback failed: its config differs from its snapshot
+ROLLBACK_FAILED = "change.rollback_failed"
 
-TYPES = (CREATED, QUEUED, STARTED, PROGRESS, COMPLETED, FAILED, CANCELLED, RETRIED, TIMEOUT)
+TYPES = (
+    CREATED,
+    QUEUED,
+    STARTED,
+    PROGRESS,
+    COMPLETED,
+    FAILED,
+    CANCELLED,
+    RETRIED,
+    TIMEOUT,
+    ROLLBACK_FAILED,
+)
 
 
 def enabled(eventlog: bool = True) -> bool:

@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app import audit, crypto
+from app import audit, crypto, events
 from app.changes import render as rendering
 from app.drivers import DriverError
 from app.errors import Conflict, ValidationError
@@ -541,10 +541,22 @@ def apply_device(device: DeviceTarget, run_id: int, config: Any, session: Sessio
 
 
 def _log_outcome(log: JobLogger, device: str, change: str, row: ChangeDevice) -> None:
+    """The device's outcome in the run's log; a failed rollback is also a run event
+    (``change.rollback_failed``, on the run's page and its live stream)."""
     if row.state == ChangeDeviceState.APPLIED.value:
         log.info(f"{device}: change {change} applied")
     elif row.state == ChangeDeviceState.ROLLBACK_FAILED.value:
         log.log("critical", f"{device}: ROLLBACK FAILED for change {change}: {row.message}")
+        session = db.session
+        run = session.get(JobRun, row.run_id)
+        if run is not None:
+            events.record(
+                session,
+                run,
+                events.ROLLBACK_FAILED,
+                f"{device}: rollback failed, its config differs from its snapshot",
+                data={"device": device, "device_id": row.device_id},
+            )
     else:
         log.error(f"{device}: {row.state.replace('_', ' ')}: {row.message}")
 

@@ -13,7 +13,15 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEntry, Change, ChangeDevice, ComplianceResult, DeviceResult, JobLog
+from app.models import (
+    AuditEntry,
+    Change,
+    ChangeDevice,
+    ComplianceResult,
+    DeviceResult,
+    Event,
+    JobLog,
+)
 from app.services import changes, compliance, jobs, runs
 from tests.conftest import make_config
 from tests.integration.change_lab import BGP_UP, TEMPLATE
@@ -215,6 +223,10 @@ def test_a_rollback_that_fails_is_reported_loudly(app, ctx, client, lab, receive
     assert any("ROLLBACK FAILED" in line.message for line in critical)
     run = reload(shown["run_id"])
     assert run.result["rollback_failed"] == ["ios-001"]
+    (event,) = db.session.scalars(
+        select(Event).where(Event.run_id == run.id, Event.type == "change.rollback_failed")
+    )
+    assert event.data["device"] == "ios-001"
     drain(app)  # the delivery, queued with the run's end
     (told,) = receiver.received
     assert told.headers["X-Rookery-Event"] == "rollback_failed"
