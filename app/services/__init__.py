@@ -12,6 +12,13 @@ from app.extensions import db
 Row = TypeVar("Row")
 
 
+def actor_name(actor: Any) -> str:
+    """Who acts, as the records name them: a user's name, the given name, else "system"."""
+    from app.models import User
+
+    return actor.username if isinstance(actor, User) else actor or "system"
+
+
 def find_row(model: type[Row], row_id: int, **options: Any) -> Row | None:
     """The row of ``model`` with this id, or None; an id no PostgreSQL integer can hold
     is not asked for (it would be a database error)."""

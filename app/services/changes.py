@@ -33,7 +33,7 @@ from app.models import (
     device_tags,
     utcnow,
 )
-from app.services import flush_unique, get_row
+from app.services import actor_name, flush_unique, get_row
 
 MAX_NAME = 128
 MAX_DESCRIPTION = 4000
@@ -57,10 +57,6 @@ SUBSTANCE = (
 FIELDS = ("name", "description", *SUBSTANCE)
 #: when a check runs: before the push (a pre-check), after it (a post-check), or both
 CHECK_WHEN = ("both", "before", "after")
-
-
-def _who(actor: User | str | None) -> str:
-    return actor.username if isinstance(actor, User) else actor or "system"
 
 
 def get_change(change_id: int) -> Change:
@@ -303,7 +299,7 @@ def create_change(*, actor: User | str | None, **fields: Any) -> Change:
     """A new draft (audited; commits)."""
     cleaned = _clean(fields)
     cleaned["variables"] = crypto.seal_params(cleaned["variables"], cleaned["secret_variables"])
-    change = Change(**cleaned, created_by=_who(actor), status=ChangeStatus.DRAFT.value)
+    change = Change(**cleaned, created_by=actor_name(actor), status=ChangeStatus.DRAFT.value)
     db.session.add(change)
     flush_unique(f"A change named {cleaned['name']!r} exists.")
     audit.record(
@@ -404,7 +400,7 @@ def review(change_id: int, *, actor: User | str | None, approve: bool, note: str
     """Approve or reject a submitted change: someone other than its author (unless
     ROOKERY_CHANGE_SELF_APPROVAL), audited; commits."""
     change = get_change(change_id)
-    who = _who(actor)
+    who = actor_name(actor)
     if change.status != ChangeStatus.AWAITING_APPROVAL.value:
         raise Conflict(
             f"Change {change.name} is {change.status}: only a submitted change is reviewed."

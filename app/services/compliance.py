@@ -51,7 +51,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import flush_unique, get_row
+from app.services import actor_name, flush_unique, get_row
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +158,6 @@ def _spec(fields: dict[str, Any]) -> compliance.RuleSpec:
     )
 
 
-def _who(actor: User | str | None) -> str:
-    return actor.username if isinstance(actor, User) else actor or "system"
-
-
 def rule_view(rule: ComplianceRule) -> dict[str, Any]:
     """A rule as the API shows it."""
     return {
@@ -184,7 +180,7 @@ def rule_view(rule: ComplianceRule) -> dict[str, Any]:
 def create_rule(*, actor: User | str | None, **fields: Any) -> ComplianceRule:
     """Add a text rule (audited; commits) and start a check of the devices in its scope."""
     cleaned = clean_rule(fields)
-    rule = ComplianceRule(**cleaned, updated_by=_who(actor), version=1)
+    rule = ComplianceRule(**cleaned, updated_by=actor_name(actor), version=1)
     db.session.add(rule)
     flush_unique(f"A rule named {cleaned['name']!r} exists.")
     audit.record(
@@ -217,7 +213,7 @@ def update_rule(rule_id: int, *, actor: User | str | None, **changes: Any) -> Co
         setattr(rule, key, value)
     rule.version += 1
     rule.updated_at = utcnow()
-    rule.updated_by = _who(actor)
+    rule.updated_by = actor_name(actor)
     flush_unique(f"A rule named {cleaned['name']!r} exists.")
     audit.record(
         actor=actor,

@@ -30,6 +30,7 @@ from app import audit
 from app.errors import Forbidden
 from app.extensions import db
 from app.models import Credential, Device, Role, Tag, User, credential_tags, utcnow
+from app.services import actor_name
 
 #: the fields of a device that say where (and how) its credentials are sent
 DESTINATION_FIELDS = ("host", "port", "platform", "driver")
@@ -80,16 +81,12 @@ def destination(device: Device, scope: Mapping[int, frozenset[str]] | None = Non
     )
 
 
-def _actor_name(actor: User | str | None) -> str:
-    return actor.username if isinstance(actor, User) else actor or "system"
-
-
 def widening(before: Destination | None, after: Destination, actor: User | str | None) -> str:
     """Why the change from ``before`` (None: a new device) to ``after`` sends credentials
     somewhere an admin has not approved; empty when it does not."""
     if not after.credentials:
         return ""
-    who = _actor_name(actor)
+    who = actor_name(actor)
     names = ", ".join(sorted(after.credentials))
     if before is None:
         return f"created by {who} with tags that credential(s) {names} use"
@@ -121,7 +118,7 @@ def hold_if_widened(
         f"{device.credential_hold}; {reason}" if device.credential_hold else reason
     )[:2000]
     device.credential_hold_at = utcnow()
-    device.credential_hold_by = _actor_name(actor)
+    device.credential_hold_by = actor_name(actor)
     db.session.flush()
     audit.record(
         actor=actor,

@@ -55,7 +55,7 @@ from app.models import (
     RunStatus,
     User,
 )
-from app.services import changes
+from app.services import actor_name, changes
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,6 @@ ENDED_STATES = (
     ChangeDeviceState.NOT_ATTEMPTED.value,
 )
 ACTIVE_RUN = frozenset(status.value for status in ACTIVE_STATUSES)
-
-
-def _who(actor: User | str | None) -> str:
-    return actor.username if isinstance(actor, User) else actor or "system"
 
 
 # ---------------------------------------------------------------------- start
@@ -157,7 +153,7 @@ def _start(change_id: int, *, actor: User | str | None) -> JobRun:
     job = ensure_job(change)
     run = runs.start_run(
         job,
-        triggered_by=f"change #{change.id} applied by {_who(actor)}",
+        triggered_by=f"change #{change.id} applied by {actor_name(actor)}",
         actor=actor,
         device_ids=[d.id for d in devices],
         commit=False,
@@ -224,7 +220,7 @@ def start_live_preview(change_id: int, *, actor: User | str | None) -> JobRun:
         return running
     return runs.start_run(
         job,
-        triggered_by=f"live preview of change #{change.id} by {_who(actor)}",
+        triggered_by=f"live preview of change #{change.id} by {actor_name(actor)}",
         actor=actor,
         device_ids=[d.id for d in devices],
     )
