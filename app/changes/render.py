@@ -14,6 +14,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from app.crypto import REDACTED
+
 #: templates longer than this are refused (a change is commands, not a config dump)
 MAX_TEMPLATE = 100_000
 
@@ -69,13 +71,9 @@ def render(template: str, device: Mapping[str, Any], variables: Mapping[str, Any
     return "\n".join(line for line in lines if line.strip())
 
 
-#: what a secret variable's value is shown as
-HIDDEN = "***"
-
-
 def hide(text: str, secrets: list[str] | tuple[str, ...]) -> str:
     """``text`` with every secret value in it replaced by ``***`` (longest first)."""
     for value in sorted(secrets, key=len, reverse=True):
         if value:
-            text = text.replace(value, HIDDEN)
+            text = text.replace(value, REDACTED)
     return text
