@@ -55,6 +55,7 @@ from app.models import (
     RunStatus,
     User,
 )
+from app.platforms import command_error
 from app.services import actor_name, changes
 
 logger = logging.getLogger(__name__)
@@ -184,23 +185,20 @@ def _start(change_id: int, *, actor: User | str | None) -> JobRun:
     return run
 
 
+def _preview_job_name(change: Change) -> str:
+    return f"Change #{change.id}: preview"
+
+
 def ensure_preview_job(change: Change) -> Job:
     """The job whose runs preview the change against the devices' live configs."""
-    from app.services import jobs
-
-    name = f"Change #{change.id}: preview"
-    job = db.session.scalar(select(Job).where(Job.name == name))
-    if job is None:
-        job = jobs.create_job(
-            name=name,
-            job_type=PREVIEW_JOB_TYPE,
-            actor="system",
-            description=f"Previews change #{change.id} ({change.name}) against the running "
-            "configs of its devices (read only); started from the change's page.",
-            params={"change_id": change.id},
-            max_retries=0,
-        )
-    return job
+    job = db.session.scalar(select(Job).where(Job.name == _preview_job_name(change)))
+    return job or _make_job(
+        change,
+        _preview_job_name(change),
+        PREVIEW_JOB_TYPE,
+        f"Previews change #{change.id} ({change.name}) against the running configs of its "
+        "devices (read only); started from the change's page.",
+    )
 
 
 def start_live_preview(change_id: int, *, actor: User | str | None) -> JobRun:
@@ -234,7 +232,7 @@ def live_preview(change_id: int) -> tuple[JobRun | None, list[Any]]:
     run = db.session.scalar(
         select(JobRun)
         .join(Job, Job.id == JobRun.job_id)
-        .where(Job.name == f"Change #{change.id}: preview")
+        .where(Job.name == _preview_job_name(change))
         .order_by(JobRun.id.desc())
         .limit(1)
     )
@@ -253,7 +251,7 @@ def live_preview(change_id: int) -> tuple[JobRun | None, list[Any]]:
         items.append(
             changes.DevicePreview(
                 device=device,
-                commands=data.get("commands") if "commands" in data else None,
+                commands=data.get("commands"),
                 effective=data.get("effective") if ok else None,
                 diff=data.get("diff") if ok else None,
                 problem=None if ok else result.message,
@@ -279,8 +277,15 @@ def preview_device(device: DeviceTarget, run_id: int, config: Any, session: Sess
     secrets = changes.secret_values(change)
     session.commit()  # no transaction stays open while the device is talked to
     with device.connect() as driver:
-        current = normalize_config(device.platform, driver.get_config())
-    predicted = predict(current, commands, device.platform)
+        raw = driver.get_config()
+    refusal = command_error(device.platform, raw)
+    if refusal is not None:  # an error message is no config to predict on (as in backups)
+        return {
+            "success": False,
+            "message": f"The device refused the configuration command: {refusal}",
+            "data": {},
+        }
+    predicted = predict(normalize_config(device.platform, raw), commands, device.platform)
     changed = len(predicted.effective.splitlines())
     return {
         "success": True,
@@ -297,20 +302,30 @@ def ensure_job(change: Change) -> Job:
     """The change's job (made when it is first submitted: its webhooks, e.g. the
     ``rollback_failed`` event, can be set before the first apply). Retries off: a
     rollout is resumed only when its worker hands it back (see the module docstring)."""
-    from app.services import jobs
-
     job = db.session.get(Job, change.job_id) if change.job_id else None
     if job is None:
-        job = jobs.create_job(
-            name=f"Change #{change.id}: {change.name}"[:128],
-            job_type=JOB_TYPE,
-            actor="system",
-            description=f"Applies change #{change.id} ({change.name}); started by its Apply.",
-            params={"change_id": change.id},
-            max_retries=0,
+        job = _make_job(
+            change,
+            f"Change #{change.id}: {change.name}"[:128],
+            JOB_TYPE,
+            f"Applies change #{change.id} ({change.name}); started by its Apply.",
         )
         change.job_id = job.id
     return job
+
+
+def _make_job(change: Change, name: str, job_type: str, description: str) -> Job:
+    """An internal job of the change (made by Rookery; retries off; commits)."""
+    from app.services import jobs
+
+    return jobs.create_job(
+        name=name,
+        job_type=job_type,
+        actor="system",
+        description=description,
+        params={"change_id": change.id},
+        max_retries=0,
+    )
 
 
 # ---------------------------------------------------------------------- waves

@@ -299,10 +299,12 @@ def test_a_change_that_locks_rookery_out_fails_its_reachability_check_and_is_rol
 
 def test_a_live_preview_reads_the_running_configs_and_changes_nothing(app, ctx, client, auth, lab):
     """No backup yet: the backup preview has nothing to start from; the live one fetches
-    each running config in a run and predicts on it. Only the show command is sent."""
+    each running config in a run and predicts on it. Only the show command is sent. A
+    device that answers it with an error has no prediction, but the reason."""
     api = Api(client=client, tokens=make_tokens(app))
     originals = {name: lab.config_of(name) for name in ("ios-001", "ios-002")}
-    change = approved(api, targets={"devices": ["ios-001", "ios-002"]})
+    lab.fail_command("ios-003", r"^show running-config", where="exec")
+    change = approved(api, targets={"devices": ["ios-001", "ios-002", "ios-003"]})
     from_backups = ok(api.post(f"/api/v1/changes/{change['id']}/preview", as_="operator"))
     assert all(i["effective"] is None for i in from_backups["items"])  # no backup yet
     assert error(api.post(f"/api/v1/changes/{change['id']}/preview/live", as_="viewer"), 403)
@@ -311,8 +313,11 @@ def test_a_live_preview_reads_the_running_configs_and_changes_nothing(app, ctx, 
     drain(app, concurrency=2)
     live = ok(api.get(f"/api/v1/changes/{change['id']}/preview/live", as_="viewer"))
     assert live["run_id"] == started["run_id"] and live["final"]
-    assert [i["device"]["name"] for i in live["items"]] == ["ios-001", "ios-002"]
-    for item in live["items"]:
+    assert [i["device"]["name"] for i in live["items"]] == ["ios-001", "ios-002", "ios-003"]
+    *predicted, refused = live["items"]
+    assert refused["effective"] is None and refused["diff"] is None
+    assert "refused the configuration command" in refused["problem"]
+    for item in predicted:
         assert "+ ntp server 192.0.2.123" in item["diff"], item
         assert "ntp server 192.0.2.123" in item["effective"]
     for name, config in originals.items():
