@@ -83,6 +83,7 @@ __all__ = [
     "apply_to_device",
     "command_lines",
     "configs_match",
+    "masked",
     "native_strategy",
     "parse_checks",
     "push",
@@ -466,50 +467,10 @@ def _login_check(login_check: Callable[[], None]) -> CheckResult:
     return CheckResult("new login", True, "a new login works")
 
 
-def apply_to_device(
-    session: DriverSession,
-    *,
-    platform: str,
-    commands: str | Sequence[str],
-    checks: Iterable[Check | Mapping[str, Any]],
-    snapshot_name: str,
-    native: bool = True,
-    fallback_to_lines: bool = True,
-    reconnect: Callable[[], DriverSession] | None = None,
-    before_push: Callable[[Snapshot], None] | None = None,
-    login_check: Callable[[], None] | None = None,
-    secrets: Sequence[str] = (),
-) -> DeviceOutcome:
-    """Snapshot, pre-checks, push, post-checks, then (on a refused push or a failed
-    post-check) an immediate rollback. ``checks`` run before and after the push (each
-    as its ``when`` says: before, after or both).
-
-    ``native=False`` skips the platform's native checkpoint and rollback (line by line
-    only); ``reconnect`` opens a new session when the first is lost mid-change;
-    ``before_push`` is handed the snapshot once the pre-checks passed, before the first
-    command is sent (the caller records it); if it raises, nothing is sent;
-    ``login_check`` (the reachability check) opens and closes a new session after the
-    post-checks: a DriverError fails it like a post-check (and the device is rolled
-    back on the session still open); ``secrets`` (values of the change's secret
-    variables) are shown as ``***`` in everything the outcome says.
-    """
-    outcome = _apply(
-        session,
-        platform=platform,
-        commands=commands,
-        checks=checks,
-        snapshot_name=snapshot_name,
-        native=native,
-        fallback_to_lines=fallback_to_lines,
-        reconnect=reconnect,
-        before_push=before_push,
-        login_check=login_check,
-    )
-    return _masked(outcome, list(secrets))
-
-
-def _masked(outcome: DeviceOutcome, secrets: list[str]) -> DeviceOutcome:
-    """The outcome with the secret values in its texts shown as ``***``."""
+def masked(outcome: DeviceOutcome, secrets: Sequence[str]) -> DeviceOutcome:
+    """The outcome with ``secrets`` (values of a change's secret variables) shown as
+    ``***`` in everything it says: messages, push output, checks, rollback attempts."""
+    secrets = list(secrets)
     if not secrets:
         return outcome
     outcome.messages = [hide(m, secrets) for m in outcome.messages]
@@ -523,19 +484,32 @@ def _masked(outcome: DeviceOutcome, secrets: list[str]) -> DeviceOutcome:
     return outcome
 
 
-def _apply(
+def apply_to_device(
     session: DriverSession,
     *,
     platform: str,
     commands: str | Sequence[str],
     checks: Iterable[Check | Mapping[str, Any]],
     snapshot_name: str,
-    native: bool,
-    fallback_to_lines: bool,
-    reconnect: Callable[[], DriverSession] | None,
-    before_push: Callable[[Snapshot], None] | None,
-    login_check: Callable[[], None] | None,
+    native: bool = True,
+    fallback_to_lines: bool = True,
+    reconnect: Callable[[], DriverSession] | None = None,
+    before_push: Callable[[Snapshot], None] | None = None,
+    login_check: Callable[[], None] | None = None,
 ) -> DeviceOutcome:
+    """Snapshot, pre-checks, push, post-checks, then (on a refused push or a failed
+    post-check) an immediate rollback. ``checks`` run before and after the push (each
+    as its ``when`` says: before, after or both).
+
+    ``native=False`` skips the platform's native checkpoint and rollback (line by line
+    only); ``reconnect`` opens a new session when the first is lost mid-change;
+    ``before_push`` is handed the snapshot once the pre-checks passed, before the first
+    command is sent (the caller records it); if it raises, nothing is sent;
+    ``login_check`` (the reachability check) opens and closes a new session after the
+    post-checks: a DriverError fails it like a post-check (and the device is rolled
+    back on the session still open). The outcome may name the commands sent: a caller
+    with secret values passes it through ``masked``.
+    """
     parsed = parse_checks(checks)
     lines = command_lines(commands)
     if not lines:

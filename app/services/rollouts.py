@@ -531,8 +531,8 @@ def apply_device(device: DeviceTarget, run_id: int, config: Any, session: Sessio
             before_push=before_push,
             reconnect=device.connect,
             login_check=(lambda: device.connect().close()) if reachability else None,
-            secrets=secrets,
         )
+    outcome = push.masked(outcome, secrets)
     session.rollback()  # whatever before_push left unfinished (it commits what it keeps)
     row = _row(session, run_id, device.id)
     row.state = outcome.state
