@@ -1,4 +1,5 @@
-"""A stateful SSH device emulator on 127.0.0.1: cisco_ios devices that keep a running config.
+"""A stateful SSH device emulator on 127.0.0.1: cisco_ios and arista_eos devices that keep
+a running config.
 
 ``StatefulLab`` starts one asyncssh server per device, all served by one asyncio loop in a
 background thread of this process, each on its own free port of 127.0.0.1 with its own
@@ -52,8 +53,14 @@ command answers given text, optionally only while the running config matches a r
 a post-check that starts failing once a change lands), ``break_rollback``, ``hang``.
 ``commands_of`` lists every line each device received (never a password).
 
-Limits: only ``cisco_ios`` (the IOS knowledge sits in ``IosDialect``; another platform would
-be another dialect: not done for ``arista_eos``); vocabulary and argument checks are
+Arista EOS (``EosDialect``, devices named ``eos-NNN`` by ``stateful_fleet(...,
+platforms=("arista_eos",))``) speaks the same CLI with EOS's manners: three-space indents,
+``ip address A.B.C.D/NN``, ``Ethernet1``/``Management1`` interfaces, nothing asked or
+printed by ``copy``, ``write`` and ``configure replace`` but ``Copy completed
+successfully.``, and ``configure session NAME`` whose lines wait in a copy of the config
+until ``commit`` (``abort`` drops them; ``end`` leaves the session pending).
+
+Limits: two platforms (a platform's knowledge sits in its dialect, ``DIALECTS``); vocabulary and argument checks are
 heuristics; a new line goes after the last line of its kind (same first word) at its level,
 else last, not where IOS's fixed order would put it; ``!`` only separates top-level
 sections; ``configure replace`` either succeeds wholly or (with ``break_rollback``) changes
@@ -66,6 +73,7 @@ asyncssh is only in the ``test`` and ``bench`` extras, so it is imported when a 
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import hashlib
 import itertools
@@ -102,8 +110,6 @@ __all__ = [
 INVALID = "% Invalid input detected at '^' marker."
 #: IOS's answer to a command missing its arguments
 INCOMPLETE = "% Incomplete command."
-#: the platforms a StatefulLab emulates
-PLATFORMS: tuple[str, ...] = ("cisco_ios",)
 
 #: what a failed ``configure replace`` prints (``break_rollback``) after the configlet
 ROLLBACK_ABORTED = "Rollback aborted after 5 passes"
@@ -112,10 +118,15 @@ NVRAM_SIZE = 262_144
 
 
 def stateful_fleet(
-    n: int, *, seed: str = "rookery", enable_secrets: bool = False
+    n: int,
+    *,
+    seed: str = "rookery",
+    enable_secrets: bool = False,
+    platforms: Sequence[str] = ("cisco_ios",),
 ) -> list[LabDevice]:
-    """``n`` cisco_ios devices (``ios-001`` ...), as ``app.demo_lab.default_fleet`` makes them."""
-    return default_fleet(n, PLATFORMS, seed=seed, enable_secrets=enable_secrets)
+    """``n`` devices (``ios-001``, ``eos-002`` ...) cycling through ``platforms`` (of
+    ``PLATFORMS``), as ``app.demo_lab.default_fleet`` makes them."""
+    return default_fleet(n, platforms, seed=seed, enable_secrets=enable_secrets)
 
 
 # --------------------------------------------------------------------------- the dialect
@@ -144,6 +155,10 @@ class IosDialect:
 
     platform = "cisco_ios"
     indent = " "
+    #: ``configure session NAME`` (EOS)
+    config_sessions = False
+    #: ``copy``, ``delete`` and ``configure replace`` ask before they act
+    asks = True
 
     #: first words of a configuration line at top level
     GLOBAL_WORDS = _words(
@@ -456,6 +471,14 @@ class IosDialect:
 
     # -- printing ------------------------------------------------------------------------
 
+    def sample(self, name: str) -> str:
+        """A device's config when its spec gives none."""
+        return sample_config(self.platform, name)
+
+    def terminal(self, args: Sequence[str]) -> str:
+        """The answer to ``terminal length 0`` / ``terminal width 511``."""
+        return ""
+
     def running_header(self, body: str) -> str:
         size = len(body.encode())
         return f"Building configuration...\n\nCurrent configuration : {size} bytes\n"
@@ -501,6 +524,114 @@ def _uptime(seconds: float) -> str:
 
 
 IOS = IosDialect()
+
+
+class EosDialect(IosDialect):
+    """Arista EOS: IOS's vocabulary with EOS's looks and manners.
+
+    Three-space indents, addresses with a prefix length (``ip address 10.0.0.1/30``),
+    interfaces named ``Ethernet1``, ``Management1``, ``Port-Channel10`` (sub-mode
+    ``config-if-Et1``), a ``! Command: show running-config`` header, ``copy``, ``write``
+    and ``configure replace`` that ask nothing (``Copy completed successfully.``), and
+    **configure sessions** (``configure session NAME``: lines go to the session's copy
+    of the config; ``commit`` applies them all at once, ``abort`` drops them; the
+    prompt shows ``config-s-`` and the name's first six characters).
+    """
+
+    platform = "arista_eos"
+    indent = "   "
+    config_sessions = True
+    asks = False
+
+    INTERFACE_TYPES: tuple[str, ...] = (
+        "Ethernet",
+        "Management",
+        "Loopback",
+        "Port-Channel",
+        "Vlan",
+        "Vxlan",
+        "Tunnel",
+    )
+    GLOBAL_WORDS = IosDialect.GLOBAL_WORDS | _words("management daemon")
+    _PREFIX = re.compile(IosDialect._IPV4.pattern + r"/(?:3[0-2]|[12]?\d)")
+
+    def section_mode(self, parent: Sequence[str] | None, words: Sequence[str]) -> str | None:
+        mode = super().section_mode(parent, words)
+        if mode in ("config-if", "config-subif") and len(words) > 1:
+            name = self.interface_name(words[1:2]) or words[1]
+            number = re.sub(r"^[A-Za-z-]+", "", name)
+            return f"config-if-{name[:2]}{number}"
+        if mode == "config-vlan":
+            return f"config-vlan-{words[1]}"
+        return mode
+
+    def check(self, top_level: bool, words: Sequence[str], negated: bool) -> tuple[str, int] | None:
+        first = words[0].lower()
+        args = [w.lower() for w in words[1:3]]
+        prefixed = len(words) > 2 and "/" in words[2]
+        if not negated and first == "ip" and args[:1] == ["address"] and prefixed:
+            if not self._PREFIX.fullmatch(words[2]):
+                return INVALID, 2
+            return (INVALID, 3) if len(words) > 3 and words[3:] != ["secondary"] else None
+        return super().check(top_level, words, negated)
+
+    def terminal(self, args: Sequence[str]) -> str:
+        if args[:1] and "width".startswith(args[0].lower()) and len(args) > 1:
+            return f"Width set to {args[1]} columns."
+        if args[:1] and "length".startswith(args[0].lower()):
+            return "Pagination disabled."
+        return ""
+
+    def running_header(self, body: str) -> str:
+        host = re.search(r"^hostname (\S+)$", body, re.MULTILINE)
+        device = host.group(1) if host else "localhost"
+        return f"! Command: show running-config\n! device: {device} (vEOS-lab, EOS-4.31.2F)\n"
+
+    def startup_header(self, body: str) -> str:
+        return "! Command: show startup-config\n"
+
+    def version(self, hostname: str, booted: float, serial: str) -> str:
+        return (
+            "Arista vEOS-lab\n"
+            "Hardware version:\n"
+            f"Serial number: {serial}\n"
+            "System MAC address: 5254.0012.3456\n"
+            "\n"
+            "Software image version: 4.31.2F\n"
+            "Architecture: x86_64\n"
+            "Internal build version: 4.31.2F-rookery\n"
+            "\n"
+            f"Uptime: {_uptime(time.time() - booted)}\n"
+            "Total memory: 3985032 kB\n"
+            "Free memory: 2543132 kB"
+        )
+
+    def sample(self, name: str) -> str:
+        digest = hashlib.sha256(name.encode()).digest()
+        octet2, octet3, vlan = digest[0], digest[1], 100 + digest[2] % 800
+        return (
+            f"hostname {name}\n!\n"
+            "spanning-tree mode mstp\n!\n"
+            f"vlan {vlan}\n   name users\n!\n"
+            "interface Ethernet1\n"
+            f"   description uplink of {name}\n"
+            "   no switchport\n"
+            f"   ip address 10.{octet2}.{octet3}.1/30\n!\n"
+            "interface Ethernet2\n   description access\n   switchport access vlan "
+            f"{vlan}\n!\n"
+            f"interface Loopback0\n   ip address 192.0.2.{octet3}/32\n!\n"
+            "interface Management1\n   ip address 127.0.0.1/8\n!\n"
+            "ip routing\n!\n"
+            f"snmp-server location rack-{octet2}\n!\n"
+            "end\n"
+        )
+
+
+EOS = EosDialect()
+#: platform -> the dialect its devices speak
+DIALECTS: dict[str, IosDialect] = {IOS.platform: IOS, EOS.platform: EOS}
+#: the platforms a StatefulLab emulates
+PLATFORMS: tuple[str, ...] = tuple(DIALECTS)
 
 # --------------------------------------------------------------------------- the config
 
@@ -870,7 +1001,7 @@ class _Device:
         self.spec = spec
         self.dialect = dialect
         self.lock = threading.RLock()
-        text = spec.config if spec.config is not None else sample_config(spec.platform, spec.name)
+        text = spec.config if spec.config is not None else dialect.sample(spec.name)
         self.initial = RunningConfig(text, dialect).body()
         self.serial = "FGL" + hashlib.sha256(spec.name.encode()).hexdigest()[:8].upper()
         self.connections: set[Any] = set()
@@ -891,6 +1022,8 @@ class _Device:
             self.hang_pattern: re.Pattern[str] | None = None
             self.history: list[Received] = []
             self.booted = time.time()
+            #: pending configure sessions (EOS): name -> the session's copy of the config
+            self.config_sessions: dict[str, RunningConfig] = {}
 
     @property
     def hostname(self) -> str:
@@ -964,6 +1097,13 @@ EXEC_GRAMMAR: dict[str, Any] = {
     "delete": None,
     "more": None,
 }
+#: EOS adds ``configure session NAME`` and a bare ``configure`` (terminal)
+EOS_GRAMMAR: dict[str, Any] = {
+    **EXEC_GRAMMAR,
+    "configure": {"terminal": None, "replace": None, "session": None, "": None},
+}
+#: what EOS prints after a copy or ``write memory``
+COPIED_EOS = "Copy completed successfully."
 #: what may be typed at ``host>``
 USER_COMMANDS = frozenset({"enable", "exit", "logout", "quit", "terminal", "show"})
 PIPES = ("include", "exclude", "begin", "section", "count")
@@ -1095,6 +1235,15 @@ class _Session:
         self.path: tuple[str, ...] = ()
         self.asking: _Ask | None = None
         self.banner: tuple[str, str, list[str]] | None = None  # kind, delimiter, lines
+        self.config_session: str | None = None  # EOS: the configure session typed into
+
+    @property
+    def config(self) -> RunningConfig:
+        """The config configuration mode changes: the running config, or in a configure
+        session the session's copy."""
+        if self.config_session is not None:
+            return self.device.config_sessions[self.config_session]
+        return self.device.running
 
     @property
     def prompt(self) -> str:
@@ -1102,7 +1251,10 @@ class _Session:
         if self.mode != "config":
             return host + self.mode
         with self.device.lock:
-            return f"{host}({self.device.running.mode_name(self.path)})#"
+            mode = self.config.mode_name(self.path)
+        if self.config_session is not None:
+            mode = f"config-s-{self.config_session[:6]}{mode[len('config') :]}"
+        return f"{host}({mode})#"
 
     @property
     def echo(self) -> bool:
@@ -1227,17 +1379,20 @@ class _Session:
         words = command.split()
         first = words[0].lower()
         device = self.device
-        if command.lower() == "end":
+        if command.lower() == "end" or (command.lower() == "exit" and not self.path):
             self._log(command, prompt)
-            self.mode, self.path = "#", ()
-            return ""
-        if command.lower() == "exit" and not self.path:
-            self._log(command, prompt)
-            self.mode = "#"
+            self.mode, self.path, self.config_session = "#", (), None
             return ""
         if command.lower() == "exit" or first.startswith("exit-"):
             self._log(command, prompt)
-            self.path = device.running.apply(self.path, command).path
+            self.path = self.config.apply(self.path, command).path
+            return ""
+        if self.config_session is not None and command.lower() in ("commit", "abort"):
+            self._log(command, prompt)
+            pending = device.config_sessions.pop(self.config_session)
+            if command.lower() == "commit":
+                device.running = pending
+            self.mode, self.path, self.config_session = "#", (), None
             return ""
         if first == "do" and len(words) > 1:
             self._log(command, prompt)
@@ -1255,7 +1410,7 @@ class _Session:
             self.banner = (kind, delimiter, [rest])
             shown = "^" if delimiter == "^C" else delimiter
             return _Silent(f"Enter TEXT message.  End with the character '{shown}'.\n")
-        result = device.running.apply(self.path, command)
+        result = self.config.apply(self.path, command)
         self._log(command, prompt, result.error)
         if result.error is not None:
             return _error(result.error, prompt, raw, result.caret)
@@ -1275,7 +1430,7 @@ class _Session:
             return self._format(self._apply_banner(kind, text.split(delimiter, 1)[0])) or ""
 
     def _apply_banner(self, kind: str, message: str) -> str:
-        self.device.running.add_banner(kind, message)
+        self.config.add_banner(kind, message)
         self.device.accepted += 1
         self.path = ()
         return ""
@@ -1286,7 +1441,8 @@ class _Session:
         device = self.device
         main, _, pipe = command.partition("|")
         words = main.split()
-        expanded, bad, ambiguous = _expand(words, EXEC_GRAMMAR)
+        grammar = EOS_GRAMMAR if device.dialect.config_sessions else EXEC_GRAMMAR
+        expanded, bad, ambiguous = _expand(words, grammar)
         privileged = self.mode != ">"
         override = device.show_override(main) or device.show_override(" ".join(expanded))
         if override is not None and words and words[0].lower().startswith("sh"):
@@ -1314,7 +1470,7 @@ class _Session:
         if head in ("exit", "logout", "quit"):
             return None if self.mode != "config" else ""
         if head == "terminal":
-            return ""
+            return device.dialect.terminal(args)
         if head == "enable":
             if self.mode != ">":
                 return ""
@@ -1328,13 +1484,17 @@ class _Session:
         if head == "show":
             return self._show(args, raw, prompt, privileged)
         if head == "configure":
-            if args[0] == "terminal":
-                self.mode, self.path = "config", ()
+            if args[:1] == ["session"]:
+                return self._session(args[1:], raw, prompt)
+            if args[:1] == ["replace"]:
+                return self._replace(args[1:], raw, prompt)
+            self.mode, self.path = "config", ()
+            if device.dialect.asks:
                 return "Enter configuration commands, one per line.  End with CNTL/Z."
-            return self._replace(args[1:], raw, prompt)
+            return ""
         if head == "write":
             device.startup = device.running.body()
-            return "Building configuration...\n[OK]"
+            return "Building configuration...\n[OK]" if device.dialect.asks else COPIED_EOS
         if head == "copy":
             return self._copy(args, raw, prompt)
         if head == "dir":
@@ -1431,7 +1591,7 @@ class _Session:
         def finish(name: str) -> Any:
             return self._copy_to(text, target_file, name)
 
-        if device.quiet():
+        if device.quiet() or not device.dialect.asks:
             return finish(default)
 
         def destination(answer: str) -> Any:
@@ -1450,9 +1610,13 @@ class _Session:
         device = self.device
         size = len(text.encode())
         copied = f"{size} bytes copied in 0.012 secs ({size * 83} bytes/sec)"
+        if not device.dialect.asks:
+            copied = COPIED_EOS
         if target_file == "startup-config":
             device.startup = text
-            return "Building configuration...\n[OK]" if text == device.running.body() else copied
+            if text == device.running.body() and device.dialect.asks:
+                return "Building configuration...\n[OK]"
+            return copied
         if target_file == "running-config":
             errors = device.running.merge(text)
             return "\n".join([copied, *errors])
@@ -1477,7 +1641,7 @@ class _Session:
                 return f"%Error deleting flash:/{name} (No such file or directory)\n"
             return ""
 
-        if force or device.quiet():
+        if force or device.quiet() or not device.dialect.asks:
             return remove()
         return _Ask(
             f"Delete filename [{name}]? ",
@@ -1506,14 +1670,28 @@ class _Session:
                 return ""
             return self._rollback(text, "list" in options)
 
-        if "force" in options:
+        if "force" in options or not device.dialect.asks:
             return proceed()
         return _Ask(ROLLBACK_WARNING, proceed)
+
+    def _session(self, args: list[str], raw: str, prompt: str) -> str:
+        """EOS ``configure session [NAME]``: a new session starts as a copy of the
+        running config; typing the name of a pending one goes back into it."""
+        device = self.device
+        name = args[0] if args else f"session{next(device.sessions)}"
+        if len(args) > 1 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            return _error(INVALID, prompt, raw, 3 if len(args) > 1 else 2)
+        if name not in device.config_sessions:
+            device.config_sessions[name] = copy.deepcopy(device.running)
+        self.mode, self.path, self.config_session = "config", (), name
+        return ""
 
     def _rollback(self, text: str, listing: bool) -> str:
         device = self.device
         target = RunningConfig(text, device.dialect)
         commands = device.running.commands_to(target)
+        if device.rollback_error is not None and not device.dialect.asks:
+            return f"% Configuration replace failed: {device.rollback_error}"
         if device.rollback_error is not None:
             return "\n".join(
                 [
@@ -1529,6 +1707,8 @@ class _Session:
                 ]
             )
         device.running = target
+        if not device.dialect.asks:
+            return ""
         out = []
         if listing and commands:
             out += ["!Pass 1", "!List of Commands:", *commands, "end"]
@@ -1611,20 +1791,20 @@ class StatefulLab(LoopThread):
     while the lab runs.
     """
 
-    def __init__(
-        self, devices: Iterable[LabDevice], *, dialect: IosDialect = IOS, quiet: bool = True
-    ) -> None:
+    def __init__(self, devices: Iterable[LabDevice], *, quiet: bool = True) -> None:
         self._specs: dict[str, LabDevice] = {}
         for spec in devices:
             if spec.name in self._specs:
                 raise ValueError(f"duplicate device name {spec.name!r}")
-            if spec.platform != dialect.platform:
+            if spec.platform not in DIALECTS:
                 raise ValueError(
-                    f"{spec.name}: the stateful lab emulates {dialect.platform} only, "
+                    f"{spec.name}: the stateful lab emulates {', '.join(PLATFORMS)}, "
                     f"not {spec.platform!r}"
                 )
             self._specs[spec.name] = spec
-        self._devices = {name: _Device(spec, dialect) for name, spec in self._specs.items()}
+        self._devices = {
+            name: _Device(spec, DIALECTS[spec.platform]) for name, spec in self._specs.items()
+        }
         super().__init__()
         self._listeners: list[Any] = []
         self._key: Any = None

@@ -38,12 +38,14 @@ A lost session (a timeout, a dropped connection) during the push or the post-che
 leaves no session to roll back on: ``reconnect`` (optional) opens a new one; without it
 the device is ``rollback_failed``.
 
-Platforms: ``PROFILES`` maps a platform to its native rollback strategy. Only IOS (and
-IOS-XE, whose CLI is the same) has one here, ``configure replace``; Junos ``commit
-confirmed``/``rollback``, EOS configure sessions and IOS-XR commit ids are not emulated
-and not implemented: those platforms roll back line by line. A new strategy implements
-``NativeRollback`` (``checkpoint`` and ``restore``) and is added to ``PROFILES``.
-Checkpoint files stay on the device's flash (the caller may delete them).
+Platforms: ``PROFILES`` maps a platform to its native rollback strategy: IOS (and
+IOS-XE, whose CLI is the same) ``configure replace`` of a flash checkpoint; EOS the same
+checkpoint and replace, with the push itself in a **configure session** (``sessions``:
+committed whole, or aborted at a refused line so nothing of it applies). Junos ``commit
+confirmed``/``rollback`` and IOS-XR commit ids are not emulated and not implemented:
+those platforms roll back line by line. A new strategy implements ``NativeRollback``
+(``checkpoint`` and ``restore``) and is added to ``PROFILES``. Checkpoint files stay on
+the device's flash (the caller may delete them).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ __all__ = [
     "Check",
     "CheckResult",
     "DeviceOutcome",
+    "EosSessions",
     "IosConfigureReplace",
     "NativeRollback",
     "RollbackFailed",
@@ -278,10 +281,39 @@ class IosConfigureReplace:
         return output
 
 
+class EosSessions:
+    """EOS: the push goes through a configure session (committed whole, or aborted at
+    the first refused line: nothing applied), the checkpoint is a copy of the running
+    config on flash and the restore ``configure replace`` of it (what NAPALM's EOS
+    driver does); EOS asks nothing and prints nothing on a replace that worked (the
+    output is only what it answered: netmiko strips the echo, and there are no questions
+    to skip)."""
+
+    name = "configure replace"
+    sessions = True
+
+    def checkpoint(self, session: DriverSession, name: str, platform: str) -> str:
+        location = f"flash:{name}"
+        output = _dialog(session, f"copy running-config {location}", _prompt(session))
+        error = platforms.command_error(platform, output)
+        if error is not None or "Copy completed successfully" not in output:
+            raise DriverError(f"copy running-config {location} failed: {error or output.strip()}")
+        return location
+
+    def restore(self, session: DriverSession, location: str, platform: str) -> str:
+        output = _dialog(session, f"configure replace {location}", _prompt(session))
+        # silence is success: any "% ..." line says why it was not
+        said = re.search(r"^\s*(%.*)$", output, re.MULTILINE)
+        if said is not None:
+            raise RollbackFailed(f"configure replace {location} failed: {said.group(1)}")
+        return output
+
+
 #: platform -> its native rollback; platforms not here roll back line by line
 PROFILES: dict[str, NativeRollback] = {
     "cisco_ios": IosConfigureReplace(),
     "cisco_xe": IosConfigureReplace(),
+    "arista_eos": EosSessions(),
 }
 
 
@@ -354,11 +386,14 @@ def run_checks(
     return results
 
 
-def push(session: DriverSession, commands: str | Sequence[str]) -> str:
-    """The commands in configuration mode, then the save/commit step; ConfigRefused at
-    the first refused line (none after it sent, nothing saved)."""
+def push(
+    session: DriverSession, commands: str | Sequence[str], *, config_session: str | None = None
+) -> str:
+    """The commands in configuration mode (``config_session``: in that configure
+    session, committed together), then the save/commit step; ConfigRefused at the first
+    refused line (none after it sent, nothing saved; in a session none applied)."""
     lines = command_lines(commands)
-    output = session.send_config(lines)
+    output = session.send_config(lines, session=config_session)
     return output + "\n" + session.save_config()
 
 
@@ -541,11 +576,15 @@ def apply_to_device(
             return outcome
 
     lost = False
+    strategy = native_strategy(platform) if native else None
+    in_session = taken.name if getattr(strategy, "sessions", False) else None
     try:
-        outcome.push_output = push(session, lines)
+        outcome.push_output = push(session, lines, config_session=in_session)
     except DriverError as exc:
         lost = isinstance(exc, (CommandTimeout, ConnectionFailed))
         problem = f"Push failed: {exc}"
+        if getattr(exc, "discarded", False):
+            problem += " (nothing of it was applied)"
     else:
         outcome.postchecks = run_checks(session, after, platform=platform)
         if login_check is not None and all(check.passed for check in outcome.postchecks):

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BACKENDS",
     "COMMIT_PLATFORMS",
+    "SESSION_PLATFORMS",
     "AuthenticationFailed",
     "CommandTimeout",
     "ConfigRefused",
@@ -51,6 +52,9 @@ __all__ = [
 #: platforms whose configuration is a candidate applied by a commit: ``send_config`` stays
 #: in configuration mode there, and ``save_config`` commits
 COMMIT_PLATFORMS = frozenset({"juniper_junos", "cisco_xr"})
+#: platforms with named configuration sessions (``configure session NAME``: the lines
+#: wait in the session and ``commit`` applies them all at once): ``send_config(session=)``
+SESSION_PLATFORMS = frozenset({"arista_eos"})
 
 
 class DriverError(RookeryError):
@@ -74,14 +78,18 @@ class ConfigRefused(DriverError):
 
     ``line`` is the refused command, ``error`` the device's refusal (e.g. ``% Invalid input
     detected at '^' marker.``) and ``output`` what the device printed up to it. The
-    lines before ``line`` were applied; none after it was sent.
+    lines before ``line`` were applied (``discarded``: they were not, a configure session
+    was aborted); none after it was sent.
     """
 
-    def __init__(self, message: str, *, line: str, error: str, output: str = "") -> None:
+    def __init__(
+        self, message: str, *, line: str, error: str, output: str = "", discarded: bool = False
+    ) -> None:
         super().__init__(message)
         self.line = line
         self.error = error
         self.output = output
+        self.discarded = discarded
 
 
 class UnsupportedPlatform(DriverError):
@@ -137,10 +145,13 @@ class DriverSession(Protocol):
 
     def get_config(self) -> str: ...
 
-    def send_config(self, lines: Sequence[str]) -> str:
+    def send_config(self, lines: Sequence[str], *, session: str | None = None) -> str:
         """Send ``lines`` in configuration mode, one at a time; raise ``ConfigRefused``
         (after leaving configuration mode) at the first line the device refuses. On
-        ``COMMIT_PLATFORMS`` the session stays in configuration mode for the commit."""
+        ``COMMIT_PLATFORMS`` the session stays in configuration mode for the commit.
+        ``session`` (``SESSION_PLATFORMS`` only): the lines go to that configure session,
+        committed together after the last; a refusal aborts the session (nothing
+        applied, ``ConfigRefused.discarded``)."""
         ...
 
     def save_config(self) -> str:

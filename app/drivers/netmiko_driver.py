@@ -21,8 +21,11 @@ answer with ``app.platforms.command_error``; at the first refusal it leaves conf
 mode (discarding a Junos candidate first) and raises ``ConfigRefused`` naming the line, so
 no later line is sent. On platforms that commit (Junos, IOS-XR: ``COMMIT_PLATFORMS``) the
 session stays in configuration mode after the lines, and ``save_config`` commits and
-leaves it; elsewhere ``save_config`` is netmiko's save step (``write mem`` on IOS). Only
-the IOS path is exercised against a device (the stateful lab); the commit path follows
+leaves it; elsewhere ``save_config`` is netmiko's save step (``write mem`` on IOS). On
+platforms with configure sessions (EOS: ``SESSION_PLATFORMS``) ``send_config(lines,
+session=NAME)`` types the lines into ``configure session NAME`` and commits them together
+after the last: a refused line aborts the session, so none of them was applied. The IOS
+and EOS paths are exercised against devices (the stateful lab); the commit path follows
 netmiko's ``commit()`` and is untested here.
 """
 
@@ -49,6 +52,7 @@ from paramiko.ssh_exception import BadHostKeyException, SSHException
 from app import platforms, ssh_keys
 from app.drivers import (
     COMMIT_PLATFORMS,
+    SESSION_PLATFORMS,
     AuthenticationFailed,
     CommandTimeout,
     ConfigRefused,
@@ -299,20 +303,27 @@ class NetmikoSession:
             )
         return str(output)
 
-    def send_config(self, lines: Sequence[str]) -> str:
+    def send_config(self, lines: Sequence[str], *, session: str | None = None) -> str:
         """Send ``lines`` (blank ones skipped) in configuration mode, one at a time.
 
         A line the device refuses raises ``ConfigRefused`` naming it, once the session
         has left configuration mode; no later line is sent. On ``COMMIT_PLATFORMS`` the
-        session stays in configuration mode for ``save_config`` to commit.
+        session stays in configuration mode for ``save_config`` to commit. ``session``:
+        the lines go to that configure session (``SESSION_PLATFORMS``), committed together
+        after the last; a refusal aborts it (``ConfigRefused.discarded``).
         """
         lines = [line for line in lines if line.strip()]
         if not lines:
             return ""
         key = platforms.platform_key(self.target.platform)
+        if session is not None and key not in SESSION_PLATFORMS:
+            raise UnsupportedPlatform(
+                f"{self.target.name}: {self.target.platform!r} has no configure sessions"
+            )
+        enter = "configure terminal" if session is None else f"configure session {session}"
         outputs: list[str] = []
-        with self._guard("configure terminal"):
-            outputs.append(self._conn.config_mode())
+        with self._guard(enter):
+            outputs.append(self._conn.config_mode(config_command=enter))
         for batch in config_batches(lines):
             with self._guard(batch[0].strip()):
                 output = self._conn.send_config_set(
@@ -324,24 +335,43 @@ class NetmikoSession:
             outputs.append(output)
             error = platforms.command_error(key, _answer_of(batch, output))
             if error is not None:
-                self._leave_config(key)
+                self._leave_config("abort" if session is not None else DISCARD_COMMANDS.get(key))
+                aborted = "; the configure session was aborted" if session is not None else ""
                 raise ConfigRefused(
-                    f"{self.target.name} refused {batch[0].strip()!r}: {error}",
+                    f"{self.target.name} refused {batch[0].strip()!r}: {error}{aborted}",
                     line=batch[0],
                     error=error,
                     output="\n".join(outputs),
+                    discarded=session is not None,
                 )
-        if key not in COMMIT_PLATFORMS:
+        if session is not None:
+            with self._guard("commit"):
+                output = self._conn.send_command(
+                    "commit", expect_string=r"[>#]\s*$", read_timeout=self.options.read_timeout
+                )
+                outputs.append(str(output))
+                self._conn.set_base_prompt()
+            error = platforms.command_error(key, _answer_of(["commit"], str(output)))
+            if error is not None:
+                self._leave_config("abort")
+                raise ConfigRefused(
+                    f"{self.target.name} refused the commit: {error}; the session was aborted",
+                    line="commit",
+                    error=error,
+                    output="\n".join(outputs),
+                    discarded=True,
+                )
+        elif key not in COMMIT_PLATFORMS:
             with self._guard("end"):
                 outputs.append(self._conn.exit_config_mode())
                 self._conn.set_base_prompt()  # the change may have renamed the host
         return "\n".join(outputs)
 
-    def _leave_config(self, key: str) -> None:
-        """Leave configuration mode after a refusal, discarding a candidate first."""
+    def _leave_config(self, discard: str | None) -> None:
+        """Leave configuration mode after a refusal, discarding a candidate or a session
+        first (``discard``: the command that does it)."""
         with self._guard("end"):
-            discard = DISCARD_COMMANDS.get(key)
-            if discard is not None:
+            if discard is not None and self._conn.check_config_mode():
                 self._conn.send_config_set(
                     [discard], enter_config_mode=False, exit_config_mode=False
                 )

@@ -1,8 +1,9 @@
 """Fixtures of the change set tests: the stateful cisco_ios emulator (127.0.0.1) loaded
 as inventory, and a Rookery whose runs a test drains in-process. A test module uses them
 with ``pytest_plugins = ["tests.integration.change_fixtures"]`` and may set ``FLEET``
-(how many devices, 3 by default); its ``engine_config`` stays its own (the integration
-conftest's would win over a plugin's)."""
+(how many devices, 3 by default) and ``PLATFORMS`` (the emulated platforms the devices
+cycle through, cisco_ios by default); its ``engine_config`` stays its own (the
+integration conftest's would win over a plugin's)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from tests.integration.helpers import load_lab_devices
 @pytest.fixture(scope="module")
 def _lab(request: pytest.FixtureRequest) -> Iterator[StatefulLab]:
     size = getattr(request.module, "FLEET", 3)
-    with StatefulLab(stateful_fleet(size, enable_secrets=True)) as lab:
+    kinds = getattr(request.module, "PLATFORMS", ("cisco_ios",))
+    with StatefulLab(stateful_fleet(size, enable_secrets=True, platforms=kinds)) as lab:
         yield lab
 
 
@@ -29,7 +31,7 @@ def lab(ctx, _lab: StatefulLab) -> Iterator[StatefulLab]:
     for device in _lab.devices:
         _lab.set_show(device.name, "show ip bgp summary", HEALTHY)
         _lab.set_show(
-            device.name, "show ip bgp summary", BROKEN, when=r"^ description .*BREAKS-BGP$"
+            device.name, "show ip bgp summary", BROKEN, when=r"^\s+description .*BREAKS-BGP$"
         )
     load_lab_devices(_lab.devices, _lab)
     yield _lab

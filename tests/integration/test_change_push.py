@@ -12,11 +12,10 @@ import pytest
 
 from app.changes.push import DeviceOutcome, apply_to_device
 from app.config_store import normalize_config
-from app.drivers import DriverSession, SessionOptions, open_session
-from app.job_api import DeviceTarget, ResolvedCredential
+from app.drivers import DriverSession, SessionOptions
 from app.stateful_lab import StatefulLab, stateful_fleet
+from tests.integration.change_lab import open_device
 
-OPTIONS = dataclasses.replace(SessionOptions(), read_timeout=15)
 NAME = "ios-001"
 HEALTHY = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  12"
 BROKEN = "Neighbor        V    AS  State/PfxRcd\n192.0.2.2       4 65001  Idle"
@@ -25,30 +24,6 @@ BGP_UP = {"command": "show ip bgp summary", "expect": r"\bIdle\b", "absent": Tru
 CHANGE = (
     "ntp server 192.0.2.50\ninterface Loopback0\n description BREAKS-BGP\nsnmp-server contact noc"
 )
-
-
-def open_device(
-    lab: StatefulLab, name: str = NAME, options: SessionOptions = OPTIONS
-) -> DriverSession:
-    """A session opened as Rookery opens one: app.drivers.open_session, pinned lab key."""
-    spec = lab.device(name)
-    target = DeviceTarget(
-        id=1,
-        name=name,
-        host=spec.host,
-        port=lab.port_of(name),
-        platform=spec.platform,
-        host_key=lab.host_key(),
-        host_key_approved=True,
-    )
-    credential = ResolvedCredential(
-        id=1,
-        name="lab",
-        username=spec.username,
-        password=spec.password,
-        enable_secret=spec.enable_secret,
-    )
-    return open_session(target, credential, options)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +43,7 @@ def lab(_lab: StatefulLab) -> Iterator[StatefulLab]:
 
 @pytest.fixture
 def session(lab: StatefulLab) -> Iterator[DriverSession]:
-    with open_device(lab) as opened:
+    with open_device(lab, NAME) as opened:
         yield opened
 
 
@@ -247,13 +222,13 @@ def test_a_lost_session_rolls_back_on_a_new_one() -> None:
     (and without it the device is rollback_failed). Its own lab: the hung line stays
     pending on the dead session until the lab stops."""
     with StatefulLab(stateful_fleet(2, enable_secrets=True)) as lab:
-        short = dataclasses.replace(OPTIONS, read_timeout=1.5)
+        short = dataclasses.replace(SessionOptions(), read_timeout=1.5)
         for name in ("ios-001", "ios-002"):
             lab.hang(name, math.inf, pattern=r"^description SLOW")
         before = lab.config_of("ios-001")
         change = "ntp server 192.0.2.50\ninterface Loopback0\n description SLOW"
         with open_device(lab, "ios-001", short) as first:
-            outcome = apply(first, change, checks=[], reconnect=lambda: open_device(lab))
+            outcome = apply(first, change, checks=[], reconnect=lambda: open_device(lab, "ios-001"))
         assert outcome.state == "rolled_back", outcome.messages
         assert "did not finish 'description SLOW'" in outcome.messages[0]
         assert "rolling back on a new session" in outcome.messages[1]

@@ -591,3 +591,43 @@ def test_drop_sessions_cuts_the_connection(lab: StatefulLab, conn: Any) -> None:
         assert again.find_prompt() == f"{NAME}#"
     finally:
         again.disconnect()
+
+
+def test_eos_configure_sessions_wait_for_commit() -> None:
+    """EOS: lines typed into a configure session change nothing until ``commit``; ``end``
+    leaves the session pending (typing its name again goes back in), ``abort`` drops it.
+    Its config shows three-space indents and prefix lengths; copies ask nothing."""
+    with StatefulLab(stateful_fleet(1, platforms=("arista_eos",))) as lab:
+        name = "eos-001"
+        before = lab.config_of(name)
+        assert before.startswith("! Command: show running-config\n")
+        assert "   ip address 192.0.2." in before and "/32" in before
+        conn = connect(lab, name)
+
+        def say(command: str) -> str:
+            return conn.send_command(command, expect_string=r"#\s*$")
+
+        try:
+            say("configure session change1")
+            assert conn.find_prompt() == f"{name}(config-s-change)#"
+            say("interface Loopback7")
+            assert conn.find_prompt() == f"{name}(config-s-change-if-Lo7)#"
+            say("ip address 198.51.100.7/32")
+            say("end")
+            assert lab.config_of(name) == before  # pending, not applied
+            say("configure session change1")
+            say("commit")
+            assert conn.find_prompt() == f"{name}#"
+            after = lab.config_of(name).splitlines()
+            assert after[after.index("interface Loopback7") + 1] == "   ip address 198.51.100.7/32"
+
+            say("configure session change2")
+            say("no interface Loopback7")
+            say("abort")
+            assert "interface Loopback7" in lab.config_of(name).splitlines()
+            assert (
+                conn.send_command("copy running-config flash:cp") == "Copy completed successfully."
+            )
+            assert conn.send_command("write memory") == "Copy completed successfully."
+        finally:
+            conn.disconnect()
