@@ -1,5 +1,5 @@
-"""A stateful SSH device emulator on 127.0.0.1: cisco_ios and arista_eos devices that keep
-a running config.
+"""A stateful SSH device emulator on 127.0.0.1: cisco_ios, arista_eos and cisco_xr devices
+that keep a running config.
 
 ``StatefulLab`` starts one asyncssh server per device, all served by one asyncio loop in a
 background thread of this process, each on its own free port of 127.0.0.1 with its own
@@ -60,12 +60,18 @@ printed by ``copy``, ``write`` and ``configure replace`` but ``Copy completed
 successfully.``, and ``configure session NAME`` whose lines wait in a copy of the config
 until ``commit`` (``abort`` drops them; ``end`` leaves the session pending).
 
-Limits: two platforms (a platform's knowledge sits in its dialect, ``DIALECTS``); vocabulary and argument checks are
-heuristics; a new line goes after the last line of its kind (same first word) at its level,
-else last, not where IOS's fixed order would put it; ``!`` only separates top-level
-sections; ``configure replace`` either succeeds wholly or (with ``break_rollback``) changes
-nothing; the prompt's host name is not abbreviated; no ``show`` command in configuration
-mode but through ``do``.
+Cisco IOS-XR (``XrDialect``, ``xr-NNN``) edits a candidate: no ``enable``, prompts
+``RP/0/RP0/CPU0:host#``, ``commit`` records a commit (``show configuration commit list``),
+``abort`` drops the candidate, ``end`` with uncommitted changes asks, and ``rollback
+configuration last N`` / ``to ID`` restores an earlier commit (``break_rollback`` makes
+it fail).
+
+Limits: three platforms (a platform's knowledge sits in its dialect, ``DIALECTS``);
+vocabulary and argument checks are heuristics; a new line goes after the last line of its
+kind (same first word) at its level, else last, not where IOS's fixed order would put it;
+``!`` only separates top-level sections; ``configure replace`` either succeeds wholly or
+(with ``break_rollback``) changes nothing; the prompt's host name is not abbreviated; no
+``show`` command in configuration mode but through ``do``; no Junos.
 
 asyncssh is only in the ``test`` and ``bench`` extras, so it is imported when a lab starts.
 """
@@ -159,6 +165,12 @@ class IosDialect:
     config_sessions = False
     #: ``copy``, ``delete`` and ``configure replace`` ask before they act
     asks = True
+    #: configuration mode edits a candidate that ``commit`` applies (IOS-XR)
+    commits = False
+    #: a login lands in user mode (``host>``) and ``enable`` goes on (not on IOS-XR)
+    enables = True
+    #: what the prompt shows before the host name
+    prompt_prefix = ""
 
     #: first words of a configuration line at top level
     GLOBAL_WORDS = _words(
@@ -628,8 +640,86 @@ class EosDialect(IosDialect):
 
 
 EOS = EosDialect()
+
+
+class XrDialect(IosDialect):
+    """Cisco IOS-XR: a **candidate** configuration and a commit database.
+
+    No ``enable`` (a login lands at ``RP/0/RP0/CPU0:host#``); ``configure`` starts a
+    candidate (a copy of the running config) that ``commit`` applies and records as a
+    commit (ids from 1000000001, ``show configuration commit list [N]``); ``abort``
+    drops it, and ``end`` with uncommitted changes asks (yes: commit, no: drop,
+    cancel: stay). ``rollback configuration last N`` undoes the last N commits (itself a
+    commit). Addresses are ``ipv4 address A.B.C.D M.M.M.M``; interfaces
+    ``GigabitEthernet0/0/0/0``, ``Loopback0``, ``Bundle-Ether1``.
+    """
+
+    platform = "cisco_xr"
+    commits = True
+    enables = False
+    prompt_prefix = "RP/0/RP0/CPU0:"
+
+    INTERFACE_TYPES: tuple[str, ...] = (
+        "GigabitEthernet",
+        "TenGigE",
+        "HundredGigE",
+        "Loopback",
+        "Bundle-Ether",
+        "BVI",
+        "tunnel-te",
+        "Null",
+    )
+    GLOBAL_WORDS = IosDialect.GLOBAL_WORDS | _words("ipv4 ssh domain")
+    SECTION_WORDS = IosDialect.SECTION_WORDS | _words("ipv4")
+    GLOBAL_ONLY = (*IosDialect.GLOBAL_ONLY, ("ssh", "server"), ("domain", "name"))
+    SINGLE_VALUED = (*IosDialect.SINGLE_VALUED, re.compile(r"^ipv4 address (?!.*\bsecondary$)"))
+
+    def check(self, top_level: bool, words: Sequence[str], negated: bool) -> tuple[str, int] | None:
+        if not negated and words[0].lower() == "ipv4" and words[1:2] == ["address"]:
+            values = words[2:]
+            if len(values) < 2:
+                return INCOMPLETE, 0
+            for index, value in enumerate(values[:2]):
+                if not self._IPV4.fullmatch(value):
+                    return INVALID, 2 + index
+            return None
+        return super().check(top_level, words, negated)
+
+    def running_header(self, body: str) -> str:
+        return "Building configuration...\n!! IOS XR Configuration 7.9.2\n"
+
+    def version(self, hostname: str, booted: float, serial: str) -> str:
+        return (
+            "Cisco IOS XR Software, Version 7.9.2\n"
+            "Copyright (c) 2013-2024 by Cisco Systems, Inc.\n"
+            "\n"
+            "Build Information:\n"
+            " Built By     : rookery stateful emulator\n"
+            "\n"
+            f"cisco IOS-XRv 9000 () processor\n"
+            f"System uptime is {_uptime(time.time() - booted)}"
+        )
+
+    def sample(self, name: str) -> str:
+        digest = hashlib.sha256(name.encode()).digest()
+        octet2, octet3 = digest[0], digest[1]
+        return (
+            f"hostname {name}\n!\n"
+            "interface Loopback0\n"
+            f" ipv4 address 192.0.2.{octet3} 255.255.255.255\n!\n"
+            "interface GigabitEthernet0/0/0/0\n"
+            f" description uplink of {name}\n"
+            f" ipv4 address 10.{octet2}.{octet3}.1 255.255.255.252\n!\n"
+            "interface GigabitEthernet0/0/0/1\n shutdown\n!\n"
+            f"snmp-server location rack-{octet2}\n!\n"
+            "ssh server v2\n!\n"
+            "end\n"
+        )
+
+
+XR = XrDialect()
 #: platform -> the dialect its devices speak
-DIALECTS: dict[str, IosDialect] = {IOS.platform: IOS, EOS.platform: EOS}
+DIALECTS: dict[str, IosDialect] = {IOS.platform: IOS, EOS.platform: EOS, XR.platform: XR}
 #: the platforms a StatefulLab emulates
 PLATFORMS: tuple[str, ...] = tuple(DIALECTS)
 
@@ -990,6 +1080,16 @@ class _File:
     modified: float
 
 
+@dataclass(frozen=True)
+class _Commit:
+    """One entry of an IOS-XR commit database: the config right after it."""
+
+    id: int
+    when: float
+    user: str
+    body: str
+
+
 #: AAA sending logins to a server group: ``aaa authentication login default group ...``
 _AAA_LOGIN = re.compile(r"^aaa authentication login default group \S+")
 
@@ -1024,6 +1124,17 @@ class _Device:
             self.booted = time.time()
             #: pending configure sessions (EOS): name -> the session's copy of the config
             self.config_sessions: dict[str, RunningConfig] = {}
+            #: the commit database (IOS-XR), newest last
+            self.commits: list[_Commit] = []
+            if self.dialect.commits:
+                self.record_commit("system")
+
+    def record_commit(self, user: str) -> _Commit:
+        """The running config as a new commit (IOS-XR)."""
+        last = self.commits[-1].id if self.commits else 1_000_000_000
+        entry = _Commit(last + 1, time.time(), user, self.running.body())
+        self.commits.append(entry)
+        return entry
 
     @property
     def hostname(self) -> str:
@@ -1097,6 +1208,20 @@ EXEC_GRAMMAR: dict[str, Any] = {
     "delete": None,
     "more": None,
 }
+#: IOS-XR adds its commit database and a bare ``configure`` (terminal)
+XR_GRAMMAR: dict[str, Any] = {
+    **EXEC_GRAMMAR,
+    "show": {**EXEC_GRAMMAR["show"], "configuration": {"commit": {"list": None}}},
+    "configure": {"terminal": None, "": None},
+    "rollback": {"configuration": {"last": None, "to": None}},
+}
+#: what IOS-XR asks when configuration mode is left with a candidate not committed
+UNCOMMITTED = "Uncommitted changes found, commit them before exiting(yes/no/cancel)? [cancel]:"
+#: what IOS-XR says when a commit (or a rollback's commit) fails
+FAILED_COMMIT = (
+    "% Failed to commit one or more configuration items during a pseudo-atomic operation. "
+    "All changes made have been reverted."
+)
 #: EOS adds ``configure session NAME`` and a bare ``configure`` (terminal)
 EOS_GRAMMAR: dict[str, Any] = {
     **EXEC_GRAMMAR,
@@ -1236,18 +1361,20 @@ class _Session:
         self.asking: _Ask | None = None
         self.banner: tuple[str, str, list[str]] | None = None  # kind, delimiter, lines
         self.config_session: str | None = None  # EOS: the configure session typed into
+        #: what configuration mode edits when not the running config: an EOS session's
+        #: copy, an IOS-XR candidate
+        self.candidate: RunningConfig | None = None
+        if not device.dialect.enables:
+            self.mode = "#"
 
     @property
     def config(self) -> RunningConfig:
-        """The config configuration mode changes: the running config, or in a configure
-        session the session's copy."""
-        if self.config_session is not None:
-            return self.device.config_sessions[self.config_session]
-        return self.device.running
+        """The config configuration mode changes: the running config, or a candidate."""
+        return self.candidate if self.candidate is not None else self.device.running
 
     @property
     def prompt(self) -> str:
-        host = self.device.hostname
+        host = self.device.dialect.prompt_prefix + self.device.hostname
         if self.mode != "config":
             return host + self.mode
         with self.device.lock:
@@ -1381,8 +1508,16 @@ class _Session:
         device = self.device
         if command.lower() == "end" or (command.lower() == "exit" and not self.path):
             self._log(command, prompt)
-            self.mode, self.path, self.config_session = "#", (), None
+            if device.dialect.commits and self._uncommitted():
+                return _Ask(UNCOMMITTED, self._uncommitted_answer)
+            self._leave()
             return ""
+        if device.dialect.commits and first in ("commit", "abort"):
+            self._log(command, prompt)
+            if first == "abort":
+                self._leave()
+                return ""
+            return self._commit()
         if command.lower() == "exit" or first.startswith("exit-"):
             self._log(command, prompt)
             self.path = self.config.apply(self.path, command).path
@@ -1392,7 +1527,7 @@ class _Session:
             pending = device.config_sessions.pop(self.config_session)
             if command.lower() == "commit":
                 device.running = pending
-            self.mode, self.path, self.config_session = "#", (), None
+            self._leave()
             return ""
         if first == "do" and len(words) > 1:
             self._log(command, prompt)
@@ -1418,6 +1553,34 @@ class _Session:
         self.path = result.path
         return ""
 
+    def _leave(self) -> None:
+        """Back to exec mode: an IOS-XR candidate is dropped, an EOS session stays pending."""
+        self.mode, self.path, self.config_session, self.candidate = "#", (), None, None
+
+    def _uncommitted(self) -> bool:
+        return self.candidate is not None and self.candidate.body() != self.device.running.body()
+
+    def _uncommitted_answer(self, answer: str) -> Any:
+        word = answer.lower()
+        if word in ("yes", "y"):
+            output = self._commit()
+            self._leave()
+            return output
+        if word in ("no", "n"):
+            self._leave()
+        return ""
+
+    def _commit(self) -> str:
+        """IOS-XR ``commit``: the candidate becomes the running config, a new commit."""
+        device = self.device
+        assert self.candidate is not None
+        if not self._uncommitted():
+            return "% No configuration changes to commit."
+        device.running = self.candidate
+        self.candidate = copy.deepcopy(device.running)
+        device.record_commit(device.spec.username)
+        return ""
+
     def _banner_line(self, raw: str) -> str:
         assert self.banner is not None
         kind, delimiter, parts = self.banner
@@ -1441,7 +1604,13 @@ class _Session:
         device = self.device
         main, _, pipe = command.partition("|")
         words = main.split()
-        grammar = EOS_GRAMMAR if device.dialect.config_sessions else EXEC_GRAMMAR
+        grammar = (
+            EOS_GRAMMAR
+            if device.dialect.config_sessions
+            else XR_GRAMMAR
+            if device.dialect.commits
+            else EXEC_GRAMMAR
+        )
         expanded, bad, ambiguous = _expand(words, grammar)
         privileged = self.mode != ">"
         override = device.show_override(main) or device.show_override(" ".join(expanded))
@@ -1483,13 +1652,17 @@ class _Session:
             return ""
         if head == "show":
             return self._show(args, raw, prompt, privileged)
+        if head == "rollback":
+            return self._rollback_commits(args[1:], raw, prompt)
         if head == "configure":
             if args[:1] == ["session"]:
                 return self._session(args[1:], raw, prompt)
             if args[:1] == ["replace"]:
                 return self._replace(args[1:], raw, prompt)
             self.mode, self.path = "config", ()
-            if device.dialect.asks:
+            if device.dialect.commits:
+                self.candidate = copy.deepcopy(device.running)
+            if device.dialect.asks and not device.dialect.commits:
                 return "Enter configuration commands, one per line.  End with CNTL/Z."
             return ""
         if head == "write":
@@ -1548,9 +1721,64 @@ class _Session:
             return self._dir("flash:", raw, prompt)
         if what == "ip":
             return _ip_interface_brief(device.running)
+        if what == "configuration":
+            return self._commit_list(args[3:], raw, prompt)
         if what == "privilege":
             return f"Current privilege level is {15 if privileged else 1}"
         return _error(INVALID, prompt, raw, 1)
+
+    def _commit_list(self, args: list[str], raw: str, prompt: str) -> str:
+        """``show configuration commit list [N]``: newest first."""
+        if args and not args[0].isdigit():
+            return _error(INVALID, prompt, raw, 4)
+        entries = list(reversed(self.device.commits))[: int(args[0]) if args else None]
+        lines = [
+            "SNo. Label/ID              User      Line                Client      Time Stamp",
+            "~~~~ ~~~~~~~~              ~~~~      ~~~~                ~~~~~~      ~~~~~~~~~~",
+        ]
+        for number, entry in enumerate(entries, 1):
+            stamp = datetime.fromtimestamp(entry.when, UTC).strftime("%a %b %d %H:%M:%S %Y")
+            lines.append(
+                f"{number:<4} {entry.id:<21} {entry.user[:9]:<9} vty0:node0_RP0_CPU0 "
+                f"CLI         {stamp}"
+            )
+        return "\n".join(lines)
+
+    def _rollback_commits(self, args: list[str], raw: str, prompt: str) -> str:
+        """``rollback configuration last N``: the config as it was before the last N
+        commits, applied as a new commit; ``to ID``: as it was right after commit ID."""
+        device = self.device
+        if len(args) != 2 or not args[1].isdigit():
+            return INCOMPLETE + "\n" if len(args) < 2 else _error(INVALID, prompt, raw, 3)
+        how, value = args[0], int(args[1])
+        if how == "last":
+            if not 0 < value < len(device.commits):
+                most = len(device.commits) - 1
+                return f"% Invalid commit count {value}: {most} can be rolled back"
+            target = device.commits[-1 - value]
+        else:
+            found = [entry for entry in device.commits if entry.id == value]
+            if not found:
+                return f"% Commit ID {value} was not found in the commit database"
+            target = found[0]
+        steps = ["Loading Rollback Changes.", "Loaded Rollback Changes in 1 sec", "Committing."]
+        if device.rollback_error is not None:
+            return "\n".join([*steps, FAILED_COMMIT, device.rollback_error])
+        changed = RunningConfig(device.running.body(), device.dialect).commands_to(
+            RunningConfig(target.body, device.dialect)
+        )
+        device.running = RunningConfig(target.body, device.dialect)
+        device.record_commit(device.spec.username)
+        done = f"{value} commits." if how == "last" else f"'{value}'."
+        return "\n".join(
+            [
+                *steps,
+                f"{len(changed)} items committed in 1 sec ({len(changed)})items/sec",
+                "Updating.",
+                "Updated Commit database in 1 sec",
+                f"Configuration successfully rolled back {'to ' if how == 'to' else ''}{done}",
+            ]
+        )
 
     def _dir(self, url: str, raw: str, prompt: str) -> str:
         if _flash_name(url) != "":
@@ -1684,6 +1912,7 @@ class _Session:
         if name not in device.config_sessions:
             device.config_sessions[name] = copy.deepcopy(device.running)
         self.mode, self.path, self.config_session = "config", (), name
+        self.candidate = device.config_sessions[name]
         return ""
 
     def _rollback(self, text: str, listing: bool) -> str:

@@ -41,9 +41,11 @@ the device is ``rollback_failed``.
 Platforms: ``PROFILES`` maps a platform to its native rollback strategy: IOS (and
 IOS-XE, whose CLI is the same) ``configure replace`` of a flash checkpoint; EOS the same
 checkpoint and replace, with the push itself in a **configure session** (``sessions``:
-committed whole, or aborted at a refused line so nothing of it applies). Junos ``commit
-confirmed``/``rollback`` and IOS-XR commit ids are not emulated and not implemented:
-those platforms roll back line by line. A new strategy implements ``NativeRollback``
+committed whole, or aborted at a refused line so nothing of it applies);
+IOS-XR (``XrCommits``) takes the newest commit id as its checkpoint and undoes the
+commits made since (``rollback configuration last N``). Junos ``commit confirmed`` /
+``rollback`` is not emulated and not implemented: Junos (and every platform without a
+profile) rolls back line by line. A new strategy implements ``NativeRollback``
 (``checkpoint`` and ``restore``) and is added to ``PROFILES``. Checkpoint files stay on
 the device's flash (the caller may delete them).
 """
@@ -83,6 +85,7 @@ __all__ = [
     "RollbackFailed",
     "RollbackResult",
     "Snapshot",
+    "XrCommits",
     "apply_to_device",
     "command_lines",
     "configs_match",
@@ -309,11 +312,52 @@ class EosSessions:
         return output
 
 
+class XrCommits:
+    """IOS-XR: every commit is kept in its commit database. The checkpoint is the newest
+    commit id before the push; the restore undoes the commits made since with
+    ``rollback configuration last N`` (itself a commit, so nothing is left to save).
+    Commits someone else made meanwhile are undone too, as they would be by a replace
+    of the snapshot."""
+
+    name = "rollback configuration"
+
+    def checkpoint(self, session: DriverSession, name: str, platform: str) -> str:
+        ids = self._commit_ids(session, platform)
+        if not ids:
+            raise DriverError("'show configuration commit list' shows no commit")
+        return ids[0]
+
+    def restore(self, session: DriverSession, location: str, platform: str) -> str:
+        ids = self._commit_ids(session, platform)
+        if location not in ids:
+            raise RollbackFailed(f"commit {location} is no longer in the commit database")
+        since = ids.index(location)
+        if since == 0:
+            return f"no commit since {location}"
+        command = f"rollback configuration last {since}"
+        output = _dialog(session, command, _prompt(session))
+        if "successfully rolled back" not in output:
+            said = re.search(r"^\s*(%.*)$", output, re.MULTILINE)
+            why = said.group(1) if said else "no 'successfully rolled back'"
+            raise RollbackFailed(f"{command} failed: {why}")
+        return output
+
+    @staticmethod
+    def _commit_ids(session: DriverSession, platform: str) -> list[str]:
+        """The commit ids, newest first."""
+        output = str(session.send_command("show configuration commit list"))
+        error = platforms.command_error(platform, output)
+        if error is not None:
+            raise DriverError(f"show configuration commit list failed: {error}")
+        return re.findall(r"^\s*\d+\s+(\d{10})\b", output, re.MULTILINE)
+
+
 #: platform -> its native rollback; platforms not here roll back line by line
 PROFILES: dict[str, NativeRollback] = {
     "cisco_ios": IosConfigureReplace(),
     "cisco_xe": IosConfigureReplace(),
     "arista_eos": EosSessions(),
+    "cisco_xr": XrCommits(),
 }
 
 
@@ -449,7 +493,8 @@ def rollback(
             result.verified = configs_match(current, taken.config, platform)
             if result.verified:
                 result.attempts.append(f"{strategy.name}: done, config equals the snapshot")
-                _save(session, result)
+                if not commits:  # a commit platform's rollback is a commit
+                    _save(session, result)
                 return result
             result.attempts.append(
                 f"{strategy.name}: reported success but the config differs from the snapshot"

@@ -631,3 +631,39 @@ def test_eos_configure_sessions_wait_for_commit() -> None:
             assert conn.send_command("write memory") == "Copy completed successfully."
         finally:
             conn.disconnect()
+
+
+def test_xr_candidate_commits_and_rollback() -> None:
+    """IOS-XR: no enable; lines wait in a candidate until ``commit`` (a new entry of the
+    commit list), ``abort`` drops them, ``end`` with uncommitted changes asks, and
+    ``rollback configuration last 1`` undoes the newest commit."""
+    with StatefulLab(stateful_fleet(1, platforms=("cisco_xr",))) as lab:
+        name = "xr-001"
+        before = lab.config_of(name)
+        conn = connect(lab, name)
+
+        def say(command: str) -> str:
+            return conn.send_command(command, expect_string=r"(?:#|\]:)\s*$")
+
+        try:
+            assert conn.find_prompt() == f"RP/0/RP0/CPU0:{name}#"
+            say("configure")
+            say("interface Loopback7")
+            say("ipv4 address 198.51.100.7 255.255.255.255")
+            assert lab.config_of(name) == before  # a candidate only
+            assert say("end").rstrip().endswith("[cancel]:")
+            say("yes")
+            assert "interface Loopback7" in lab.config_of(name).splitlines()
+            listing = say("show configuration commit list").splitlines()
+            assert [line.split()[1] for line in listing[2:]] == ["1000000002", "1000000001"]
+
+            say("configure")
+            say("no interface Loopback7")
+            say("abort")
+            assert "interface Loopback7" in lab.config_of(name).splitlines()
+            done = say("rollback configuration last 1")
+            assert "Configuration successfully rolled back 1 commits." in done
+            assert lab.config_of(name) == before
+            assert len(say("show configuration commit list 5").splitlines()) == 2 + 3
+        finally:
+            conn.disconnect()

@@ -149,7 +149,8 @@ def test_command_lines_and_native_strategies() -> None:
     assert native_strategy("cisco_ios_ssh") is not None
     assert getattr(native_strategy("arista_eos"), "sessions", False)  # pushes in a session
     assert not getattr(native_strategy("cisco_ios"), "sessions", False)
-    for platform in ("juniper_junos", "cisco_xr", "linux"):
+    assert native_strategy("cisco_xr") is not None
+    for platform in ("juniper_junos", "cisco_nxos", "linux"):
         assert native_strategy(platform) is None
 
 
