@@ -1,5 +1,5 @@
-"""A stateful SSH device emulator on 127.0.0.1: cisco_ios, arista_eos and cisco_xr devices
-that keep a running config.
+"""A stateful SSH device emulator on 127.0.0.1: cisco_ios, arista_eos, cisco_xr and
+juniper_junos devices that keep a running config.
 
 ``StatefulLab`` starts one asyncssh server per device, all served by one asyncio loop in a
 background thread of this process, each on its own free port of 127.0.0.1 with its own
@@ -66,12 +66,16 @@ Cisco IOS-XR (``XrDialect``, ``xr-NNN``) edits a candidate: no ``enable``, promp
 configuration last N`` / ``to ID`` restores an earlier commit (``break_rollback`` makes
 it fail).
 
-Limits: three platforms (a platform's knowledge sits in its dialect, ``DIALECTS``);
+Limits: four platforms (a platform's knowledge sits in its dialect, ``DIALECTS``);
 vocabulary and argument checks are heuristics; a new line goes after the last line of its
 kind (same first word) at its level, else last, not where IOS's fixed order would put it;
 ``!`` only separates top-level sections; ``configure replace`` either succeeds wholly or
 (with ``break_rollback``) changes nothing; the prompt's host name is not abbreviated; no
-``show`` command in configuration mode but through ``do``; no Junos.
+``show`` command in configuration mode but through ``do``. Junos (``JunosConfig``,
+``_JunosSession``) is its own CLI: ``set``/``delete`` on a shared candidate, ``commit
+[confirmed N]`` (undone by the device after N lab ``minute`` s unless another commit
+follows), ``rollback N``, ``show system commit``; where a ``set`` path opens containers
+comes from small tables, not Junos's schema.
 
 asyncssh is only in the ``test`` and ``bench`` extras, so it is imported when a lab starts.
 """
@@ -483,9 +487,16 @@ class IosDialect:
 
     # -- printing ------------------------------------------------------------------------
 
+    #: what a line a fault rule refuses is answered with by default
+    refused = INVALID
+
     def sample(self, name: str) -> str:
         """A device's config when its spec gives none."""
         return sample_config(self.platform, name)
+
+    def new_config(self, text: str) -> Any:
+        """The config model of a device speaking this dialect."""
+        return RunningConfig(text, self)
 
     def terminal(self, args: Sequence[str]) -> str:
         """The answer to ``terminal length 0`` / ``terminal width 511``."""
@@ -718,8 +729,264 @@ class XrDialect(IosDialect):
 
 
 XR = XrDialect()
+
+
+# --------------------------------------------------------------------------- Junos
+
+#: Junos statements that open a container of one word (``system {``)
+JUNOS_CONTAINERS = _words(
+    """system services login syslog interfaces protocols routing-options policy-options
+    firewall snmp vlans security chassis forwarding-options class-of-service
+    routing-instances applications ntp bgp ospf ospf3 isis lldp rstp mstp static
+    ethernet-switching-options event-options"""
+)
+#: statements that open a container named by the word after them (``unit 0 {``)
+JUNOS_PAIRED = _words(
+    """unit family group neighbor area term interface user class community
+    policy-statement route prefix-list filter vlan"""
+)
+#: containers whose children are all containers named by their first word
+#: (``interfaces { ge-0/0/0 { ... } }``)
+JUNOS_NAMED = _words("interfaces vlans routing-instances")
+#: leaves that hold many values (``address``); any other leaf replaces its old value
+JUNOS_MULTI = _words("address member members server name-server")
+#: the top of the hierarchy: a ``set`` starting with another word is a syntax error
+JUNOS_TOP = JUNOS_CONTAINERS | _words("version apply-groups groups")
+_JUNOS_TOKEN = re.compile(r'"[^"]*"|\S+')
+
+
+def junos_words(text: str) -> list[str]:
+    """A statement's words, a quoted string as one (quotes kept)."""
+    return _JUNOS_TOKEN.findall(text)
+
+
+class JunosConfig:
+    """A Junos configuration: a tree of statements (a container has children, a leaf
+    not), changed by ``set`` and ``delete`` as Junos changes it, printed in braces
+    (``show configuration``) or as ``set`` commands (``| display set``). Where a
+    ``set`` path opens containers comes from the tables above (Junos knows it from its
+    schema): a heuristic good for the usual stanzas, not all of Junos."""
+
+    def __init__(self, text: str = "") -> None:
+        self.root = _Line("")
+        self.load(text)
+
+    def load(self, text: str) -> None:
+        root = _Line("")
+        stack = [root]
+        for raw in text.replace("\r\n", "\n").split("\n"):
+            line = raw.strip()
+            if not line or line.startswith(("#", "/*")):
+                continue
+            if line == "}":
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            if line.endswith("{"):
+                node = _Line(" ".join(junos_words(line[:-1])))
+                stack[-1].children.append(node)
+                stack.append(node)
+            else:
+                stack[-1].children.append(_Line(" ".join(junos_words(line.rstrip(";")))))
+        self.root = root
+
+    # -- text out ------------------------------------------------------------------------
+
+    def body(self) -> str:
+        out: list[str] = []
+
+        def walk(node: _Line, depth: int) -> None:
+            for child in node.live():
+                pad = "    " * depth
+                if child.live():
+                    out.append(f"{pad}{child.text} {{")
+                    walk(child, depth + 1)
+                    out.append(f"{pad}}}")
+                else:
+                    out.append(f"{pad}{child.text};")
+
+        walk(self.root, 0)
+        return "\n".join(out) + "\n"
+
+    def show(self) -> str:
+        return self.body()
+
+    def display_set(self) -> str:
+        out: list[str] = []
+
+        def walk(node: _Line, path: list[str]) -> None:
+            for child in node.live():
+                if child.live():
+                    walk(child, [*path, child.text])
+                else:
+                    out.append("set " + " ".join([*path, child.text]))
+
+        walk(self.root, [])
+        return "\n".join(out)
+
+    def hostname(self) -> str | None:
+        system = self.root.find("system")
+        for child in system.live() if system is not None else ():
+            words = child.text.split()
+            if len(words) == 2 and words[0] == "host-name" and not child.live():
+                return words[1]
+        return None
+
+    def has(self, text: str) -> bool:
+        return self.root.find(text) is not None
+
+    # -- set and delete -------------------------------------------------------------------
+
+    def set(self, words: Sequence[str]) -> str | None:
+        """``set <words>``; the error Junos would print, or None."""
+        if not words or words[0] not in JUNOS_TOP:
+            return "syntax error."
+        chain, rest = self._walk(words)
+        node = chain[-1]
+        while rest:
+            parent_named = node.text.split()[:1] != [] and node.text.split()[0] in JUNOS_NAMED
+            head = rest[0]
+            if head in JUNOS_CONTAINERS and len(rest) > 1:
+                take = 1
+            elif head in JUNOS_PAIRED and len(rest) > 2:
+                take = 2
+            elif parent_named and len(rest) > 1:
+                take = 1
+            elif len(rest) <= 2 or parent_named:
+                self._leaf(node, rest)
+                return None
+            else:
+                take = 1
+            child = _Line(" ".join(rest[:take]))
+            node.children.append(child)
+            node, rest = child, rest[take:]
+        return None
+
+    def delete(self, words: Sequence[str]) -> str | None:
+        """``delete <words>``; a warning when there is no such statement."""
+        chain, rest = self._walk(words)
+        if not rest:
+            if len(chain) < 2:
+                return "warning: statement not found"
+            chain[-2].children.remove(chain.pop())
+        else:
+            text = " ".join(rest)
+            found = next(
+                (
+                    c
+                    for c in chain[-1].live()
+                    if c.text == text or (len(rest) == 1 and c.text.split()[0] == rest[0])
+                ),
+                None,
+            )
+            if found is None:
+                return "warning: statement not found"
+            chain[-1].children.remove(found)
+        # containers left empty go too (a bare one would print as a leaf)
+        while len(chain) > 1 and not chain[-1].children:
+            chain[-2].children.remove(chain.pop())
+        return None
+
+    def _walk(self, words: Sequence[str]) -> tuple[list[_Line], list[str]]:
+        """The existing containers along ``words`` (root first) and the words left."""
+        node, rest = self.root, list(words)
+        chain = [node]
+        while rest:
+            step = next(
+                (
+                    c
+                    for c in node.live()
+                    if c.live()
+                    and rest[: len(c.text.split())] == junos_words(c.text)
+                    and len(rest) >= len(junos_words(c.text))
+                ),
+                None,
+            )
+            if step is None:
+                break
+            node, rest = step, rest[len(junos_words(step.text)) :]
+            chain.append(node)
+        return chain, rest
+
+    def _leaf(self, node: _Line, words: Sequence[str]) -> None:
+        text = " ".join(words)
+        if node.find(text) is not None:
+            return
+        if len(words) > 1 and words[0] not in JUNOS_MULTI:
+            for child in node.live():
+                if not child.live() and child.text.split()[0] == words[0]:
+                    child.text = text
+                    return
+        node.children.append(_Line(text))
+
+
+class JunosDialect(IosDialect):
+    """Juniper Junos: its own CLI (``_JunosSession``) and config (``JunosConfig``); of
+    ``IosDialect`` it keeps only the shape the lab's device code reads."""
+
+    platform = "juniper_junos"
+    commits = True
+    enables = False
+    refused = "syntax error."
+
+    def new_config(self, text: str) -> Any:
+        return JunosConfig(text)
+
+    def running_header(self, body: str) -> str:
+        return ""
+
+    def version(self, hostname: str, booted: float, serial: str) -> str:
+        return (
+            f"Hostname: {hostname}\n"
+            "Model: vmx\n"
+            "Junos: 21.4R3.15\n"
+            f"JUNOS OS Kernel 64-bit  [20221115.2d3ad0c_builder_stable_12]\n"
+            f"Chassis serial {serial}"
+        )
+
+    def sample(self, name: str) -> str:
+        digest = hashlib.sha256(name.encode()).digest()
+        octet2, octet3 = digest[0], digest[1]
+        return (
+            "version 21.4R3.15;\n"
+            "system {\n"
+            f"    host-name {name};\n"
+            "    services {\n"
+            "        ssh;\n"
+            "    }\n"
+            "}\n"
+            "interfaces {\n"
+            "    ge-0/0/0 {\n"
+            f'        description "uplink of {name}";\n'
+            "        unit 0 {\n"
+            "            family inet {\n"
+            f"                address 10.{octet2}.{octet3}.1/30;\n"
+            "            }\n"
+            "        }\n"
+            "    }\n"
+            "    lo0 {\n"
+            "        unit 0 {\n"
+            "            family inet {\n"
+            f"                address 192.0.2.{octet3}/32;\n"
+            "            }\n"
+            "        }\n"
+            "    }\n"
+            "}\n"
+            "snmp {\n"
+            f"    location rack-{octet2};\n"
+            "}\n"
+        )
+
+
+JUNOS = JunosDialect()
+
 #: platform -> the dialect its devices speak
-DIALECTS: dict[str, IosDialect] = {IOS.platform: IOS, EOS.platform: EOS, XR.platform: XR}
+DIALECTS: dict[str, IosDialect] = {
+    IOS.platform: IOS,
+    EOS.platform: EOS,
+    XR.platform: XR,
+    JUNOS.platform: JUNOS,
+}
 #: the platforms a StatefulLab emulates
 PLATFORMS: tuple[str, ...] = tuple(DIALECTS)
 
@@ -1088,6 +1355,9 @@ class _Commit:
     when: float
     user: str
     body: str
+    comment: str = ""
+    #: how it was made, as Junos shows it (``commit confirmed, rollback in 5mins``)
+    how: str = ""
 
 
 #: AAA sending logins to a server group: ``aaa authentication login default group ...``
@@ -1102,7 +1372,7 @@ class _Device:
         self.dialect = dialect
         self.lock = threading.RLock()
         text = spec.config if spec.config is not None else dialect.sample(spec.name)
-        self.initial = RunningConfig(text, dialect).body()
+        self.initial = dialect.new_config(text).body()
         self.serial = "FGL" + hashlib.sha256(spec.name.encode()).hexdigest()[:8].upper()
         self.connections: set[Any] = set()
         self.sessions = itertools.count(1)
@@ -1110,7 +1380,7 @@ class _Device:
 
     def reset(self) -> None:
         with self.lock:
-            self.running = RunningConfig(self.initial, self.dialect)
+            self.running = self.dialect.new_config(self.initial)
             self.startup: str | None = self.initial
             self.flash: dict[str, _File] = {}
             self.rules: list[_Rule] = []
@@ -1124,15 +1394,19 @@ class _Device:
             self.booted = time.time()
             #: pending configure sessions (EOS): name -> the session's copy of the config
             self.config_sessions: dict[str, RunningConfig] = {}
-            #: the commit database (IOS-XR), newest last
+            #: the commit database (IOS-XR, Junos), newest last
             self.commits: list[_Commit] = []
+            #: Junos: the shared candidate (None: the running config), and the token of
+            #: the commit confirmed that waits for its confirming commit
+            self.candidate: Any = None
+            self.pending_confirm: object | None = None
             if self.dialect.commits:
                 self.record_commit("system")
 
-    def record_commit(self, user: str) -> _Commit:
-        """The running config as a new commit (IOS-XR)."""
+    def record_commit(self, user: str, comment: str = "", how: str = "") -> _Commit:
+        """The running config as a new commit (IOS-XR, Junos)."""
         last = self.commits[-1].id if self.commits else 1_000_000_000
-        entry = _Commit(last + 1, time.time(), user, self.running.body())
+        entry = _Commit(last + 1, time.time(), user, self.running.body(), comment, how)
         self.commits.append(entry)
         return entry
 
@@ -1945,6 +2219,208 @@ class _Session:
         return "\n".join(out)
 
 
+#: what Junos asks when configuration mode is left with changes not committed
+JUNOS_UNCOMMITTED = (
+    "The configuration has been changed but not committed\nExit with uncommitted changes? "
+    "[yes,no] (yes) "
+)
+#: Junos's default ``commit confirmed`` minutes
+JUNOS_CONFIRM_MINUTES = 10
+
+
+class _JunosSession(_Session):
+    """The Junos CLI of one SSH session: operational mode (``user@host> ``) and
+    configuration mode (``[edit]``, ``user@host# ``) editing the device's shared
+    candidate with ``set``/``delete``; ``commit [check] [confirmed [N]] [comment "x"]
+    [and-quit]``, ``rollback N`` (loads commit N into the candidate), ``show | compare``,
+    ``run``; ``show system commit`` lists the commits, newest first, with comments. A
+    ``commit confirmed N`` not confirmed by another commit within N minutes (the lab's
+    ``minute`` seconds each) is rolled back by the device itself."""
+
+    def __init__(self, process: Any, device: _Device, lab: StatefulLab) -> None:
+        super().__init__(process, device, lab)
+        self.mode = ">"
+
+    @property
+    def prompt(self) -> str:
+        host = f"{self.device.spec.username}@{self.device.hostname}"
+        if self.mode == "config":
+            return f"\r\n[edit]\r\n{host}# "
+        return f"{host}> "
+
+    @property
+    def candidate_config(self) -> JunosConfig:
+        device = self.device
+        if device.candidate is None:
+            device.candidate = copy.deepcopy(device.running)
+        return device.candidate
+
+    def _uncommitted(self) -> bool:
+        device = self.device
+        return device.candidate is not None and device.candidate.body() != device.running.body()
+
+    # -- operational mode ------------------------------------------------------------------
+
+    def _exec(self, command: str, raw: str, prompt: str) -> Any:
+        device = self.device
+        main, _, pipe = command.partition("|")
+        words = main.split()
+        override = device.show_override(main)
+        if override is not None and words[0].startswith("sh"):
+            return self._pipe(override, pipe)
+        if words[:2] == ["show", "configuration"]:
+            if "display set" in pipe:
+                return device.running.display_set()
+            last = device.commits[-1]
+            stamp = datetime.fromtimestamp(last.when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            return self._pipe(
+                f"## Last commit: {stamp} by {last.user}\n{device.running.show()}", pipe
+            )
+        if words[:3] == ["show", "system", "commit"]:
+            return self._commit_list()
+        if words[:2] == ["show", "version"]:
+            return device.dialect.version(device.hostname, device.booted, device.serial)
+        if words[:2] == ["set", "cli"] and len(words) > 2:
+            return {
+                "screen-width": f"Screen width set to {words[-1]}",
+                "screen-length": f"Screen length set to {words[-1]}",
+                "complete-on-space": "Disabling complete-on-space",
+            }.get(words[2], "")
+        if words[0] == "configure":
+            self.mode, self.path = "config", ()
+            changed = self._uncommitted()
+            self.candidate_config  # noqa: B018 - the shared candidate exists from now on
+            note = "\nThe configuration has been changed but not committed" if changed else ""
+            return "Entering configuration mode" + note
+        if words[0] in ("exit", "quit"):
+            return None
+        return _junos_error("unknown command.", prompt, raw, 0)
+
+    def _pipe(self, text: str, pipe: str) -> str:
+        spec = pipe.strip()
+        if spec.startswith("match "):
+            pattern = re.compile(spec.split(maxsplit=1)[1])
+            return "\n".join(line for line in text.split("\n") if pattern.search(line))
+        return text.rstrip("\n")
+
+    def _commit_list(self) -> str:
+        lines = []
+        for index, entry in enumerate(reversed(self.device.commits)):
+            stamp = datetime.fromtimestamp(entry.when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            how = f" {entry.how}" if entry.how else ""
+            lines.append(f"{index:<3} {stamp} by {entry.user} via cli{how}")
+            if entry.comment:
+                lines.append(f"    {entry.comment}")
+        return "\n".join(lines)
+
+    # -- configuration mode ----------------------------------------------------------------
+
+    def _configure(self, raw: str, prompt: str) -> Any:
+        device = self.device
+        command = raw.strip()
+        words = junos_words(command)
+        first = words[0]
+        refused = device.refusal(command, "config")
+        if refused is not None:
+            self._log(command, prompt, refused)
+            return _junos_error(refused, prompt, raw, 0)
+        self._log(command, prompt)
+        if first in ("set", "delete"):
+            config = self.candidate_config
+            said = config.set(words[1:]) if first == "set" else config.delete(words[1:])
+            if said is not None and first == "set":
+                device.history[-1] = Received(self.number, prompt, command, said)
+                return _junos_error(said, prompt, raw, 1)
+            device.accepted += 1
+            return said or ""
+        if first == "commit":
+            return self._commit(words[1:])
+        if first == "rollback":
+            number = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+            if number >= len(device.commits):
+                return f"error: rollback {number} does not exist"
+            device.candidate = JunosConfig(device.commits[-1 - number].body)
+            return "load complete"
+        if first == "show":
+            if "compare" in command:
+                return _compare(device.running.body(), self.candidate_config.body())
+            return self.candidate_config.show().rstrip("\n")
+        if first == "run":
+            return self._exec(" ".join(words[1:]), raw, prompt)
+        if first in ("exit", "quit"):
+            if self._uncommitted():
+                return _Ask(JUNOS_UNCOMMITTED, self._exit_answer)
+            return self._leave_config()
+        if first in ("top", "up"):
+            return ""
+        return _junos_error("unknown command.", prompt, raw, 0)
+
+    def _exit_answer(self, answer: str) -> str:
+        if answer.lower() in ("", "y", "yes"):
+            return self._leave_config()
+        return ""
+
+    def _leave_config(self) -> str:
+        self.mode, self.path = ">", ()
+        return "Exiting configuration mode"
+
+    def _commit(self, args: list[str]) -> str:
+        device = self.device
+        if args[:1] == ["check"]:
+            return "configuration check succeeds"
+        confirmed = "confirmed" in args
+        minutes = JUNOS_CONFIRM_MINUTES
+        if confirmed:
+            after = args[args.index("confirmed") + 1 : args.index("confirmed") + 2]
+            minutes = int(after[0]) if after and after[0].isdigit() else minutes
+        comment = ""
+        if "comment" in args and args.index("comment") + 1 < len(args):
+            comment = args[args.index("comment") + 1].strip('"')
+        previous = device.running.body()
+        device.running = copy.deepcopy(self.candidate_config)
+        device.candidate = None
+        how = f"commit confirmed, rollback in {minutes}mins" if confirmed else ""
+        device.record_commit(device.spec.username, comment, how)
+        device.pending_confirm = None  # any commit confirms the one before
+        lines = []
+        if confirmed:
+            token = object()
+            device.pending_confirm = token
+            asyncio.get_running_loop().call_later(
+                minutes * self.lab.minute, self._confirm_timed_out, token, previous
+            )
+            lines.append(
+                f"commit confirmed will be automatically rolled back in {minutes} minutes "
+                "unless confirmed"
+            )
+        lines.append("commit complete")
+        if "and-quit" in args:
+            lines.append(self._leave_config())
+        return "\n".join(lines)
+
+    def _confirm_timed_out(self, token: object, previous: str) -> None:
+        device = self.device
+        with device.lock:
+            if device.pending_confirm is not token:
+                return  # confirmed, or the device was reset
+            device.pending_confirm = None
+            device.running = JunosConfig(previous)
+            device.record_commit("root", how="rollback (commit confirmed timed out)")
+
+
+def _junos_error(message: str, prompt: str, raw: str, index: int) -> str:
+    """A refusal as Junos prints it: a ``^`` under the word, then the message."""
+    return f"{_caret(prompt.split(chr(10))[-1], raw, index)}\n{message}\n"
+
+
+def _compare(before: str, after: str) -> str:
+    """``show | compare``, as a unified diff of the two configs' lines."""
+    import difflib
+
+    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+    return "\n".join(line for line in lines if not line.startswith(("---", "+++", "@@")))
+
+
 def _ip_interface_brief(running: RunningConfig) -> str:
     lines = ["Interface              IP-Address      OK? Method Status                Protocol"]
     for name, children in running.interfaces():
@@ -2020,7 +2496,12 @@ class StatefulLab(LoopThread):
     while the lab runs.
     """
 
-    def __init__(self, devices: Iterable[LabDevice], *, quiet: bool = True) -> None:
+    def __init__(
+        self, devices: Iterable[LabDevice], *, quiet: bool = True, minute: float = 60.0
+    ) -> None:
+        """``minute``: how many seconds a Junos ``commit confirmed N`` minute lasts (a
+        test makes it short)."""
+        self.minute = minute
         self._specs: dict[str, LabDevice] = {}
         for spec in devices:
             if spec.name in self._specs:
@@ -2107,12 +2588,12 @@ class StatefulLab(LoopThread):
         """Replace the running config (headers, ``!`` lines and ``end`` are ignored)."""
         device = self._devices[name]
         with device.lock:
-            device.running = RunningConfig(text, device.dialect)
+            device.running = device.dialect.new_config(text)
 
     def set_startup(self, name: str, text: str | None) -> None:
         device = self._devices[name]
         with device.lock:
-            device.startup = None if text is None else RunningConfig(text, device.dialect).body()
+            device.startup = None if text is None else device.dialect.new_config(text).body()
 
     def set_file(self, name: str, file_name: str, text: str) -> None:
         """Put a file on the device's flash (e.g. a golden config for configure replace)."""
@@ -2131,20 +2612,22 @@ class StatefulLab(LoopThread):
         self,
         name: str,
         pattern: str,
-        message: str = INVALID,
+        message: str | None = None,
         *,
         times: int | None = None,
         where: str = "config",
     ) -> None:
         """Refuse lines matching the regex ``pattern`` (``re.search`` on the stripped line)
-        with ``message``; they change nothing. ``where``: ``config`` (configuration-mode
+        with ``message`` (None: the platform's usual refusal, ``% Invalid input ...`` or
+        Junos ``syntax error.``); they change nothing. ``where``: ``config`` (configuration-mode
         lines but ``end``/``exit``/``do``), ``exec`` or ``any``; ``times``: only the next
         so many matches (None: until ``clear_faults``)."""
         if where not in ("config", "exec", "any"):
             raise ValueError(f"where must be config, exec or any, not {where!r}")
         device = self._devices[name]
+        refusal = message if message is not None else device.dialect.refused
         with device.lock:
-            device.rules.append(_Rule(re.compile(pattern), message, where, times))
+            device.rules.append(_Rule(re.compile(pattern), refusal, where, times))
 
     def fail_after(self, name: str, n: int, message: str = INVALID) -> None:
         """Accept ``n`` more configuration lines, then refuse every one after them."""
@@ -2244,7 +2727,9 @@ class StatefulLab(LoopThread):
                 0,
                 server_factory=lambda: server(device),
                 server_host_keys=[self._key],
-                process_factory=lambda process: _Session(process, device, self).run(),
+                process_factory=lambda process: (
+                    _JunosSession if device.dialect is JUNOS else _Session
+                )(process, device, self).run(),
                 line_editor=False,
                 encoding="utf-8",
                 keepalive_interval=0,

@@ -43,10 +43,12 @@ IOS-XE, whose CLI is the same) ``configure replace`` of a flash checkpoint; EOS 
 checkpoint and replace, with the push itself in a **configure session** (``sessions``:
 committed whole, or aborted at a refused line so nothing of it applies);
 IOS-XR (``XrCommits``) takes the newest commit id as its checkpoint and undoes the
-commits made since (``rollback configuration last N``). Junos ``commit confirmed`` /
-``rollback`` is not emulated and not implemented: Junos (and every platform without a
-profile) rolls back line by line. A new strategy implements ``NativeRollback``
-(``checkpoint`` and ``restore``) and is added to ``PROFILES``. Checkpoint files stay on
+commits made since (``rollback configuration last N``); Junos (``JunosCommitConfirmed``)
+commits the push with ``commit confirmed`` (the device undoes it by itself unless the
+confirming commit follows the post-checks) and restores with ``rollback K`` of the commit
+before it. Every platform without a profile rolls back line by line. A new strategy
+subclasses ``NativeRollback`` (``checkpoint`` and ``restore``, and where the platform
+needs it ``commit``/``confirm``) and is added to ``PROFILES``. Checkpoint files stay on
 the device's flash (the caller may delete them).
 """
 
@@ -56,7 +58,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from hier_config import WorkflowRemediation, get_hconfig
 
@@ -67,6 +69,7 @@ from app.config_store import normalize_config
 from app.drivers import (
     COMMIT_PLATFORMS,
     CommandTimeout,
+    ConfigRefused,
     ConnectionFailed,
     DriverError,
     DriverSession,
@@ -81,6 +84,7 @@ __all__ = [
     "DeviceOutcome",
     "EosSessions",
     "IosConfigureReplace",
+    "JunosCommitConfirmed",
     "NativeRollback",
     "RollbackFailed",
     "RollbackResult",
@@ -224,18 +228,35 @@ def command_lines(commands: str | Sequence[str]) -> list[str]:
 # --------------------------------------------------------------------------- native rollback
 
 
-class NativeRollback(Protocol):
-    """A platform's own checkpoint-and-restore mechanism."""
+class NativeRollback:
+    """A platform's own checkpoint-and-restore mechanism (a subclass per mechanism, one
+    instance per platform in ``PROFILES``). Besides ``checkpoint`` and ``restore`` it
+    may change how the push ends: ``sessions`` (the lines go to a configure session of
+    the snapshot's name), ``commit`` (the save/commit step) and ``confirm`` (after the
+    post-checks passed: Junos's confirming commit)."""
 
-    name: str
+    name = "native"
+    #: the push goes to a configure session named like the snapshot (EOS)
+    sessions = False
+    #: the device undoes the change by itself this many minutes after the push unless
+    #: ``confirm`` ran (Junos ``commit confirmed``); None: it never does
+    confirm_minutes: int | None = None
 
     def checkpoint(self, session: DriverSession, name: str, platform: str) -> str:
         """Take a checkpoint called ``name``; its location (DriverError if refused)."""
-        ...
+        raise NotImplementedError
 
     def restore(self, session: DriverSession, location: str, platform: str) -> str:
         """Restore the checkpoint at ``location``; RollbackFailed if the device did not."""
-        ...
+        raise NotImplementedError
+
+    def commit(self, session: DriverSession, name: str) -> str:
+        """The push's last step, after its lines: the platform's save or commit."""
+        return session.save_config()
+
+    def confirm(self, session: DriverSession) -> str:
+        """Make the pushed change stay (the post-checks passed); DriverError if not."""
+        return ""
 
 
 def _prompt(session: DriverSession) -> str:
@@ -260,7 +281,7 @@ def _dialog(session: DriverSession, command: str, prompt: str) -> str:
     return "\n".join(transcript)
 
 
-class IosConfigureReplace:
+class IosConfigureReplace(NativeRollback):
     """IOS's archive: ``copy running-config flash:<name>``, ``configure replace ... force``."""
 
     name = "configure replace"
@@ -284,7 +305,7 @@ class IosConfigureReplace:
         return output
 
 
-class EosSessions:
+class EosSessions(NativeRollback):
     """EOS: the push goes through a configure session (committed whole, or aborted at
     the first refused line: nothing applied), the checkpoint is a copy of the running
     config on flash and the restore ``configure replace`` of it (what NAPALM's EOS
@@ -312,7 +333,7 @@ class EosSessions:
         return output
 
 
-class XrCommits:
+class XrCommits(NativeRollback):
     """IOS-XR: every commit is kept in its commit database. The checkpoint is the newest
     commit id before the push; the restore undoes the commits made since with
     ``rollback configuration last N`` (itself a commit, so nothing is left to save).
@@ -352,12 +373,114 @@ class XrCommits:
         return re.findall(r"^\s*\d+\s+(\d{10})\b", output, re.MULTILINE)
 
 
+class JunosCommitConfirmed(NativeRollback):
+    """Junos: the push is committed with ``commit confirmed N comment "rookery <snapshot>"``,
+    so a device Rookery loses (a dead worker, a change that cuts its path) undoes the
+    change by itself after N minutes; once the post-checks (and the reachability check)
+    passed, a plain ``commit`` confirms it. The restore finds that commit by its comment
+    in ``show system commit`` and loads the one before it (``rollback K``), committed at
+    once; no commit of the change (a refused line): nothing to undo."""
+
+    name = "rollback (commit confirmed)"
+
+    def __init__(self, minutes: int = 5) -> None:
+        self.confirm_minutes = minutes
+
+    def checkpoint(self, session: DriverSession, name: str, platform: str) -> str:
+        output = str(session.send_command("show system commit"))
+        error = platforms.command_error(platform, output)
+        if error is not None:
+            raise DriverError(f"show system commit failed: {error}")
+        return f"rookery {name}"
+
+    def commit(self, session: DriverSession, name: str) -> str:
+        command = f'commit confirmed {self.confirm_minutes} comment "rookery {name}"'
+        output = self._committed(session, command)
+        return output + self._leave(session)
+
+    def confirm(self, session: DriverSession) -> str:
+        session.send_command_expect("configure", _JUNOS_EDIT)
+        output = self._committed(session, 'commit comment "rookery: confirmed"')
+        return output + self._leave(session)
+
+    def restore(self, session: DriverSession, location: str, platform: str) -> str:
+        listing = str(session.send_command("show system commit"))
+        index = _junos_commit_index(listing, location)
+        if index is None:
+            return f"no commit {location!r} on the device: nothing to undo"
+        session.send_command_expect("configure", _JUNOS_EDIT)
+        loaded = session.send_command_expect(f"rollback {index + 1}", _JUNOS_EDIT)
+        try:
+            if "load complete" not in loaded:
+                raise RollbackFailed(f"rollback {index + 1} failed: {_said(loaded)}")
+            output = self._committed(session, f'commit comment "rookery: undo {location}"')
+        except ConfigRefused as exc:
+            raise RollbackFailed(f"the rollback's commit was refused: {exc.error}") from None
+        except RollbackFailed:
+            session.send_command_expect("rollback 0", _JUNOS_EDIT)
+            self._leave(session)
+            raise
+        return loaded + output + self._leave(session)
+
+    def _committed(self, session: DriverSession, command: str) -> str:
+        """``command`` (a commit) in configuration mode; ConfigRefused, with the candidate
+        discarded and configuration mode left, when it does not say ``commit complete``."""
+        output = session.send_command_expect(command, _JUNOS_EDIT)
+        if "commit complete" not in output:
+            session.send_command_expect("rollback 0", _JUNOS_EDIT)
+            self._leave(session)
+            error = _said(output)
+            raise ConfigRefused(
+                f"the commit was refused: {error}",
+                line=command,
+                error=error,
+                output=output,
+                discarded=True,
+            )
+        return output
+
+    @staticmethod
+    def _leave(session: DriverSession) -> str:
+        output = session.send_command_expect("exit configuration-mode", r"(?:>|\(yes\))\s*$")
+        if "(yes)" in output:  # uncommitted changes (none should be left): keep them out
+            output += session.send_command_expect("no", _JUNOS_EDIT)
+            output += session.send_command_expect("rollback 0", _JUNOS_EDIT)
+            output += session.send_command_expect("exit configuration-mode", r">\s*$")
+        return output
+
+
+#: Junos's configuration-mode prompt ends ``user@host# ``
+_JUNOS_EDIT = r"#\s*$"
+
+
+def _said(output: str) -> str:
+    """The device's complaint in ``output``: its first error-looking line, else its last."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if re.match(r"(?:error|syntax error|%|warning)", line, re.IGNORECASE):
+            return line
+    return lines[-2] if len(lines) > 1 else "no answer"
+
+
+def _junos_commit_index(listing: str, comment: str) -> int | None:
+    """The index (0: newest) in ``show system commit`` of the commit carrying ``comment``."""
+    index: int | None = None
+    for line in listing.splitlines():
+        entry = re.match(r"^(\d+)\s+\d{4}-\d\d-\d\d", line)
+        if entry is not None:
+            index = int(entry.group(1))
+        elif index is not None and line.strip() == comment:
+            return index
+    return None
+
+
 #: platform -> its native rollback; platforms not here roll back line by line
 PROFILES: dict[str, NativeRollback] = {
     "cisco_ios": IosConfigureReplace(),
     "cisco_xe": IosConfigureReplace(),
     "arista_eos": EosSessions(),
     "cisco_xr": XrCommits(),
+    "juniper_junos": JunosCommitConfirmed(),
 }
 
 
@@ -431,14 +554,21 @@ def run_checks(
 
 
 def push(
-    session: DriverSession, commands: str | Sequence[str], *, config_session: str | None = None
+    session: DriverSession,
+    commands: str | Sequence[str],
+    *,
+    strategy: NativeRollback | None = None,
+    name: str = "",
 ) -> str:
-    """The commands in configuration mode (``config_session``: in that configure
-    session, committed together), then the save/commit step; ConfigRefused at the first
-    refused line (none after it sent, nothing saved; in a session none applied)."""
+    """The commands in configuration mode, then the save/commit step (``strategy``'s:
+    a configure session called ``name`` on EOS, ``commit confirmed`` on Junos);
+    ConfigRefused at the first refused line (none after it sent, nothing saved; in a
+    session or a candidate none applied)."""
     lines = command_lines(commands)
-    output = session.send_config(lines, session=config_session)
-    return output + "\n" + session.save_config()
+    in_session = name if strategy is not None and strategy.sessions else None
+    output = session.send_config(lines, session=in_session)
+    end = strategy.commit(session, name) if strategy is not None else session.save_config()
+    return output + "\n" + end
 
 
 def rollback_commands(current: str, target: str, platform: str) -> list[str]:
@@ -547,6 +677,18 @@ def _login_check(login_check: Callable[[], None]) -> CheckResult:
     return CheckResult("new login", True, "a new login works")
 
 
+def _confirm(session: DriverSession, strategy: NativeRollback) -> list[CheckResult]:
+    """The strategy's confirming step, as a check when it has one (Junos)."""
+    if strategy.confirm_minutes is None:
+        return []
+    try:
+        strategy.confirm(session)
+    except DriverError as exc:
+        lost = isinstance(exc, (CommandTimeout, ConnectionFailed))
+        return [CheckResult("confirm", False, f"confirming the commit failed: {exc}", lost=lost)]
+    return [CheckResult("confirm", True, "the commit is confirmed")]
+
+
 def masked(outcome: DeviceOutcome, secrets: Sequence[str]) -> DeviceOutcome:
     """The outcome with ``secrets`` (values of a change's secret variables) shown as
     ``***`` in everything it says: messages, push output, checks, rollback attempts."""
@@ -622,9 +764,8 @@ def apply_to_device(
 
     lost = False
     strategy = native_strategy(platform) if native else None
-    in_session = taken.name if getattr(strategy, "sessions", False) else None
     try:
-        outcome.push_output = push(session, lines, config_session=in_session)
+        outcome.push_output = push(session, lines, strategy=strategy, name=taken.name)
     except DriverError as exc:
         lost = isinstance(exc, (CommandTimeout, ConnectionFailed))
         problem = f"Push failed: {exc}"
@@ -635,6 +776,9 @@ def apply_to_device(
         if login_check is not None and all(check.passed for check in outcome.postchecks):
             outcome.postchecks.append(_login_check(login_check))
         failed = [check for check in outcome.postchecks if not check.passed]
+        if not failed and strategy is not None:
+            outcome.postchecks += _confirm(session, strategy)
+            failed = [check for check in outcome.postchecks if not check.passed]
         if not failed:
             outcome.state = "applied"
             outcome.messages.append(f"Applied {len(lines)} line(s); post-checks passed.")
@@ -668,7 +812,7 @@ def _roll_back(
             outcome.state = "rollback_failed"
             outcome.messages.append(
                 "ROLLBACK FAILED: the session was lost and no new one can be opened; "
-                "the device may hold part of the change."
+                "the device may hold part of the change." + _self_rollback(platform, native)
             )
             logger.error("change snapshot %s: session lost, no rollback", taken.name)
             return
@@ -678,7 +822,7 @@ def _roll_back(
             outcome.state = "rollback_failed"
             outcome.messages.append(
                 f"ROLLBACK FAILED: the session was lost and reconnecting failed ({exc}); "
-                "the device may hold part of the change."
+                "the device may hold part of the change." + _self_rollback(platform, native)
             )
             logger.error("change snapshot %s: reconnect for rollback failed", taken.name)
             return
@@ -705,3 +849,14 @@ def _roll_back(
         )
         # what was tried is in the outcome (secrets hidden), not in this process's log
         logger.error("change snapshot %s: rollback failed (%s)", taken.name, result.method)
+
+
+def _self_rollback(platform: str, native: bool) -> str:
+    """What a platform that undoes an unconfirmed commit by itself will do (Junos)."""
+    strategy = native_strategy(platform) if native else None
+    if strategy is None or strategy.confirm_minutes is None:
+        return ""
+    return (
+        f" Unless someone confirms it, the device undoes the commit by itself within "
+        f"{strategy.confirm_minutes} minute(s) (commit confirmed)."
+    )

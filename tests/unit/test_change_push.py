@@ -150,7 +150,9 @@ def test_command_lines_and_native_strategies() -> None:
     assert getattr(native_strategy("arista_eos"), "sessions", False)  # pushes in a session
     assert not getattr(native_strategy("cisco_ios"), "sessions", False)
     assert native_strategy("cisco_xr") is not None
-    for platform in ("juniper_junos", "cisco_nxos", "linux"):
+    junos = native_strategy("juniper_junos")
+    assert junos is not None and junos.confirm_minutes  # commit confirmed
+    for platform in ("cisco_nxos", "linux"):
         assert native_strategy(platform) is None
 
 
