@@ -16,31 +16,25 @@ updates refs atomically, so a reader sees the state before or after a commit.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
 import hashlib
 import logging
 import os
 import re
-import tempfile
+import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn
 
 from git import Repo
 from git.exc import GitCommandError, GitError
-from git.objects import Commit, Tree
-from git.refs import SymbolicReference
-from gitdb import OStream
 from gitdb.exc import ODBError
-from gitdb.pack import PackEntity
 from sqlalchemy import text
 
 from app import deadlines, platforms
@@ -399,11 +393,8 @@ class GitConfigStore:
         with self._errors("rev-parse"):
             object_format = self._git("rev-parse", "--show-object-format").strip()
         self._hash = hashlib.sha256 if object_format == "sha256" else hashlib.sha1
-        # GitPython's object database writes SHA-1 objects only: a SHA-256 store
-        # commits with git commands (the way every store did before).
-        self._in_process = object_format == "sha1"
-        #: (commit sha, its tree's entries): the tree the next commit builds on
-        self._tree_cache: tuple[str, dict[bytes, tuple[bytes, bytes]]] | None = None
+        #: (commit sha, file name -> blob id): the tree the next commit builds on
+        self._tree_cache: tuple[str, dict[str, str]] | None = None
         #: a full clean-up (reset, clean) is due: at the first commit of this object,
         #: then only when an interrupted operation left evidence (see _recover)
         self._clean_due = True
@@ -545,7 +536,7 @@ class GitConfigStore:
     def _recover(self) -> None:
         """Clean up (``_clean``) only when something says an operation was interrupted.
 
-        A commit (``_commit_in_process``) leaves the working tree and index alone until
+        A commit (``_commit``) leaves the working tree and index alone until
         its objects are written, and marks the window in which it changes the branch,
         the files and the index with ``.git/rookery-commit``; a process that died inside
         it leaves that file behind. The first commit of each store object cleans up
@@ -693,16 +684,22 @@ class GitConfigStore:
     def _blob_id(self, data: bytes) -> str:
         return self._hash(b"blob %d\0" % len(data) + data).hexdigest()
 
-    def _tree(self) -> dict[str, str]:
-        """file name -> blob id at HEAD."""
-        if self._head() is None:
-            return {}
-        listing = self._git("ls-tree", "-z", "HEAD")
+    def _tree(self, commit_sha: str | None = None) -> dict[str, str]:
+        """file name -> blob id in a commit's tree (HEAD's by default); the tree the last
+        commit of this object wrote is remembered, so the next one reads nothing."""
+        if commit_sha is None:
+            commit_sha = self._head()
+            if commit_sha is None:
+                return {}
+        if self._tree_cache is not None and self._tree_cache[0] == commit_sha:
+            return self._tree_cache[1]
+        listing = self._git("ls-tree", "-z", commit_sha)
         tree: dict[str, str] = {}
         for entry in listing.split("\0"):
             if entry:
                 meta, _, name = entry.partition("\t")
                 tree[name] = meta.split()[2]
+        self._tree_cache = (commit_sha, tree)
         return tree
 
     def commit_run(
@@ -710,37 +707,23 @@ class GitConfigStore:
         *,
         run_id: int,
         job_name: str,
-        configs: Mapping[str, str],
+        configs: Mapping[str, str] | Iterable[tuple[str, str]],
         lock: AbstractContextManager[Any] | None = None,
     ) -> CommitResult:
         """Store the (normalised) ``configs`` of one run as one commit of the changed ones.
 
-        Makes no commit (``sha`` None) when nothing changed. With a remote the commit
-        is pushed; when that fails the result's ``push_error`` says why, and the
+        ``configs`` maps device names to texts, or yields (name, text) pairs: a run's
+        configs stream from the database through here into git, never all in memory at
+        once. Makes no commit (``sha`` None) when nothing changed. With a remote the
+        commit is pushed; when that fails the result's ``push_error`` says why, and the
         commit stays local for the next push (``push_pending`` or the next run).
         """
-        files = {name: device_file_name(name) for name in configs}
-        owners: dict[str, str] = {}
-        for name, file_name in files.items():
-            if file_name in owners:
-                raise ConfigStoreError(
-                    f"Devices {owners[file_name]!r} and {name!r} map to one file {file_name}."
-                )
-            owners[file_name] = name
-        data = {
-            name: content.encode("utf-8", errors="replace") for name, content in configs.items()
-        }
+        pairs = configs.items() if isinstance(configs, Mapping) else configs
         with self._locked(lock), self._errors("commit"):
-            if self._in_process:
-                self._recover()
-            else:
-                self._clean()
+            self._recover()
             if self.remote:
                 self._pull_quietly()
-            commit = self._commit_in_process if self._in_process else self._commit_with_git
-            sha, changed = commit(run_id, job_name, files, data)
-            committed = set(changed)
-            unchanged = [name for name in configs if name not in committed]
+            sha, changed, unchanged = self._commit(run_id, job_name, pairs)
             if sha is not None:
                 logger.info(
                     "Config store %s: run %s committed %s (%d changed, %d unchanged)",
@@ -750,118 +733,67 @@ class GitConfigStore:
                 sha=sha, changed=changed, unchanged=unchanged, push_error=self._publish()
             )
 
-    def _commit_with_git(
-        self, run_id: int, job_name: str, files: Mapping[str, str], data: Mapping[str, bytes]
-    ) -> tuple[str | None, list[str]]:
-        """Write, ``git add`` and ``git commit`` the changed files (a SHA-256 store)."""
-        tree = self._tree()
-        candidates = []
-        for name, content in data.items():
-            if tree.get(files[name]) != self._blob_id(content):
-                (self.path / files[name]).write_bytes(content)
-                candidates.append(files[name])
-        for start in range(0, len(candidates), 500):
-            self._git("add", "--", *candidates[start : start + 500])
-        staged = set(self._git("diff", "--cached", "--name-only", "-z").split("\0"))
-        changed = [name for name in data if files[name] in staged]
-        if not changed:
-            return None, changed
-        self._git("commit", "-q", "--no-verify", "-m", _run_message(run_id, job_name, changed))
-        return self._head(), changed
+    def _commit(
+        self, run_id: int, job_name: str, pairs: Iterable[tuple[str, str]]
+    ) -> tuple[str | None, list[str], list[str]]:
+        """Commit the configs that differ from HEAD's through ``git fast-import``.
 
-    def _commit_in_process(
-        self, run_id: int, job_name: str, files: Mapping[str, str], data: Mapping[str, bytes]
-    ) -> tuple[str | None, list[str]]:
-        """Commit the changed files with two ``git`` processes instead of nine.
-
-        The blobs, the (flat) tree and the commit are written by GitPython's object
-        database in this process, on top of HEAD's tree (remembered from the previous
-        commit, or read with ``git cat-file``), as one pack. Then ``git
-        update-ref`` moves the branch only if it still points at the commit the tree was
-        built on, the changed files are written and ``git update-index`` stages them, so
-        the working tree and index match the new commit (``git status`` is clean). The
-        objects come before ``.git/rookery-commit``: a process dying before it leaves
-        only unreferenced objects, one dying after it gets cleaned up by the next commit.
+        Each changed config goes to fast-import's stdin as it comes (one pack per run,
+        written by git); an unchanged one is recognised by its blob id and costs a hash.
+        fast-import moves the branch only as a fast-forward of the commit the configs
+        were compared with; ``git read-tree -m -u`` then brings the index and the working
+        tree along (only the changed files are written). ``.git/rookery-commit`` marks
+        the window between the two: a process dying inside it leaves the marker, and the
+        next commit cleans up (``_recover``).
         """
-        repo = self._repo
-        try:  # read from the ref files (repo.head.commit would ask git for its type)
-            parent: str | None = SymbolicReference.dereference_recursive(repo, "HEAD")
-        except ValueError:  # no commit yet
-            parent = None
-        entries = self._entries(parent)
+        parent = self._head()
+        tree = self._tree(parent) if parent else {}
+        owners: dict[str, str] = {}
         changed: list[str] = []
-        objects: list[tuple[bytes, bytes, bytes]] = []  # (id, kind, data) for the pack
-        new_entries = dict(entries)
-        for name, content in data.items():
-            key = files[name].encode()
-            binsha = _object_id(b"blob", content)
-            old = entries.get(key)
-            if old is not None and old[1] == binsha:
-                continue
-            objects.append((binsha, b"blob", content))
-            new_entries[key] = (old[0] if old is not None else b"100644", binsha)
-            changed.append(name)
-        if not changed:
-            return None, changed
-        tree_data = b"".join(
-            b"%s %s\0%s" % (mode, key, binsha)
-            for key, (mode, binsha) in sorted(
-                new_entries.items(), key=lambda e: e[0] + b"/" if e[1][0] == b"40000" else e[0]
-            )
-        )
-        tree_sha = _object_id(b"tree", tree_data)
-        objects.append((tree_sha, b"tree", tree_data))
-        message = _run_message(run_id, job_name, changed)
-        commit = _UnstoredCommit.create_from_tree(
-            repo,
-            Tree(repo, tree_sha),
-            _cleaned_message(message),
-            parent_commits=[_UnstoredCommit(repo, bytes.fromhex(parent))] if parent else [],
-            head=False,
-        )
-        objects.append((commit.binsha, b"commit", _serialized(commit)))
-        pack_dir = Path(repo.common_dir) / "objects" / "pack"
-        _write_pack(pack_dir, objects)
-        subject = message.partition("\n")[0]
-        marker = self.path / ".git" / COMMIT_MARKER
-        marker.write_bytes(b"")
-        try:
-            # "" as the old value: the branch must not exist yet
-            self._git(
-                "update-ref", "-m",
-                f"commit{'' if parent else ' (initial)'}: {subject}",
-                "HEAD", commit.hexsha, parent or "",
+        unchanged: list[str] = []
+        blobs: list[tuple[str, str]] = []  # (file name, blob id)
+        with _FastImport(self.path, self._git_executable()) as importer:
+            for name, content in pairs:
+                file_name = device_file_name(name)
+                if file_name in owners:
+                    raise ConfigStoreError(
+                        f"Devices {owners[file_name]!r} and {name!r} map to one file {file_name}."
+                    )
+                owners[file_name] = name
+                data = content.encode("utf-8", errors="replace")
+                blob_id = self._blob_id(data)
+                if tree.get(file_name) == blob_id:
+                    unchanged.append(name)
+                    continue
+                importer.blob(data)
+                changed.append(name)
+                blobs.append((file_name, blob_id))
+            if not changed:
+                return None, changed, unchanged
+            marker = self.path / ".git" / COMMIT_MARKER
+            marker.write_bytes(b"")
+            sha = importer.commit(
+                self._branch(), parent, _cleaned_message(_run_message(run_id, job_name, changed)),
+                [file_name for file_name, _ in blobs],
             )  # fmt: skip
-        except GitCommandError:
-            marker.unlink()  # nothing moved: nothing to clean up
-            raise
-        for name in changed:
-            (self.path / files[name]).write_bytes(data[name])
-        written = [files[name] for name in changed]
-        for start in range(0, len(written), 500):
-            self._git("update-index", "--add", "--", *written[start : start + 500])
+        if parent:
+            self._git("read-tree", "-m", "-u", parent, sha)
+        else:
+            self._git("read-tree", "-m", "-u", sha)
         marker.unlink()
-        self._tree_cache = (commit.hexsha, new_entries)
+        self._tree_cache = (sha, {**tree, **dict(blobs)})
+        pack_dir = self.path / ".git" / "objects" / "pack"
         if sum(name.endswith(".idx") for name in os.listdir(pack_dir)) > GC_PACKS:
             self._try("gc", "--auto", "--quiet")  # merges the packs (in the background)
-        return commit.hexsha, changed
+        return sha, changed, unchanged
 
-    def _entries(self, commit_sha: str | None) -> dict[bytes, tuple[bytes, bytes]]:
-        """The entries of a commit's tree: file name -> (mode, binary object id)."""
-        if commit_sha is None:
-            return {}
-        if self._tree_cache is not None and self._tree_cache[0] == commit_sha:
-            return self._tree_cache[1]
-        raw = self._bytes("cat-file", "tree", f"{commit_sha}^{{tree}}")
-        entries: dict[bytes, tuple[bytes, bytes]] = {}
-        at = 0
-        while at < len(raw):
-            space = raw.index(b" ", at)
-            nul = raw.index(b"\0", space)
-            entries[raw[space + 1 : nul]] = (raw[at:space], raw[nul + 1 : nul + 21])
-            at = nul + 21
-        self._tree_cache = (commit_sha, entries)
-        return entries
+    def _git_executable(self) -> str:
+        return self._repo.git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+
+    def _branch(self) -> str:
+        """The branch HEAD points at (refs/heads/main)."""
+        head = (self.path / ".git" / "HEAD").read_text().strip()
+        return head.removeprefix("ref: ") if head.startswith("ref: ") else f"refs/heads/{BRANCH}"
 
     def rename(
         self, old_name: str, new_name: str, *, lock: AbstractContextManager[Any] | None = None
@@ -1059,55 +991,92 @@ def _shown(name: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in name)
 
 
-def _object_id(kind: bytes, data: bytes) -> bytes:
-    """The binary (SHA-1) id of a git object."""
-    return hashlib.sha1(b"%s %d\0" % (kind, len(data)) + data).digest()
+_IMPORT_FLAGS = ("--quiet", "--done", "--date-format=now")
 
 
-def _serialized(commit: Commit) -> bytes:
-    stream = BytesIO()
-    commit._serialize(stream)
-    return stream.getvalue()
+class _FastImport:
+    """One ``git fast-import`` process: blobs go in as they come, then one commit.
 
-
-class _UnstoredCommit(Commit):
-    """``Commit.create_from_tree`` (identity from the environment and the repository's
-    config, dates, encoding: exactly as GitPython does it) without storing the commit:
-    GitPython stores it with a ``git hash-object`` process; it goes into the run's pack.
+    Leaving the block without a commit (nothing changed, or an error) ends the process
+    without touching any ref; the blobs it was given are left unreferenced (``git gc``
+    drops them).
     """
 
-    @classmethod
-    def _calculate_sha_(cls, repo: Repo, commit: Commit) -> bytes:
-        return _object_id(b"commit", _serialized(commit))
+    def __init__(self, path: Path, git: str) -> None:
+        self._path = path
+        self._git = git
+        self._process: subprocess.Popen[bytes] | None = None
+        self._marks = 0
 
+    def __enter__(self) -> _FastImport:
+        return self
 
-def _write_pack(pack_dir: Path, objects: Sequence[tuple[bytes, bytes, bytes]]) -> None:
-    """Write ``objects`` (id, kind, data) as one pack and its index, in this process.
+    def __exit__(self, *exc: object) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                with suppress(OSError):  # stdin's buffer cannot go to a killed process
+                    stream.close()
 
-    Two files instead of a loose object file (and often a folder) per object: creating
-    files is what a commit of many new configs spends most of its time on. The index
-    is renamed into place last: git (and this store) only sees a pack through it.
-    ``git gc --auto`` (see GC_PACKS) merges the packs of many commits.
-    """
-    streams = [OStream(binsha, kind, len(data), BytesIO(data)) for binsha, kind, data in objects]
-    pack_dir.mkdir(parents=True, exist_ok=True)
-    pack_fd, pack_tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=pack_dir)
-    index_fd, index_tmp = tempfile.mkstemp(prefix="tmp_idx_", dir=pack_dir)
-    try:
-        with os.fdopen(pack_fd, "wb") as pack_file, os.fdopen(index_fd, "wb") as index_file:
-            pack_sha, _ = PackEntity.write_pack(
-                streams, pack_file.write, index_file.write, object_count=len(streams)
+    def _stdin(self) -> IO[bytes]:
+        if self._process is None:
+            self._process = subprocess.Popen(
+                # always one pack (not loose objects for small runs): GC_PACKS counts them
+                [*(self._git, "-c", "fastimport.unpackLimit=0", "fast-import"), *_IMPORT_FLAGS],
+                cwd=self._path,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
-        name = pack_dir / f"pack-{pack_sha.hex()}"
-        for tmp in (pack_tmp, index_tmp):
-            os.chmod(tmp, 0o444)
-        os.replace(pack_tmp, name.with_suffix(".pack"))
-        os.replace(index_tmp, name.with_suffix(".idx"))
-    except BaseException:
-        for tmp in (pack_tmp, index_tmp):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        raise
+        assert self._process.stdin is not None
+        return self._process.stdin
+
+    def _send(self, *chunks: bytes) -> None:
+        stdin = self._stdin()
+        try:
+            for chunk in chunks:
+                stdin.write(chunk)
+        except BrokenPipeError:
+            self._failed()
+
+    def _failed(self) -> NoReturn:
+        assert self._process is not None
+        self._process.kill()
+        _out, err = self._process.communicate()
+        reason = err.decode(errors="replace").strip() or f"exit {self._process.returncode}"
+        raise ConfigStoreError(f"git fast-import failed: {reason}")
+
+    def blob(self, data: bytes) -> None:
+        """Send one blob (mark :1, :2, ... in the order given)."""
+        self._marks += 1
+        self._send(b"blob\nmark :%d\ndata %d\n" % (self._marks, len(data)), data, b"\n")
+
+    def commit(self, ref: str, parent: str | None, message: str, files: Sequence[str]) -> str:
+        """One commit on ``ref`` of ``parent``'s tree with ``files`` (the blobs, in their
+        order) changed; its sha. fast-import refuses to move ``ref`` unless the commit
+        descends from where ``ref`` points (someone committed meanwhile: an error)."""
+        body = message.encode()
+        who = b"Rookery <rookery@localhost> now"
+        mark = self._marks + 1
+        head = b"commit %s\nmark :%d\n" % (ref.encode(), mark)
+        head += b"author %s\ncommitter %s\ndata %d\n%s\n" % (who, who, len(body), body)
+        changes = b"".join(
+            b"M 100644 :%d %s\n" % (number, name.encode())
+            for number, name in enumerate(files, start=1)
+        )
+        start = b"from %s\n" % parent.encode() if parent else b""
+        self._send(head, start, changes, b"\nget-mark :%d\ndone\n" % mark)
+        assert self._process is not None
+        out, err = self._process.communicate()
+        if self._process.returncode != 0:
+            reason = err.decode(errors="replace").strip() or f"exit {self._process.returncode}"
+            raise ConfigStoreError(f"git fast-import failed: {reason}")
+        return out.decode().strip()
 
 
 def _cleaned_message(message: str) -> str:

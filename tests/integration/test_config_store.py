@@ -114,9 +114,11 @@ def test_commits_leave_a_sound_repository_and_a_clean_working_tree(
         "Rookery <rookery@localhost>|Rookery <rookery@localhost>|"
         "Backup run #3 (n): 2 changed: r2-new, sw4\n\n"
     )
-    assert git(store.path, "reflog", "-1", "--format=%gs", "main").strip() == (
-        "commit: Backup run #3 (n): 2 changed: r2-new, sw4"
-    )
+    # every move of the branch is in its reflog: three runs (git fast-import) and the rename
+    moves = git(store.path, "reflog", "--format=%gs", "main").split("\n")
+    assert [m for m in moves if m] == ["fast-import", "commit: Rename device r2 -> r2-new"] + [
+        "fast-import"
+    ] * 2
     assert git(store.path, "rev-parse", "HEAD").strip() == last.sha
 
 
@@ -590,3 +592,42 @@ def test_push_pending_pushes_what_a_failed_push_left(tmp_path: Path, bare: Path)
     up = GitConfigStore(tmp_path / "configs", remote=str(bare))
     assert up.push_pending() is None
     assert git(bare, "rev-parse", "main") == git(up.path, "rev-parse", "HEAD")
+
+
+def test_configs_stream_in_as_pairs_and_a_clash_commits_nothing(store: GitConfigStore) -> None:
+    given: list[str] = []
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        for name, text in CONFIGS.items():
+            given.append(name)  # taken one by one: a run's configs never all in memory
+            yield name, text
+
+    first = store.commit_run(run_id=1, job_name="n", configs=pairs())
+    assert first.changed == ["r1", "r2", "sw3"] and given == ["r1", "r2", "sw3"]
+    head = git(store.path, "rev-parse", "HEAD").strip()
+
+    # two names that map to one file, the second after a changed config was sent to git
+    clash = iter([("r1", "hostname r1\nv2\n"), ("r4", "x\n"), ("r4", "y\n")])
+    with pytest.raises(ConfigStoreError, match="map to one file r4.cfg"):
+        store.commit_run(run_id=2, job_name="n", configs=clash)
+    assert git(store.path, "rev-parse", "HEAD").strip() == head
+    assert git(store.path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert store.commit_run(run_id=3, job_name="n", configs={"r1": "v3\n"}).changed == ["r1"]
+
+
+def test_a_sha256_store_commits_through_the_same_path(tmp_path: Path) -> None:
+    path = tmp_path / "sha256"
+    path.mkdir()
+    git(path, "init", "-q", "--object-format=sha256", "-b", "main")
+    store = GitConfigStore(path)
+
+    first = store.commit_run(run_id=1, job_name="n", configs=CONFIGS)
+    again = store.commit_run(run_id=2, job_name="n", configs=CONFIGS)
+    third = store.commit_run(run_id=3, job_name="n", configs={**CONFIGS, "r2": "v3\n"})
+
+    assert first.sha is not None and len(first.sha) == 64
+    assert again.sha is None and again.unchanged == ["r1", "r2", "sw3"]
+    assert third.changed == ["r2"] and changed_files(path, third.sha or "") == ["r2.cfg"]
+    assert store.read("r2") == "v3\n" and (path / "r2.cfg").read_text() == "v3\n"
+    assert git(path, "fsck", "--strict", "--no-dangling") == ""
+    assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
