@@ -9,7 +9,8 @@ fallback. Modules never import Flask or other parts of Rookery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from app.command_policy import APPROVED_BY, control_problem, policy_problem
@@ -32,9 +33,12 @@ __all__ = [
     "normalize_config",
     "redact_secrets",
     "result",
+    "stored_outputs",
 ]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
+#: outputs ``stored_outputs`` reads from the database at a time
+OUTPUT_BATCH = 100
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +90,12 @@ def command_problem(command: str, platform: str, *, approved: bool) -> str | Non
     return policy_problem(command, platform, command_rules.current())
 
 
-def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: Any) -> Any:
-    """Commit changed configs (device name -> normalised text) as one commit of the store.
+def commit_configs(
+    run_id: int, job_name: str, configs: Mapping[str, str] | Iterable[tuple[str, str]], db: Any
+) -> Any:
+    """Commit changed configs as one commit of the store: a mapping (device name ->
+    normalised text) or (name, text) pairs, which are read one at a time (pass
+    ``stored_outputs`` to stream a run's configs from the database).
 
     Serialised across workers with a PostgreSQL advisory lock taken on ``db``; the texts
     also become the devices' latest configs for the config search. Returns
@@ -97,18 +105,45 @@ def commit_configs(run_id: int, job_name: str, configs: Mapping[str, str], db: A
     from flask import current_app
 
     from app import config_store
+    from app.services import config_search
 
+    pairs = configs.items() if isinstance(configs, Mapping) else configs
     store = config_store.store_for(current_app)
+    # The configs as the config search reads them, in this run's transaction, a batch at
+    # a time as they go by; their commit is named once it exists.
+    pending = f"pending:{run_id}:{secrets.token_hex(8)}"  # one per call (units commit too)
     result = store.commit_run(
-        run_id=run_id, job_name=job_name, configs=configs, lock=config_store.advisory_lock(db)
+        run_id=run_id,
+        job_name=job_name,
+        configs=config_search.remembering(db, pairs, pending),
+        lock=config_store.advisory_lock(db),
     )
     if store.remote:  # /health shows how pushes go; a worker retries a failed one
         config_store.record_push(db, store, result.push_error)
-    # The configs as the config search reads them: in this run's transaction.
-    from app.services import config_search
-
-    config_search.remember(db, configs, result.sha or store.head())
+    config_search.settle(db, pending, result.sha or store.head())
     return result
+
+
+def stored_outputs(run_id: int, db: Any) -> Iterator[tuple[str, str]]:
+    """(device name, output) of each device of the run that succeeded with an output,
+    read from the database a few rows at a time (a finalize over 10,000 configs holds a
+    handful in memory, not all of them)."""
+    from sqlalchemy import select
+
+    from app.models import DeviceResult
+
+    rows = db.execute(
+        select(DeviceResult.device_name, DeviceResult.output)
+        .where(
+            DeviceResult.run_id == run_id,
+            DeviceResult.status == "success",
+            DeviceResult.output.is_not(None),
+            DeviceResult.output != "",
+        )
+        .order_by(DeviceResult.id)
+        .execution_options(yield_per=OUTPUT_BATCH)
+    )
+    yield from rows  # each row is a (name, output) tuple
 
 
 def compliance_findings(

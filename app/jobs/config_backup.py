@@ -11,6 +11,7 @@ from app.jobs import (
     commit_configs,
     compliance_findings,
     normalize_config,
+    stored_outputs,
 )
 
 JOB_META = {
@@ -57,13 +58,14 @@ def run(device, job_id, config, db):
 
 def finalize(run_id, results, config, db):
     """One git commit for the whole run, holding only the configs that changed."""
-    configs = {r.device_name: r.output for r in results if r.status == "success" and r.output}
-    if not configs:
+    if not any(r.status == "success" for r in results):
         return {"commit": None, "changed": []}
-    commit = commit_configs(run_id, config["job_name"], configs, db)
+    # the configs stream from the database into git: never all of them in memory
+    commit = commit_configs(run_id, config["job_name"], stored_outputs(run_id, db), db)
     changed = set(commit.changed)
+    stored = changed.union(commit.unchanged)
     for result in results:
-        if result.device_name in configs:
+        if result.device_name in stored:
             result.changed = result.device_name in changed
             result.commit_sha = commit.sha if result.changed else None
     log = JobLogger(run_id, JOB_META["job_type"])

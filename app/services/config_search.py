@@ -11,7 +11,7 @@ their context are cut out of the device's text here.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,37 @@ def remember(session: Session, configs: Mapping[str, str], commit: str | None) -
         rows,
     )
     return result.rowcount or 0
+
+
+#: configs ``remembering`` writes at a time
+REMEMBER_BATCH = 200
+
+
+def remembering(
+    session: Session, pairs: Iterable[tuple[str, str]], commit: str
+) -> Iterator[tuple[str, str]]:
+    """Pass (device name, text) pairs through, remembering them (``remember``) a batch
+    at a time as they go by: a run's configs are read once, never all held at once.
+    ``commit`` may be a placeholder that ``settle`` replaces once the commit exists."""
+    batch: dict[str, str] = {}
+    for name, body in pairs:
+        batch[name] = body
+        yield name, body
+        if len(batch) >= REMEMBER_BATCH:
+            remember(session, batch, commit)
+            batch = {}
+    if batch:
+        remember(session, batch, commit)
+
+
+def settle(session: Session, placeholder: str, commit: str | None) -> None:
+    """The rows ``remembering`` wrote under ``placeholder`` now name ``commit`` (the store
+    has none when nothing was ever committed: then they go)."""
+    rows = LatestConfig.__table__
+    if commit is None:
+        session.execute(rows.delete().where(rows.c.commit == placeholder))
+    else:
+        session.execute(rows.update().where(rows.c.commit == placeholder).values(commit=commit))
 
 
 def latest_commit(device_id: int) -> str | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import defer
 
 from app import audit, deadlines, events
 from app.engine import lifecycle
@@ -99,9 +100,14 @@ def end_without_devices(
 
 
 def _device_results(run_id: int) -> list[DeviceResult]:
+    # without their outputs (a 10,000-device backup's are hundreds of MB): a finalize
+    # that needs them streams them (app.jobs.stored_outputs) or loads one on access
     return list(
         db.session.scalars(
-            select(DeviceResult).where(DeviceResult.run_id == run_id).order_by(DeviceResult.id)
+            select(DeviceResult)
+            .where(DeviceResult.run_id == run_id)
+            .order_by(DeviceResult.id)
+            .options(defer(DeviceResult.output))
         )
     )
 
