@@ -679,6 +679,11 @@ job_dependencies = Table(
 )
 
 
+#: the most devices one run works on at once (each worker also has its own limit,
+#: ROOKERY_WORKER_DEVICE_LIMIT): 100 sessions at once is a large fleet's usual backup
+MAX_PARALLEL = 256
+
+
 class Job(db.Model):
     """A saved job definition: what to run, on what, how."""
 
@@ -697,7 +702,8 @@ class Job(db.Model):
     retry_delay_seconds: Mapped[int | None] = mapped_column(Integer)
     retry_max_delay_seconds: Mapped[int | None] = mapped_column(Integer)
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
-    #: devices worked on at once within one run; None: the worker's limit
+    #: devices worked on at once within one run (at most MAX_PARALLEL); None: the
+    #: worker's limit
     max_parallel: Mapped[int | None] = mapped_column(Integer)
     #: refuse a second run while one is queued or running
     no_overlap: Mapped[bool] = mapped_column(Boolean, default=True)

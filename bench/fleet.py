@@ -73,6 +73,8 @@ from pipeline import (  # noqa: E402
     say,
 )
 
+from app.models import MAX_PARALLEL  # noqa: E402
+
 BENCH = "fleet"
 BASE_SIZE = 1000  # the size the others are compared with
 RSS_SIZE = 10000  # the size rss_<RSS_SIZE>_vs_<BASE_SIZE> is measured at
@@ -91,7 +93,7 @@ DEFAULT_TIMEOUT = 1800.0
 DEFAULT_READ_TIMEOUT = 60
 #: the most devices a job runs at once (app/services/jobs.py refuses more, and the
 #: runner's units.parallelism caps at it)
-JOB_MAX_PARALLEL = 64
+JOB_MAX_PARALLEL = MAX_PARALLEL
 SEED = "fleet"  # the emulator's configs and the fleet's one password derive from it
 LOGIN_TAG = "fleet-login"
 RSS_SAMPLE_SECONDS = 0.25

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from app.errors import MAX_ID
+from app.models import MAX_PARALLEL
 
 MAX_INT = MAX_ID  # what any integer column holds: ids, and the seconds fields below
 MAX_BIGINT = 9_223_372_036_854_775_807
@@ -198,7 +199,7 @@ class JobFields(Request):
     retry_backoff_seconds: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
     retry_backoff_max_seconds: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
     timeout_seconds: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
-    max_parallel: Annotated[int, Field(ge=1, le=64)] | None = None
+    max_parallel: Annotated[int, Field(ge=1, le=MAX_PARALLEL)] | None = None
     credentials: list[Name] | None = Field(default=None, max_length=100)
     description: (
         Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")] | None

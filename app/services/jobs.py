@@ -12,7 +12,17 @@ from sqlalchemy import Select, func, select, text
 from app import audit, command_policy, crypto, registry
 from app.errors import Conflict, Forbidden, NotFound, ValidationError
 from app.extensions import db
-from app.models import Credential, Device, Job, Priority, Role, Tag, User, job_dependencies
+from app.models import (
+    MAX_PARALLEL,
+    Credential,
+    Device,
+    Job,
+    Priority,
+    Role,
+    Tag,
+    User,
+    job_dependencies,
+)
 from app.services import command_rules, get_row
 
 logger = logging.getLogger(__name__)
@@ -319,7 +329,7 @@ def _apply(job: Job, kind: registry.JobType, fields: dict[str, Any], *, creating
         "retry_delay_seconds": (1, None),
         "retry_max_delay_seconds": (1, None),
         "timeout_seconds": (1, config["ROOKERY_JOB_TIMEOUT_MAX_SECONDS"]),
-        "max_parallel": (1, 64),
+        "max_parallel": (1, MAX_PARALLEL),
     }
     for field, (low, high) in bounds.items():
         if field in fields:

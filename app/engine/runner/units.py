@@ -31,6 +31,7 @@ from app.errors import RookeryError
 from app.extensions import db
 from app.job_api import DeviceTarget, JobLogger
 from app.models import (
+    MAX_PARALLEL,
     Device,
     DeviceResult,
     Job,
@@ -495,8 +496,8 @@ def parallelism(run: JobRun) -> int:
     limit = current_app.config["ROOKERY_WORKER_CONCURRENCY"]
     job = db.session.get(Job, run.job_id) if run.job_id else None
     if job is not None and job.max_parallel:
-        return max(1, min(job.max_parallel, 64))
-    return max(1, min(limit * 2, 64))
+        return max(1, min(job.max_parallel, MAX_PARALLEL))
+    return max(1, min(limit * 2, MAX_PARALLEL))
 
 
 def device_unit(app: Flask, work: Attempt, target: DeviceTarget, action: str = "run") -> str:
