@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from collections.abc import Iterable
 from typing import Any, Self
+
+#: asyncssh (the labs' SSH server) still names DSA keys, deprecated since cryptography 51:
+#: not a lab's concern, and not worth a warning each time one starts
+ASYNCSSH_DSA = {"message": "DSA is deprecated", "category": UserWarning, "module": "asyncssh"}
+warnings.filterwarnings("ignore", **ASYNCSSH_DSA)
 
 
 class LoopThread:

@@ -48,18 +48,22 @@ import resource
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import asyncssh
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from app.lab_loop import ASYNCSSH_DSA, LoopThread  # noqa: E402
+
+warnings.filterwarnings("ignore", **ASYNCSSH_DSA)
+
+import asyncssh  # noqa: E402
+
 from app.demo_lab import LOCALHOST, LabDevice, default_fleet, sample_config  # noqa: E402
-from app.lab_loop import LoopThread  # noqa: E402
 
 INVALID = "% Invalid input detected at '^' marker."
 #: the login every device has with --shared-credentials (the password derives from --seed)
