@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -58,6 +59,7 @@ async def serve(**options: Any) -> int:
     # soon enough to return each run's garbage (SSH sessions, sessions' rows form
     # cycles), instead of letting it pile up behind ~half a million old objects.
     gc.freeze()
+    _few_malloc_arenas()
     collector = asyncio.create_task(_collect_garbage())
     pusher = asyncio.create_task(_retry_failed_pushes())
     loop = asyncio.get_running_loop()
@@ -112,6 +114,36 @@ async def serve(**options: Any) -> int:
     return 0
 
 
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None)  # the process's own symbols: libc's among them
+    except OSError:
+        return None
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        return None  # not glibc
+    return libc
+
+
+_LIBC = _glibc()
+#: glibc's mallopt parameter M_ARENA_MAX
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def _few_malloc_arenas() -> None:
+    """At most MALLOC_ARENAS malloc arenas (glibc; elsewhere nothing changes).
+
+    glibc gives threads that allocate at once arenas of their own, up to eight per
+    core. A run's device threads each read a config of tens of KB (a malloc'd bytes
+    object, too big for Python's own allocator): freed, those blocks stay scattered
+    over many arenas, and the worker's resident memory grew with the fleet (about
+    35 KB per device of a 10,000-device run). Python holds the GIL while it allocates,
+    so more arenas buy no speed here.
+    """
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+
+
 async def _collect_garbage() -> None:
     """A full collection every few seconds: each run's cyclic garbage goes back soon.
 
@@ -125,6 +157,8 @@ async def _collect_garbage() -> None:
     while True:
         started = time.perf_counter()
         found = gc.collect()
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)  # what the runs freed goes back to the system
         took = time.perf_counter() - started
         logger.debug("gc: %d unreachable in %.1f ms", found, 1000 * took)
         await asyncio.sleep(max(GC_SECONDS, took * GC_SHARE))
