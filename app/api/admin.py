@@ -10,10 +10,10 @@ from flask import request
 
 from app import audit, present
 from app.api import jobs as job_views
+from app.api import paging
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
-from app.extensions import db
-from app.models import AuditEntry, Role
+from app.models import AuditEntry, Job, Role, Schedule
 from app.services import jobs as job_service
 from app.services import schedules as schedule_service
 from app.services import stats
@@ -29,8 +29,14 @@ logger = logging.getLogger(__name__)
 def list_schedules():
     """Schedules by job name (only one job's with ``job_id``)."""
     q: s.ScheduleQuery = request.context.query
-    rows = db.session.scalars(schedule_service.list_schedules(q.job_id))
-    return {"items": [present.schedule(r) for r in rows]}
+    rows, next_cursor = paging.page_query(
+        schedule_service.list_schedules(q.job_id),
+        [paging.Key(Job.name), paging.Key(Schedule.id)],
+        cursor=q.cursor,
+        limit=q.limit,
+        values=lambda r: (r.job.name, r.id),
+    )
+    return paging.envelope([present.schedule(r) for r in rows], next_cursor)
 
 
 @bp.post("/schedules")
@@ -113,13 +119,19 @@ def statistics():
 @spec.validate(query=s.AuditQuery, resp=responses(HTTP_200=s.AuditList), tags=["audit"])
 @requires(Role.ADMIN)
 def audit_trail():
-    """Who changed what, newest first; ``next`` is the ``before`` of the next page."""
+    """Who changed what, newest first; ``next`` is the ``cursor`` of the next page."""
     q: s.AuditQuery = request.context.query
     query = audit.list_entries(
         actor=q.actor, object_type=q.object_type, action=q.action, since=q.since, until=q.until
     )
-    if q.before is not None:
-        query = query.where(AuditEntry.id < q.before)
-    rows = list(db.session.scalars(query.limit(q.limit + 1)))
-    next_cursor = rows[q.limit - 1].id if len(rows) > q.limit else None
-    return {"items": [present.audit_entry(r) for r in rows[: q.limit]], "next": next_cursor}
+    before = paging.older_than(q.before, q.cursor)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    rows, next_cursor = paging.page_query(
+        query,
+        [paging.Key(AuditEntry.id, descending=True)],
+        cursor=None,
+        limit=q.limit,
+        values=lambda r: (r.id,),
+    )
+    return paging.envelope([present.audit_entry(r) for r in rows], next_cursor)

@@ -49,13 +49,33 @@ def _before_validation(req: Any, resp: Any, error: Exception | None, instance: A
     if error is None or resp is None:
         return
     fields: dict[str, str] = {}
+    unknown: list[str] = []
     for item in adapter.validation_errors(error):
         where = ".".join(str(part) for part in item.get("loc", ())) or "body"
+        if item.get("type") == "extra_forbidden" and where in req.args:
+            unknown.append(where)
+            fields.setdefault(where, UNKNOWN_PARAMETER)
+            continue
         fields.setdefault(where, str(item.get("msg", "Invalid value.")))
     listed = "; ".join(f"{k}: {v}" for k, v in list(fields.items())[:5])
-    body = schemas.Error(error="ValidationError", message=f"Invalid input: {listed}", fields=fields)
+    message = f"Invalid input: {listed}"
+    if unknown and len(unknown) == len(fields):
+        message = _unknown_parameters(unknown)
+    body = schemas.Error(error="ValidationError", message=message, fields=fields)
     resp.set_data(body.model_dump_json())
     resp.mimetype = "application/json"
+
+
+#: what an unknown query parameter's entry in ``fields`` says
+UNKNOWN_PARAMETER = "Unknown query parameter."
+
+
+def _unknown_parameters(names: list[str]) -> str:
+    shown = ", ".join(sorted(set(names))[:10])
+    return (
+        f"Unknown query parameter(s): {shown}. The parameters each call takes are in "
+        "/api/v1/openapi.json."
+    )
 
 
 def _after_validation(req: Any, resp: Any, error: Exception | None, instance: Any, adapter: Any):
@@ -219,5 +239,25 @@ def authenticate_and_check() -> Any:
     needed: Role = getattr(view, "_api_role", Role.ADMIN)
     if not user.has_role(needed):
         return _error(403, "Forbidden", f"This needs the {needed.value} role; you are {user.role}.")
+    _check_query(view)
     _check_body()
     return None
+
+
+def _check_query(view: Callable[..., Any]) -> None:
+    """Refuse a query string on a call that takes none (422): spectree checks only the
+    calls it has a query model for, and those refuse unknown parameters themselves."""
+    metadata = spec.get_function_metadata(view)
+    if metadata is None or metadata.query is not None or not request.args:
+        return
+    names = list(request.args)
+    abort(
+        make_response(
+            schemas.Error(
+                error="ValidationError",
+                message=_unknown_parameters(names) + " This call takes none.",
+                fields={name: UNKNOWN_PARAMETER for name in names[:20]},
+            ).model_dump(),
+            422,
+        )
+    )

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
+from sqlalchemy import select
 
+from app.api import paging
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.api.jobs import device_ids
-from app.models import Role
+from app.models import Change, Role
 from app.services import changes, rollouts
 
 
@@ -25,11 +27,19 @@ def _fields(body: Any) -> dict[str, Any]:
 
 
 @bp.get("/changes")
-@spec.validate(resp=responses(HTTP_200=s.ChangeList), tags=["changes"])
+@spec.validate(query=s.Page, resp=responses(HTTP_200=s.ChangeList), tags=["changes"])
 @requires(Role.VIEWER)
 def list_changes():
-    """Every change set, newest first."""
-    return {"items": [changes.view(c) for c in changes.list_changes()]}
+    """Change sets, newest first."""
+    q: s.Page = request.context.query
+    rows, next_cursor = paging.page_query(
+        select(Change),
+        [paging.Key(Change.id, descending=True)],
+        cursor=q.cursor,
+        limit=q.limit,
+        values=lambda c: (c.id,),
+    )
+    return paging.envelope([changes.view(c) for c in rows], next_cursor)
 
 
 @bp.post("/changes")

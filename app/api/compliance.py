@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
+from app.api import paging
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.models import Role
@@ -11,12 +12,16 @@ from app.services import compliance
 
 
 @bp.get("/compliance/rules")
-@spec.validate(resp=responses(HTTP_200=s.ComplianceRuleList), tags=["compliance"])
+@spec.validate(query=s.Page, resp=responses(HTTP_200=s.ComplianceRuleList), tags=["compliance"])
 @requires(Role.VIEWER)
 def list_compliance_rules():
-    """Every rule by name: text rules and registered Python rule modules."""
+    """Rules by name: text rules and registered Python rule modules."""
+    q: s.Page = request.context.query
     compliance.sync_modules()
-    return {"items": [compliance.rule_view(r) for r in compliance.list_rules()]}
+    rows, next_cursor = paging.page_items(
+        compliance.list_rules(), lambda r: (r.name,), [str], cursor=q.cursor, limit=q.limit
+    )
+    return paging.envelope([compliance.rule_view(r) for r in rows], next_cursor)
 
 
 @bp.post("/compliance/rules")
@@ -71,7 +76,10 @@ def compliance_summary():
     platform, severity)."""
     q: s.ComplianceQuery = request.context.query
     items = compliance.summary(tag=q.tag, platform=q.platform, severity=q.severity)
-    return {"items": compliance.summary_view(items)}
+    rows, next_cursor = paging.page_items(
+        items, lambda i: (i.rule.name,), [str], cursor=q.cursor, limit=q.limit
+    )
+    return paging.envelope(compliance.summary_view(rows), next_cursor)
 
 
 @bp.get(f"/devices/<{ID}:device_id>/compliance")

@@ -7,11 +7,12 @@ import logging
 from flask import Response, current_app, request
 
 from app import config_store, present
+from app.api import paging
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.errors import NotFound, ValidationError
 from app.extensions import db
-from app.models import Role
+from app.models import Credential, Role, Tag
 from app.services import config_search, credential_scope, host_keys, inventory
 from app.services import credentials as credential_service
 
@@ -28,19 +29,33 @@ def list_devices():
     held credentials, backup health (stale, failing, never, fresh); each with its
     ``last_backup``."""
     q: s.DeviceQuery = request.context.query
-    rows = db.session.scalars(
-        inventory.list_devices(
-            tag=q.tag,
-            search=q.search,
-            enabled=q.enabled,
-            platform=q.platform,
-            held=q.held,
-            backup=q.backup,
-            stale_hours=q.stale_hours,
-            sort=q.sort,
-        )
+    query = inventory.list_devices(
+        tag=q.tag,
+        search=q.search,
+        enabled=q.enabled,
+        platform=q.platform,
+        held=q.held,
+        backup=q.backup,
+        stale_hours=q.stale_hours,
+        sort=q.sort,
     )
-    return {"items": [present.device(d) for d in rows]}
+    if q.cursor is not None:  # the devices page's keyset, behind an opaque cursor
+        sort, after = paging.decode(q.cursor, [str, str])
+        if sort != q.sort:
+            raise ValidationError(
+                f"This cursor is of the {sort!r} order; ask the next page with sort={sort}.",
+                fields={"cursor": "Of another sort order."},
+            )
+        try:
+            query = inventory.page_from(query, q.sort, after, back=False)
+        except ValidationError:
+            raise paging.bad_cursor() from None
+    rows = list(db.session.scalars(query.limit(q.limit + 1)))
+    next_cursor = None
+    if len(rows) > q.limit:
+        rows = rows[: q.limit]
+        next_cursor = paging.encode([q.sort, inventory.device_cursor(rows[-1], q.sort)])
+    return paging.envelope([present.device(d) for d in rows], next_cursor)
 
 
 @bp.post("/devices")
@@ -145,13 +160,35 @@ def _read(name: str, commit: str) -> str | None:
         raise NotFound(str(exc)) from None
 
 
+#: commits a history page looks past its cursor's position for it (new ones come first)
+HISTORY_SLACK = 1000
+
+
 @bp.get(f"/devices/<{ID}:device_id>/configs")
-@spec.validate(resp=responses(HTTP_200=s.ConfigVersionList), tags=["configs"])
+@spec.validate(query=s.Page, resp=responses(HTTP_200=s.ConfigVersionList), tags=["configs"])
 @requires(Role.VIEWER)
 def config_history(device_id: int):
     """The device's stored config versions, newest first."""
+    q: s.Page = request.context.query
     device = inventory.get_device(device_id)
-    return [present.config_version(v) for v in _store().history(device.name)]
+    # git, not a table: the cursor is the last commit shown with its position, the
+    # page is read from git's log of the device's file from there on
+    position, start = 0, 0
+    if q.cursor is not None:
+        position, sha = paging.decode(q.cursor, [int, str])
+        if position < 1:
+            raise paging.bad_cursor()
+    versions = _store().history(device.name, limit=position + HISTORY_SLACK + q.limit + 1)
+    if q.cursor is not None:
+        shas = [v.sha for v in versions]
+        if sha not in shas:
+            raise paging.bad_cursor()
+        start = shas.index(sha) + 1
+    page = versions[start : start + q.limit]
+    next_cursor = None
+    if len(versions) > start + q.limit:
+        next_cursor = paging.encode([start + q.limit, page[-1].sha])
+    return paging.envelope([present.config_version(v) for v in page], next_cursor)
 
 
 @bp.get(f"/devices/<{ID}:device_id>/configs/<string(maxlength=64):commit>")
@@ -253,17 +290,23 @@ def export_devices():
 
 
 @bp.get("/tags")
-@spec.validate(resp=responses(HTTP_200=s.TagList), tags=["devices"])
+@spec.validate(query=s.Page, resp=responses(HTTP_200=s.TagList), tags=["devices"])
 @requires(Role.VIEWER)
 def list_tags():
-    """Every tag with the number of devices carrying it."""
-    rows = db.session.execute(inventory.list_tags()).all()
-    return {
-        "items": [
-            {"id": t.id, "name": t.name, "description": t.description or "", "device_count": n}
-            for t, n in rows
-        ]
-    }
+    """Tags by name, each with the number of devices carrying it."""
+    q: s.Page = request.context.query
+    rows, next_cursor = paging.page_query(
+        inventory.list_tags(),
+        [paging.Key(Tag.name)],
+        cursor=q.cursor,
+        limit=q.limit,
+        values=lambda row: (row[0].name,),
+    )
+    items = [
+        {"id": t.id, "name": t.name, "description": t.description or "", "device_count": n}
+        for t, n in rows
+    ]
+    return paging.envelope(items, next_cursor)
 
 
 @bp.patch(f"/tags/<{ID}:tag_id>")
@@ -291,13 +334,21 @@ def delete_tag(tag_id: int):
 
 
 @bp.get("/credentials")
-@spec.validate(query=s.TagQuery, resp=responses(HTTP_200=s.CredentialList), tags=["credentials"])
+@spec.validate(
+    query=s.CredentialQuery, resp=responses(HTTP_200=s.CredentialList), tags=["credentials"]
+)
 @requires(Role.VIEWER)
 def list_credentials():
     """Credentials in the order they are tried; never a password or secret."""
-    q: s.TagQuery = request.context.query
-    rows = db.session.scalars(credential_service.list_credentials(tag=q.tag))
-    return {"items": [credential_service.public_view(c) for c in rows]}
+    q: s.CredentialQuery = request.context.query
+    rows, next_cursor = paging.page_query(
+        credential_service.list_credentials(tag=q.tag),
+        [paging.Key(Credential.priority), paging.Key(Credential.name)],
+        cursor=q.cursor,
+        limit=q.limit,
+        values=lambda c: (c.priority, c.name),
+    )
+    return paging.envelope([credential_service.public_view(c) for c in rows], next_cursor)
 
 
 @bp.post("/credentials")

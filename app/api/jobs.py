@@ -10,11 +10,13 @@ from flask import current_app, request
 from sqlalchemy import select
 
 from app import present, registry
+from app.api import paging
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
+from app.api.runs import run_detail
 from app.errors import Conflict, ValidationError
 from app.extensions import db
-from app.models import Device, JobRun, Role, utcnow
+from app.models import Device, Job, JobRun, Role, utcnow
 from app.services import jobs as job_service
 from app.services import runs
 from app.services import schedules as schedule_service
@@ -143,10 +145,14 @@ def _known_type(job_type: str) -> None:
 def list_jobs():
     """Saved jobs by name, optionally with a label, of a type, or matching a search."""
     q: s.JobQuery = request.context.query
-    rows = db.session.scalars(
-        job_service.list_jobs(label=q.label, job_type=q.job_type, search=q.search)
+    rows, next_cursor = paging.page_query(
+        job_service.list_jobs(label=q.label, job_type=q.job_type, search=q.search),
+        [paging.Key(Job.name)],
+        cursor=q.cursor,
+        limit=q.limit,
+        values=lambda j: (j.name,),
     )
-    return {"items": [present.job(j) for j in rows]}
+    return paging.envelope([present.job(j) for j in rows], next_cursor)
 
 
 @bp.post("/jobs")
@@ -238,7 +244,7 @@ def start_run(job_id: int):
     run_id = run.id
     if wait:
         _wait_for_end(run_id, wait)
-    return present.run_detail(runs.get_run(run_id), runs.device_results(run_id)), 201
+    return run_detail(runs.get_run(run_id)), 201
 
 
 def _wait_for_end(run_id: int, seconds: float) -> None:
@@ -280,7 +286,7 @@ def _run_now(job: Any, body: s.RunStart) -> dict[str, Any]:
         run_id = _run_now_row(job_id, last)
         if run_id is None:  # nothing to do (run_now answered before writing a row)
             raise Conflict(f"Job {job_name!r} did not run.")
-    detail = present.run_detail(runs.get_run(run_id), runs.device_results(run_id))
+    detail = run_detail(runs.get_run(run_id))
     detail["outcome"] = outcome
     return detail
 

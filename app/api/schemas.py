@@ -16,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    RootModel,
     StringConstraints,
 )
 
@@ -58,9 +57,38 @@ class Request(BaseModel):
 
 
 class Query(BaseModel):
-    """A query string: values are text and convert; unknown parameters are ignored."""
+    """A query string: values are text and convert; an unknown parameter is a 422 naming it
+    (a misspelt filter must not answer everything)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
+
+
+#: most items one page of a list holds (logs, events and a run's results: PAGE_MAX_LONG)
+PAGE_MAX = 500
+PAGE_MAX_LONG = 1000
+PAGE_DEFAULT = 100
+#: a cursor as the API gives them out (``next``): opaque text
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]*$")]
+
+
+class Page(Query):
+    """A page of a list: ``limit`` items after ``cursor`` (the ``next`` of the page before)."""
+
+    #: how many items, at most 500 (logs, events and a run's results: 1000)
+    limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT
+    #: the ``next`` of the previous page, unchanged; absent: the first page
+    cursor: Cursor | None = None
+
+
+class LongPage(Page):
+    limit: Annotated[int, Field(ge=1, le=PAGE_MAX_LONG)] = PAGE_DEFAULT
+
+
+class PageOut(BaseModel):
+    """A page of a list: its items and ``next``, the cursor of the next page."""
+
+    #: pass it as ``cursor`` for the next page; null: this is the last page
+    next: str | None
 
 
 class Error(BaseModel):
@@ -172,11 +200,11 @@ class ScheduleOut(BaseModel):
     created_at: datetime | None
 
 
-class ScheduleList(BaseModel):
+class ScheduleList(PageOut):
     items: list[ScheduleOut]
 
 
-class ScheduleQuery(Query):
+class ScheduleQuery(Page):
     job_id: Id | None = None
 
 
@@ -253,11 +281,11 @@ class JobOut(BaseModel):
     updated_at: datetime | None
 
 
-class JobList(BaseModel):
+class JobList(PageOut):
     items: list[JobOut]
 
 
-class JobQuery(Query):
+class JobQuery(Page):
     label: ShortText | None = None
     job_type: ShortText | None = None
     search: ShortText | None = None
@@ -287,20 +315,56 @@ class Progress(BaseModel):
     total: int
 
 
-class DeviceResultOut(BaseModel):
+class DeviceResultRow(BaseModel):
+    """A device's result in a run, without its output (``output_url`` has it)."""
+
+    id: int
     device: str
     device_id: int | None
+    #: success, failed, skipped, no_credentials, auth_failed, unreachable, timeout,
+    #: cancelled, host_key_changed, host_key_unapproved
     status: str
     message: str
     credential: str | None
+    #: a backup: whether the config changed; null for other jobs
     changed: bool | None
+    #: a backup: the config store commit holding this device's config
     commit: str | None
-    data: dict[str, Any] | None
-    output: str | None
     connect_attempts: int
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    #: the output's size in bytes (null: no output)
+    output_bytes: int | None
+    #: this result whole, with its output and data
+    output_url: str
+
+
+class DeviceResultOut(DeviceResultRow):
+    """A device's result in a run with its output and the job's data."""
+
+    data: dict[str, Any] | None
+    output: str | None
+
+
+class DeviceResultList(PageOut):
+    items: list[DeviceResultRow]
+
+
+class ResultQuery(LongPage):
+    #: only these statuses; ``any_failure``: every status but success
+    status: list[Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]] | None = None
+    #: only devices whose name contains this (any case)
+    device: ShortText | None = None
+
+
+class ResultSummary(BaseModel):
+    """How many devices of the run have a result, by status."""
+
+    total: int
+    by_status: dict[str, int]
+    #: backups whose config changed
+    changed: int
 
 
 class RunOut(BaseModel):
@@ -333,17 +397,18 @@ class RunOut(BaseModel):
 
 
 class RunDetail(RunOut):
-    results: list[DeviceResultOut]
+    summary: ResultSummary
+    #: the per-device results, a page at a time (GET /runs/{run_id}/results)
+    results_url: str
     #: what run_now returned, for ``"now": true``
     outcome: str | None = None
 
 
-class RunList(BaseModel):
+class RunList(PageOut):
     items: list[RunOut]
-    next: int | None
 
 
-class RunQuery(Query):
+class RunQuery(Page):
     #: statuses, or ``any_failure``
     status: list[ShortText] | None = None
     job_type: ShortText | None = None
@@ -354,9 +419,9 @@ class RunQuery(Query):
     trigger: ShortText | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
-    #: the ``next`` of the previous page
+    #: older than this run id (``cursor`` does the same)
     before: Id | None = None
-    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = 50
 
 
 class Relaunch(Request):
@@ -380,12 +445,13 @@ class EventOut(BaseModel):
     created_at: datetime
 
 
-class EventList(RootModel[list[EventOut]]):
-    pass
+class EventList(PageOut):
+    items: list[EventOut]
 
 
-class EventQuery(Query):
+class EventQuery(LongPage):
     type: list[ShortText] | None = None
+    #: newer than this event id (``cursor`` continues from a page)
     after: BigId | None = None
 
 
@@ -406,12 +472,11 @@ class LogOut(BaseModel):
     meta: Any = None
 
 
-class LogList(BaseModel):
+class LogList(PageOut):
     items: list[LogOut]
-    next: int | None
 
 
-class LogQuery(Query):
+class LogQuery(LongPage):
     run_id: Id | None = None
     job_id: Id | None = None
     device_id: Id | None = None
@@ -420,9 +485,10 @@ class LogQuery(Query):
     level: Literal["debug", "info", "warning", "warn", "error", "critical"] | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+    #: older than this id, newest first (``cursor`` continues from a page)
     before: BigId | None = None
+    #: newer than this id, oldest first, as a follower reads (``cursor`` continues)
     after: BigId | None = None
-    limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 # ----------------------------------------------------------------------------- devices
@@ -524,11 +590,11 @@ class HostKeySet(Request):
     key: Annotated[str, StringConstraints(min_length=1, max_length=16_384, pattern=r"^[^\x00]*$")]
 
 
-class DeviceList(BaseModel):
+class DeviceList(PageOut):
     items: list[DeviceOut]
 
 
-class DeviceQuery(Query):
+class DeviceQuery(Page):
     tag: ShortText | None = None
     search: ShortText | None = None
     enabled: bool | None = None
@@ -551,8 +617,8 @@ class ConfigVersion(BaseModel):
     author: str
 
 
-class ConfigVersionList(RootModel[list[ConfigVersion]]):
-    pass
+class ConfigVersionList(PageOut):
+    items: list[ConfigVersion]
 
 
 class DiffQuery(Query):
@@ -619,7 +685,7 @@ class TagOut(BaseModel):
     device_count: int
 
 
-class TagList(BaseModel):
+class TagList(PageOut):
     items: list[TagOut]
 
 
@@ -676,11 +742,11 @@ class CredentialOut(BaseModel):
     updated_at: datetime | None
 
 
-class CredentialList(BaseModel):
+class CredentialList(PageOut):
     items: list[CredentialOut]
 
 
-class TagQuery(Query):
+class CredentialQuery(Page):
     tag: ShortText | None = None
 
 
@@ -740,7 +806,7 @@ class SecretOut(BaseModel):
     secret: str | None
 
 
-class WebhookList(BaseModel):
+class WebhookList(PageOut):
     items: list[WebhookOut]
 
 
@@ -783,19 +849,18 @@ class AuditOut(BaseModel):
     address: str | None
 
 
-class AuditList(BaseModel):
+class AuditList(PageOut):
     items: list[AuditOut]
-    next: int | None
 
 
-class AuditQuery(Query):
+class AuditQuery(Page):
     object_type: ShortText | None = None
     actor: ShortText | None = None
     action: ShortText | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+    #: older than this entry id (``cursor`` does the same)
     before: BigId | None = None
-    limit: Annotated[int, Field(ge=1, le=500)] = 100
 
 
 class StreamQuery(Query):
@@ -939,11 +1004,11 @@ class ComplianceRuleOut(BaseModel):
     updated_by: str
 
 
-class ComplianceRuleList(BaseModel):
+class ComplianceRuleList(PageOut):
     items: list[ComplianceRuleOut]
 
 
-class ComplianceQuery(Query):
+class ComplianceQuery(Page):
     tag: ShortText | None = None
     platform: ShortText | None = None
     severity: Severity | None = None
@@ -968,7 +1033,7 @@ class ComplianceRuleSummary(BaseModel):
     not_checked_or_out_of_scope: int
 
 
-class ComplianceSummaryOut(BaseModel):
+class ComplianceSummaryOut(PageOut):
     items: list[ComplianceRuleSummary]
 
 
@@ -1128,7 +1193,7 @@ class ChangeApplied(BaseModel):
     run_id: int
 
 
-class ChangeList(BaseModel):
+class ChangeList(PageOut):
     items: list[ChangeOut]
 
 

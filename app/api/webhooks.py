@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import request
 
+from app.api import paging
 from app.api import schemas as s
 from app.api.base import ID, actor, bp, requires, responses, spec
 from app.models import Role, Webhook
@@ -24,12 +25,20 @@ def _view(webhook: Webhook) -> dict[str, Any]:
 
 
 @bp.get(f"/jobs/<{ID}:job_id>/webhooks")
-@spec.validate(resp=responses(HTTP_200=s.WebhookList), tags=["webhooks"])
+@spec.validate(query=s.Page, resp=responses(HTTP_200=s.WebhookList), tags=["webhooks"])
 @requires(Role.VIEWER)
 def list_webhooks(job_id: int):
-    """The job's webhooks (never their secrets)."""
+    """The job's webhooks, oldest first (never their secrets)."""
+    q: s.Page = request.context.query
     job_service.get_job(job_id)
-    return {"items": [_view(w) for w in webhook_service.list_webhooks(job_id)]}
+    rows, next_cursor = paging.page_items(
+        webhook_service.list_webhooks(job_id),
+        lambda w: (w.id,),
+        [int],
+        cursor=q.cursor,
+        limit=q.limit,
+    )
+    return paging.envelope([_view(w) for w in rows], next_cursor)
 
 
 @bp.post(f"/jobs/<{ID}:job_id>/webhooks")

@@ -16,13 +16,13 @@ from typing import Any
 
 from flask import current_app
 from procrastinate import exceptions as procrastinate_exceptions
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import load_only
 
 from app import audit, command_policy, crypto, events, registry
 from app.engine import lifecycle, queue
-from app.errors import Conflict, ValidationError
+from app.errors import Conflict, NotFound, ValidationError
 from app.extensions import db
 from app.models import (
     ACTIVE_STATUSES,
@@ -651,6 +651,91 @@ def device_results(run_id: int) -> list[Any]:
     )
 
 
+#: the result status filter that stands for every status but success
+RESULT_ANY_FAILURE = "any_failure"
+#: what a list of results shows: every column but the output and the job's data, which
+#: can be megabytes per device (a config, parsed records); ``device_result`` has them
+RESULT_ROW_COLUMNS = (
+    "id",
+    "run_id",
+    "device_id",
+    "device_name",
+    "status",
+    "message",
+    "credential_name",
+    "commit_sha",
+    "changed",
+    "connect_attempts",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+)
+
+
+def results_query(
+    run_id: int, *, status: list[str] | None = None, device: str | None = None
+) -> Select[tuple[Any, int | None]]:
+    """A run's results without their outputs: (result, output size in bytes or None),
+    by device name; ``status`` may hold ``any_failure``; ``device`` is part of a name
+    (any case). The caller orders and pages it."""
+    from app.models import DeviceResult
+
+    query = (
+        select(DeviceResult, func.octet_length(DeviceResult.output).label("output_bytes"))
+        .options(load_only(*(getattr(DeviceResult, name) for name in RESULT_ROW_COLUMNS)))
+        .where(DeviceResult.run_id == run_id)
+        .order_by(DeviceResult.device_name, DeviceResult.id)
+    )
+    statuses = list(status or [])
+    if statuses:
+        wanted = DeviceResult.status.in_([s for s in statuses if s != RESULT_ANY_FAILURE])
+        if RESULT_ANY_FAILURE in statuses:
+            wanted = or_(wanted, DeviceResult.status != "success")
+        query = query.where(wanted)
+    if device:
+        query = query.where(DeviceResult.device_name.icontains(device, autoescape=True))
+    return query
+
+
+def result_summary(run_id: int) -> dict[str, Any]:
+    """How many results the run has, by status, and how many changed a config (one
+    aggregate over the run's results, whatever their number)."""
+    from app.models import DeviceResult
+
+    rows = db.session.execute(
+        select(
+            DeviceResult.status,
+            func.count(),
+            func.count().filter(DeviceResult.changed.is_(True)),
+        )
+        .where(DeviceResult.run_id == run_id)
+        .group_by(DeviceResult.status)
+        .order_by(DeviceResult.status)
+    ).all()
+    return {
+        "total": sum(row[1] for row in rows),
+        "by_status": {row[0]: row[1] for row in rows},
+        "changed": sum(row[2] for row in rows),
+    }
+
+
+def device_result(run_id: int, device_name: str) -> Any:
+    """A run's result for the device of that name, whole (its output too); NotFound when
+    the run has none."""
+    from app.models import DeviceResult
+
+    run = get_run(run_id)
+    result = db.session.scalar(
+        select(DeviceResult)
+        .where(DeviceResult.run_id == run.id, DeviceResult.device_name == device_name)
+        .order_by(DeviceResult.id.desc())
+        .limit(1)
+    )
+    if result is None:
+        raise NotFound(f"Run #{run.id} has no result for device {device_name!r}.")
+    return result
+
+
 @dataclass
 class WaitingDevice:
     """A device a run in flight targets that has no result yet."""
@@ -709,14 +794,21 @@ def device_outputs(run_id: int, batch: int = 200) -> Iterator[tuple[str, str]]:
         yield row[0], row[1]
 
 
-def run_events(run_id: int, *, types: list[str] | None = None, after_id: int = 0) -> list[Any]:
-    """A run's event trail, oldest first (optionally only some types, or after an id)."""
+def run_events_query(
+    run_id: int, *, types: list[str] | None = None, after_id: int = 0
+) -> Select[tuple[Any]]:
+    """A run's events, oldest first (optionally only some types, or after an id)."""
     from app.models import Event
 
     query = select(Event).where(Event.run_id == run_id, Event.id > after_id).order_by(Event.id)
     if types:
         query = query.where(Event.type.in_(types))
-    return list(db.session.scalars(query))
+    return query
+
+
+def run_events(run_id: int, *, types: list[str] | None = None, after_id: int = 0) -> list[Any]:
+    """A run's event trail, oldest first (optionally only some types, or after an id)."""
+    return list(db.session.scalars(run_events_query(run_id, types=types, after_id=after_id)))
 
 
 def last_runs(job_ids: list[int]) -> dict[int, JobRun]:

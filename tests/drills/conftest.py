@@ -357,8 +357,30 @@ class Drill:
         return self.ok("GET", f"/runs/{run_id}")
 
     def events(self, run_id: int, *types: str) -> list[dict[str, Any]]:
-        query = "&".join(f"type={urllib.parse.quote(t)}" for t in types)
-        return self.ok("GET", f"/runs/{run_id}/events" + (f"?{query}" if query else ""))
+        query = "".join(f"&type={urllib.parse.quote(t)}" for t in types)
+        found: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            page = self.ok("GET", f"/runs/{run_id}/events?limit=1000{query}{cursor}")
+            found.extend(page["items"])
+            if page["next"] is None:
+                return found
+            cursor = f"&cursor={page['next']}"
+
+    def results(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's device results, by device name (without outputs: ``result``)."""
+        found: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            page = self.ok("GET", f"/runs/{run_id}/results?limit=1000{cursor}")
+            found.extend(page["items"])
+            if page["next"] is None:
+                return found
+            cursor = f"&cursor={urllib.parse.quote(page['next'])}"
+
+    def result(self, run_id: int, device: str) -> dict[str, Any]:
+        """One device's result in the run, with its output and data."""
+        return self.ok("GET", f"/runs/{run_id}/results/{urllib.parse.quote(device)}")
 
     def started_count(self, run_id: int) -> int:
         return len(self.events(run_id, "job.started"))

@@ -50,7 +50,7 @@ def test_a_hung_device_keeps_the_good_backups(drill: Drill) -> None:
     commit = (ended["result"] or {}).get("commit")
     assert commit, f"the run does not record its commit: result {ended['result']!r}"
     assert commit == head, f"the run records {commit}, git HEAD is {head}"
-    by_device = {r["device"]: r for r in ended["results"]}
+    by_device = {r["device"]: r for r in drill.results(run["id"])}
     for name in good:
         assert by_device.get(name, {}).get("status") == "success", by_device.get(name)
     drill.assert_no_run_left()
@@ -103,7 +103,8 @@ def test_a_failing_push_is_a_warning_and_is_retried(drill: Drill, tmp_path: Path
     assert commit and commit == head, f"run records commit {commit!r}, local HEAD is {head}"
     missing = drill.device_files(names) - drill.files_at_head()
     assert not missing, f"local HEAD lacks {sorted(missing)}"
-    assert all(r["commit"] == commit for r in ended["results"]), ended["results"]
+    results = drill.results(run["id"])
+    assert all(r["commit"] == commit for r in results), results
 
     report = drill.wait_health(
         lambda r: (r.get("config_store") or {}).get("push") == "failing",

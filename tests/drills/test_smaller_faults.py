@@ -48,7 +48,8 @@ def test_a_list_parameter_with_a_comma_is_one_command(
     assert saved == [COMMA_COMMAND], f"the list parameter was saved as {saved!r}"
     run = drill.start_run(job["id"])
     ended = drill.wait_status(run["id"], "COMPLETED_SUCCESS", 60)
-    result = ended["results"][0]
+    assert ended["summary"]["total"] == 1, ended
+    result = drill.result(run["id"], drill.results(run["id"])[0]["device"])
     assert result["data"]["commands"] == [COMMA_COMMAND], (
         f"one command was split: {result['data']['commands']!r}"
     )
@@ -76,8 +77,7 @@ def test_a_command_the_device_refuses_fails_that_device(drill: Drill) -> None:
     ended = drill.wait_final(good["id"], 60)
     assert ended["status"] == "COMPLETED_SUCCESS", ended
     refused = drill.wait_final(bad["id"], 60)
-    results = {r["device"]: r for r in refused["results"]}
-    device = results.get("ios-002") or {}
+    device = drill.result(bad["id"], "ios-002")
     assert "% Invalid input detected" in (device.get("output") or device.get("message") or ""), (
         f"the device did not answer as expected: {device}"
     )

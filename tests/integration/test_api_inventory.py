@@ -187,8 +187,10 @@ def test_config_history_text_and_diff(api: Api, app) -> None:
         second = store.commit_run(
             run_id=8, job_name="b", configs={"r1": "hostname r1\ninterface x\n"}
         ).sha
-    versions = ok(api.get(f"/api/v1/devices/{device['id']}/configs", as_="viewer"))
+    history = ok(api.get(f"/api/v1/devices/{device['id']}/configs", as_="viewer"))
+    versions = history["items"]
     assert [(v["commit"], v["run_id"]) for v in versions] == [(second, 8), (first, 7)]
+    assert history["next"] is None
     assert all(v["created_at"] for v in versions)
 
     text = api.get(f"/api/v1/devices/{device['id']}/configs/{first}", as_="viewer")
@@ -210,7 +212,7 @@ def test_config_history_text_and_diff(api: Api, app) -> None:
         ),
         201,
     )
-    assert ok(api.get(f"/api/v1/devices/{other['id']}/configs")) == []
+    assert ok(api.get(f"/api/v1/devices/{other['id']}/configs")) == {"items": [], "next": None}
 
 
 def test_schedules(api: Api) -> None:

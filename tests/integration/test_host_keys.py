@@ -192,8 +192,8 @@ def test_a_server_with_another_key_gets_no_password(app, api, lab, ssh_trap: Ssh
     assert body["host_key_pending"]["type"] == "ecdsa-sha2-nistp256"
 
     # the run page shows the result with its own badge
-    detail = ok(api.get(f"/api/v1/runs/{run.id}", as_="viewer"))
-    assert detail["results"][0]["status"] == "host_key_changed"
+    detail = ok(api.get(f"/api/v1/runs/{run.id}/results", as_="viewer"))
+    assert detail["items"][0]["status"] == "host_key_changed"
 
 
 def test_an_admin_accepts_the_changed_key_and_the_device_connects(app, api, lab, auth, client):

@@ -1,8 +1,9 @@
 """Outputs where people look: a run's device outputs on its page, the device page and the CLI.
 
 run_commands keeps each device's output (and TextFSM records); a network engineer reads
-them on the run page (one device or all, copy, download), on the device page, and with
-``rookery run show``. Real FakeNOS devices on 127.0.0.1 produce the outputs.
+them on the run page (one device or all, copy, download), on the device page, with
+``rookery run show``, and a script one device at a time from the API. Real FakeNOS
+devices on 127.0.0.1 produce the outputs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from app.cli import cli
 from app.demo_lab import default_fleet
 from tests.integration import test_run_commands
 from tests.integration.helpers import load_lab_devices
+from tests.integration.test_api_support import Api, make_tokens, ok
 
 pytest_plugins = ["tests.devices"]
 
@@ -79,3 +81,33 @@ def test_cli_run_show_prints_outputs_and_run_logs_names_devices(app, ctx, device
 
     logs = runner.invoke(cli, ["run", "logs", str(run.id)])
     assert f"[{ios.name}]" in logs.output and "[device " not in logs.output
+
+
+def test_api_answers_a_run_without_outputs_and_each_output_on_its_own(
+    app, ctx, client, device_lab_factory
+):
+    """A script reads the run (counts, no outputs), pages its results (each with its
+    output's size and link) and fetches the one device's output it wants."""
+    run, results, ios, eos = _lab_run(app, device_lab_factory)
+    api = Api(client=client, tokens=make_tokens(app))
+    answer = api.get(f"/api/v1/runs/{run.id}", as_="viewer")
+    detail = ok(answer)
+    assert detail["summary"] == {"total": 2, "by_status": {"success": 2}, "changed": 0}
+    assert "results" not in detail and "show version" not in answer.get_data(as_text=True)
+
+    page = ok(api.get(f"{detail['results_url']}?limit=1", as_="viewer"))
+    assert [r["device"] for r in page["items"]] == [eos.name]  # by name
+    rest = ok(api.get(f"{detail['results_url']}?limit=1&cursor={page['next']}", as_="viewer"))
+    assert [r["device"] for r in rest["items"]] == [ios.name] and rest["next"] is None
+    row = rest["items"][0]
+    mine = results[ios.name]
+    assert row["output_bytes"] == len(mine.output.encode()) and "output" not in row
+
+    whole = ok(api.get(row["output_url"], as_="viewer"))
+    assert whole["output"] == mine.output and f"{ios.name}# show clock" in whole["output"]
+    assert whole["data"] == mine.data and whole["status"] == "success"
+    missing = api.get(f"/api/v1/runs/{run.id}/results/not-in-this-run", as_="viewer")
+    assert missing.status_code == 404
+    assert missing.get_json()["message"] == (
+        f"Run #{run.id} has no result for device 'not-in-this-run'."
+    )
