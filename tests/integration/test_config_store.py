@@ -608,7 +608,7 @@ def test_configs_stream_in_as_pairs_and_a_clash_commits_nothing(store: GitConfig
 
     # two names that map to one file, the second after a changed config was sent to git
     clash = iter([("r1", "hostname r1\nv2\n"), ("r4", "x\n"), ("r4", "y\n")])
-    with pytest.raises(ConfigStoreError, match="map to one file r4.cfg"):
+    with pytest.raises(ConfigStoreError, match=r"map to one file r4\.cfg"):
         store.commit_run(run_id=2, job_name="n", configs=clash)
     assert git(store.path, "rev-parse", "HEAD").strip() == head
     assert git(store.path, "status", "--porcelain", "--untracked-files=all") == ""
