@@ -87,10 +87,11 @@ def create_app(
 
     db.init_app(app)
 
-    from app import registry
+    from app import profiles, registry
     from app.engine import queue
 
     registry.init_app(app)
+    profiles.init_app(app)
     if web:
         from app import auth, errors_web, views
         from app.extensions import csrf, login_manager, migrate

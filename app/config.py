@@ -125,6 +125,14 @@ SETTINGS: tuple[Setting, ...] = (
         help="Extra folders of job modules, separated by `os.pathsep` (`:` on Linux).",
     ),
     Setting(
+        env="ROOKERY_PLATFORM_PROFILES_DIR",
+        default="",
+        parse=_to_str,
+        help="Folder of platform profiles (`<device type>.toml`) that add platforms or change "
+        "built-in ones without code; a file named like a built-in profile changes only the "
+        "keys it sets. Unset: the built-in profiles alone.",
+    ),
+    Setting(
         env="ROOKERY_COMPLIANCE_RULES_PATH",
         default="",
         parse=_to_str,

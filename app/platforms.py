@@ -5,7 +5,12 @@ A device that does not know a command still answers, at its prompt, with an erro
 message instead of output: ``% Invalid input detected at '^' marker.`` on IOS,
 ``syntax error, expecting <command>.`` on Junos, ``Error: Unrecognized command`` on VRP.
 Read as output, that answer made a run of show commands a success and could have been
-committed to git as a configuration. ``command_error`` recognises it.
+committed to git as a configuration. ``command_error`` recognises it with the ``errors``
+of the platform's profile (``app.profiles``, one data file per platform).
+
+Netmiko's device types are the canonical names. Nornir, NAPALM and Ansible name
+platforms otherwise (``ios``, ``junos``, ``cisco.nxos.nxos``): ``LIBRARY_NAMES`` maps
+them through netutils' library mapper (a Nornir import takes them).
 """
 
 from __future__ import annotations
@@ -15,25 +20,33 @@ import functools
 import logging
 import re
 from collections.abc import Collection
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
-#: other names of a platform (netmiko's older names, short forms) -> its canonical key
+#: other names of a platform (netmiko's older names, short forms, netmiko's synonyms for
+#: one driver) -> its canonical key: the name of its profile
 ALIASES: dict[str, str] = {
     "juniper": "juniper_junos",
     "cisco_iosxe": "cisco_xe",
     "eos": "arista_eos",
-}
-
-#: Nornir/NAPALM platform names and the netmiko device types they mean (a Nornir import
-#: takes them)
-NAPALM: dict[str, str] = {
-    "ios": "cisco_ios",
-    "eos": "arista_eos",
-    "junos": "juniper_junos",
-    "nxos": "cisco_nxos",
-    "nxos_ssh": "cisco_nxos",
-    "iosxr": "cisco_xr",
+    "alcatel_sros": "nokia_sros",
+    "avaya_ers": "extreme_ers",
+    "avaya_vsp": "extreme_vsp",
+    "brocade_fastiron": "ruckus_fastiron",
+    "brocade_netiron": "extreme_netiron",
+    "brocade_vyos": "vyos",
+    "vyatta_vyos": "vyos",
+    "huawei_vrp": "huawei",
+    "h3c_comware": "hp_comware",
+    "dell_os9": "dell_force10",
+    "dell_dnos9": "dell_force10",
+    "extreme": "extreme_exos",
+    "aruba_procurve": "hp_procurve",
+    "aruba_osswitch": "hp_procurve",
+    "ubiquiti_edge": "ubiquiti_edgeswitch",
+    "huawei_olt": "huawei_smartax",
+    "cisco_s500": "cisco_s300",
 }
 
 #: names people write for a platform that are not device types (product names, vendor
@@ -50,7 +63,16 @@ SPOKEN: dict[str, str] = {
     "panos": "paloalto_panos",
     "paloalto": "paloalto_panos",
     "fortios": "fortinet",
+    "fortigate": "fortinet",
     "routeros": "mikrotik_routeros",
+    "mikrotik": "mikrotik_routeros",
+    "procurve": "hp_procurve",
+    "comware": "hp_comware",
+    "vrp": "huawei",
+    "screenos": "juniper_screenos",
+    "exos": "extreme_exos",
+    "sros": "nokia_sros",
+    "edgeos": "ubiquiti_edgerouter",
 }
 
 #: how many lines of an answer are read for an error: a refusal is the first thing a
@@ -58,46 +80,19 @@ SPOKEN: dict[str, str] = {
 #: (logs, a configuration) can never be mistaken for one
 ERROR_HEAD_LINES = 3
 
-# Each pattern is matched at the start of a line (after its indentation), ignoring case.
-#: Cisco-style refusals, printed by IOS, IOS-XE, IOS-XR, NX-OS, EOS, Comware and many more
-#: ("% Invalid input detected", "% Unavailable command", "% Too many parameters found")
-_PERCENT = (
-    r"%\s*(?:invalid (?:input|command)"
-    r"|(?:unknown|incomplete|ambiguous|unrecognized|unavailable|bad) command"
-    r"|(?:too many|wrong) parameter|error\b)"
-)
-#: Junos "unknown command.", and the bare "Unknown command" of simple CLIs
-_UNKNOWN = r"unknown command"
-#: Junos "syntax error, expecting <command>.", NX-OS "Syntax error while parsing ..."
-_SYNTAX = r"syntax error"
-#: NX-OS and EOS "Error: ...", Junos "error: ...", VRP "Error: Unrecognized command found ..."
-_ERROR = r"error:"
-#: ASA "ERROR: % Invalid input detected at '^' marker."
-_ASA_ERROR = r"error:\s*%"
-#: a Unix shell: "-bash: foo: command not found"
-_SHELL = r"(?:\S+:\s+)*\S+: (?:command not found|not found)"
-
-#: the refusals each platform prints; platforms not listed use GENERIC
-ERROR_PATTERNS: dict[str, tuple[str, ...]] = {
-    "cisco_ios": (_PERCENT, _UNKNOWN),
-    "cisco_xe": (_PERCENT, _UNKNOWN),
-    "cisco_xr": (_PERCENT, _UNKNOWN),
-    "cisco_asa": (_PERCENT, _ASA_ERROR),
-    "cisco_nxos": (_PERCENT, _UNKNOWN, _SYNTAX, _ERROR),
-    "arista_eos": (_PERCENT, _UNKNOWN, _ERROR),
-    "juniper_junos": (_UNKNOWN, _SYNTAX, _ERROR),
-    "huawei": (_ERROR, _PERCENT),
-    "huawei_vrpv8": (_ERROR, _PERCENT),
-    "hp_comware": (_PERCENT, _ERROR),
-    "linux": (_SHELL,),
-}
-#: the platforms Rookery has a profile of: it reads their refusals (above) and their
-#: read-only commands (``command_policy``); every other device type gets the generic ones
-PROFILED: tuple[str, ...] = tuple(ERROR_PATTERNS)
-#: any platform else: every refusal above but a shell's
-GENERIC: tuple[str, ...] = (_PERCENT, _UNKNOWN, _SYNTAX, _ERROR)
-
 _CARET = re.compile(r"\s*\^\s*")  # the marker line under the refused word
+
+
+def __getattr__(name: str) -> Any:
+    # Computed on use: the profiles in force change when an app loads an admin folder,
+    # and netutils' tables need netmiko's list of device types.
+    if name == "PROFILED":  # the platforms with a profile of their own
+        from app import profiles
+
+        return profiles.current().names()
+    if name in ("LIBRARY_NAMES", "NAPALM"):
+        return library_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def platform_key(platform: str) -> str:
@@ -116,6 +111,23 @@ def known_platforms() -> frozenset[str]:
     return frozenset(CLASS_MAPPER) - {"autodetect"}
 
 
+@functools.cache
+def library_names() -> dict[str, str]:
+    """Nornir/NAPALM and Ansible platform names (lower case) and the netmiko device types
+    they mean, by netutils' library mapper (``ios`` -> ``cisco_ios``, ``huawei_vrp`` ->
+    ``huawei``, ``cisco.nxos.nxos`` -> ``cisco_nxos``)."""
+    from netutils import lib_mapper
+
+    known = known_platforms()
+    names: dict[str, str] = {}
+    for mapper in (lib_mapper.ANSIBLE_LIB_MAPPER, lib_mapper.NAPALM_LIB_MAPPER):
+        for name, normalised in mapper.items():
+            device_type = lib_mapper.NETMIKO_LIB_MAPPER_REVERSE.get(normalised)
+            if device_type in known:
+                names[name.lower()] = device_type
+    return names
+
+
 def _letters(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -124,7 +136,7 @@ def suggest(name: str, valid: Collection[str] | None = None) -> str | None:
     """The platform of ``valid`` (default: every known one) ``name`` most likely means,
     or None when none is close.
 
-    An alias, a NAPALM name or a product name first (``cisco_iosxe`` -> ``cisco_xe``,
+    An alias, a NAPALM/Ansible name or a product name first (``cisco_iosxe`` -> ``cisco_xe``,
     ``junos`` -> ``juniper_junos``, ``IOS-XE`` -> ``cisco_xe``), then the same letters
     (``aristaeos`` -> ``arista_eos``), then the closest spelling (``hp_procurv`` ->
     ``hp_procurve``); a type found with a transport suffix or as an alias is given by its
@@ -134,7 +146,12 @@ def suggest(name: str, valid: Collection[str] | None = None) -> str | None:
     key = name.strip().lower()
     canonical = platform_key(key)
     letters = _letters(key)
-    named = [canonical, NAPALM.get(key), SPOKEN.get(letters), SPOKEN.get(_letters(canonical))]
+    named = [
+        canonical,
+        library_names().get(key),
+        SPOKEN.get(letters),
+        SPOKEN.get(_letters(canonical)),
+    ]
     for candidate in named:
         if candidate and candidate != key and candidate in valid:
             return candidate
@@ -146,20 +163,19 @@ def suggest(name: str, valid: Collection[str] | None = None) -> str | None:
     return platform_key(found[0]) if platform_key(found[0]) in valid else found[0]
 
 
-@functools.lru_cache(maxsize=64)
-def _error_pattern(key: str) -> re.Pattern[str]:
-    patterns = ERROR_PATTERNS.get(key, GENERIC)
-    return re.compile(r"\s*(?:" + "|".join(patterns) + ")", re.IGNORECASE)
-
-
 def command_error(platform: str, output: str) -> str | None:
     """The line of ``output`` in which the device refused its command, or None.
 
     Only the first ``ERROR_HEAD_LINES`` lines that say something are read (blank lines
     and the ``^`` marker line do not count). The line is returned stripped, e.g.
-    ``% Invalid input detected at '^' marker.``.
+    ``% Invalid input detected at '^' marker.``. The refusals are the ``errors`` of the
+    platform's profile; a platform whose profile lists none never refuses.
     """
-    pattern = _error_pattern(platform_key(platform))
+    from app import profiles
+
+    pattern = profiles.get(platform).error_pattern
+    if pattern is None:
+        return None
     read = 0
     for line in output.splitlines():
         if not line.strip() or _CARET.fullmatch(line):

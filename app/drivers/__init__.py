@@ -145,6 +145,11 @@ class DriverSession(Protocol):
 
     def get_config(self) -> str: ...
 
+    def backup_config(self) -> str:
+        """What a config backup stores (the platform profile's extra commands as a
+        comment block, then its config commands), before it is normalised."""
+        ...
+
     def send_config(self, lines: Sequence[str], *, session: str | None = None) -> str:
         """Send ``lines`` in configuration mode, one at a time; raise ``ConfigRefused``
         (after leaving configuration mode) at the first line the device refuses. On

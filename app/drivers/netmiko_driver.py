@@ -49,7 +49,7 @@ from netmiko.exceptions import (
 )
 from paramiko.ssh_exception import BadHostKeyException, SSHException
 
-from app import platforms, ssh_keys
+from app import platforms, profiles, ssh_keys
 from app.drivers import (
     COMMIT_PLATFORMS,
     SESSION_PLATFORMS,
@@ -69,28 +69,55 @@ from app.ssh_keys import HostKey
 
 logger = logging.getLogger(__name__)
 
-#: the command that prints a platform's running configuration
-CONFIG_COMMANDS: dict[str, str] = {
-    "juniper": "show configuration",
-    "juniper_junos": "show configuration",
-    "huawei": "display current-configuration",
-    "huawei_vrpv8": "display current-configuration",
-    "hp_comware": "display current-configuration",
-    "linux": "cat /etc/hostname",
-}
-DEFAULT_CONFIG_COMMAND = "show running-config"
-
 LEGACY_ALGORITHMS = {"pubkeys": ["rsa-sha2-512", "rsa-sha2-256"]}
 
 #: what discards an uncommitted candidate before leaving configuration mode (IOS-XR's
 #: netmiko ``exit_config_mode`` answers "no" to "Uncommitted changes found" itself)
 DISCARD_COMMANDS: dict[str, str] = {"juniper_junos": "rollback 0"}
 
+#: a prompt line: the base prompt between what prompts put around it ("<r1>", "r1#",
+#: "[admin@r1] >", "admin@r1:~$")
+_PROMPT_LINE = re.compile(r"([<\[(]?)(?P<base>.+?)([\s>#$%\])(:~*]{0,6})")
 _BANNER = re.compile(r"^\s*banner\s+\S+\s+(\S.*)$", re.IGNORECASE)
 
 
 def config_command(platform: str) -> str:
-    return CONFIG_COMMANDS.get(platform, DEFAULT_CONFIG_COMMAND)
+    """The command that prints a platform's running configuration (its profile's first
+    ``config_commands``)."""
+    return profiles.get(platform).config_commands[0]
+
+
+def comment_block(profile: profiles.Profile, command: str, output: str) -> str:
+    """An extra command's output as comment lines of the platform (Oxidized's way of
+    keeping ``show version`` beside the configuration)."""
+    mark = profile.comment
+    lines = [f"{mark}{command}"]
+    lines += [f"{mark}{line}".rstrip() for line in output.strip("\n").splitlines()]
+    return "\n".join(lines)
+
+
+def _without_echo(output: str, command: str) -> str:
+    """``output`` without a first line that is the start or the end of ``command``: netmiko
+    strips the echo of the command it sent, but from a device that echoes slowly it can
+    read part of it ("disp", "play current-configuration") as if it were the answer."""
+    first, newline, rest = output.lstrip("\r\n").partition("\n")
+    echo, sent = first.strip(), command.strip()
+    if len(echo) >= 4 and (sent.startswith(echo) or sent.endswith(echo)):
+        return rest if newline else ""
+    return output
+
+
+def _without_trailing_prompt(output: str, base_prompt: str) -> str:
+    """``output`` without a prompt as its last line: netmiko strips the prompt it stopped
+    at, but a device that answered with a blank line first (RouterOS) leaves its prompt
+    behind, and a read that met a prompt left from the login is that prompt alone. A
+    prompt is never configuration."""
+    head, _, last = output.rstrip().rpartition("\n")
+    base = base_prompt.strip().lstrip("<[(").rstrip(">])")
+    found = _PROMPT_LINE.fullmatch(last.strip()) if base else None
+    if found and found.group("base") == base and (found.group(1) or found.group(3)):
+        return head
+    return output
 
 
 def config_batches(lines: Sequence[str]) -> list[list[str]]:
@@ -239,8 +266,12 @@ class NetmikoSession:
         session = cls(connection, target, credential, options)
         session.host_key = _server_key(connection)
         session.host_key_unpinned = checked is None
+        profile = profiles.get(target.platform)
         try:
-            session.enable()
+            if profile.enable:
+                session.enable()
+            if profile.paging:
+                session.send_command(profile.paging)
         except DriverError:
             session.close()
             raise
@@ -414,10 +445,60 @@ class NetmikoSession:
             )
         return output
 
+    def _read_config(self, command: str, profile: profiles.Profile) -> str:
+        """A configuration command's output; asked twice when the first answer is empty
+        (netmiko can meet a prompt its login left behind and read nothing: a device never
+        answers a configuration command with nothing at all)."""
+        output = self._read(command, profile)
+        if not output.strip():
+            output = self._read(command, profile)
+        return output
+
+    def _read(self, command: str, profile: profiles.Profile) -> str:
+        """A command's output, read up to the profile's prompt when it has one."""
+        with self._guard(command):
+            if profile.prompt:
+                output = self._conn.send_command(
+                    command, expect_string=profile.prompt, read_timeout=self.options.read_timeout
+                )
+            else:
+                output = self._conn.send_command(command, read_timeout=self.options.read_timeout)
+        output = _without_echo(str(output), command)
+        return _without_trailing_prompt(output, getattr(self._conn, "base_prompt", ""))
+
     def get_config(self) -> str:
-        """The running configuration, as the device prints it."""
-        output = self.send_command(config_command(self.target.platform))
-        return str(output)
+        """The running configuration, as the device prints it (the first of its profile's
+        ``config_commands``)."""
+        profile = profiles.get(self.target.platform)
+        return self._read_config(profile.config_commands[0], profile)
+
+    def backup_config(self) -> str:
+        """What a config backup stores, before it is normalised: the profile's
+        ``extra_commands`` as a comment block, then the output of each of its
+        ``config_commands``.
+
+        An extra command the device refuses is left out (logged). A refused config command
+        makes the answer that refusal alone, so the caller's ``platforms.command_error``
+        sees it at the top and no error message is ever stored as a configuration.
+        """
+        profile = profiles.get(self.target.platform)
+        configs = []
+        for command in profile.config_commands:
+            output = self._read_config(command, profile)
+            if platforms.command_error(self.target.platform, output) is not None:
+                return output
+            configs.append(output)
+        extras = []
+        for command in profile.extra_commands:
+            output = self._read(command, profile)
+            refusal = platforms.command_error(self.target.platform, output)
+            if refusal is not None:
+                logger.info(
+                    "%s refused %r, left out of the backup: %s", self.target.name, command, refusal
+                )
+                continue
+            extras.append(comment_block(profile, command, output))
+        return "\n".join([*extras, *configs])
 
     def close(self) -> None:
         if self.closed:

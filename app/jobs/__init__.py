@@ -69,11 +69,12 @@ def normalize_config(platform: str, text: str, *, redact_secrets: bool = True) -
     return config_store.normalize_config(platform, text, redact_secrets=redact_secrets)
 
 
-def redact_secrets(text: str) -> str:
-    """``text`` with the secrets a config backup removes replaced by ``<removed>``."""
+def redact_secrets(text: str, platform: str | None = None) -> str:
+    """``text`` with the secrets a config backup removes replaced by ``<removed>`` (with
+    ``platform``, its profile's own rules too)."""
     from app import config_store
 
-    return config_store.redact_secrets(text)
+    return config_store.redact_secrets(text, platform)
 
 
 def command_problem(command: str, platform: str, *, approved: bool) -> str | None:

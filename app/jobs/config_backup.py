@@ -30,7 +30,8 @@ JOB_META = {
 def run(device, job_id, config, db):
     log = JobLogger(job_id, JOB_META["job_type"], device.id)
     with device.connect() as session:
-        raw = session.get_config()
+        # the platform profile's commands: the config, and any extras as a comment block
+        raw = session.backup_config()
     refusal = command_error(device.platform, raw)
     if refusal is not None:
         # An error message is no configuration: committed, it would replace the last good

@@ -67,7 +67,7 @@ def run(device, job_id, config, db):
             raw = str(session.send_command(command))
             refusal = command_error(device.platform, raw)
             # Stored and parsed only without secrets: viewers read every run's output.
-            text = redact_secrets(raw)
+            text = redact_secrets(raw, device.platform)
             outputs.append(f"{device.name}# {command}\n{text.rstrip()}\n")
             if refusal is not None:
                 # The device answered, but with an error instead of output: the run must

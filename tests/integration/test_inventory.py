@@ -12,6 +12,7 @@ from psycopg import sql
 from sqlalchemy import func, select
 
 import app as app_package
+from app import platforms
 from app.errors import Conflict, ValidationError
 from app.extensions import db
 from app.models import AuditEntry, Device, DeviceResult, Tag
@@ -85,8 +86,7 @@ def test_validation_reports_every_field_at_once(ctx):
     fields = caught.value.fields
     assert set(fields) == {"name", "host", "port", "platform", "driver", "enabled"}
     assert fields["platform"] == (
-        "Unknown platform 'foo'. Valid: cisco_ios, cisco_xe, cisco_xr, cisco_asa, cisco_nxos, "
-        "arista_eos, juniper_junos, huawei, huawei_vrpv8, hp_comware, linux, or another of "
+        f"Unknown platform 'foo'. Valid: {', '.join(platforms.PROFILED)}, or another of "
         f"netmiko's {len(inventory.netmiko_platforms())} device types (the Import devices page "
         "lists them all)."
     )
@@ -341,7 +341,7 @@ def test_csv_with_bad_rows_imports_nothing_and_names_each_line(ctx):
     ]
     messages = [e.message for e in report.errors]
     assert messages[0] == "Port must be a whole number from 1 to 65535."
-    assert messages[1].startswith("Unknown platform 'foo_os'. Valid: cisco_ios, cisco_xe, ")
+    assert messages[1].startswith(f"Unknown platform 'foo_os'. Valid: {platforms.PROFILED[0]}, ")
     assert messages[2] == "Duplicate name 'r1' (first on line 2)."
     assert messages[3].startswith("A host is required")
     assert str(report.errors[0]) == "line 3 (r2): Port must be a whole number from 1 to 65535."
