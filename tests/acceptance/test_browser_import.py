@@ -94,7 +94,7 @@ def test_one_panel_at_a_time_and_the_file_kept_after_an_error(browser, base_url:
         )
         page.click("#import-submit")
         expect(page.locator("#import-error-3")).to_contain_text(
-            "Unknown platform 'cisco_iosxe'. Did you mean 'cisco_xe'? Valid: cisco_ios, cisco_xe"
+            "Unknown platform 'cisco_iosxe'. Did you mean 'cisco_xe'? Valid: alcatel_aos,"
         )
         expect(page.locator("#import-error-4")).to_contain_text("Unknown platform 'toaster'")
         expect(page.locator("#form-error")).to_contain_text("Nothing was imported: 2 bad row(s)")
